@@ -1,0 +1,96 @@
+"""Statistics on outcomes: Kaplan-Meier curves, medians, landmark survival, and the per-arm summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from sim.config import DAYS_PER_MONTH
+from sim.kernels import layout as L
+
+LANDMARK_MONTHS = (6, 12, 20, 24)
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """Product-limit estimate (Kaplan EL, Meier P. J Am Stat Assoc 1958;53:457-481).
+
+    ``time`` are the distinct event times, ``survival`` the estimate just after each, ``at_risk`` and
+    ``events`` the counts there.
+    """
+
+    time: np.ndarray
+    survival: np.ndarray
+    at_risk: np.ndarray
+    events: np.ndarray
+
+    def at(self, t: float | np.ndarray) -> np.ndarray:
+        """S(t): right-continuous step function, 1 before the first event."""
+        idx = np.searchsorted(self.time, t, side="right")
+        return np.where(idx == 0, 1.0, self.survival[np.maximum(idx - 1, 0)])
+
+    def median(self) -> float | None:
+        """Smallest time with S(t) <= 0.5; ``None`` when the curve never reaches 0.5."""
+        below = np.nonzero(self.survival <= 0.5)[0]
+        return float(self.time[below[0]]) if below.size else None
+
+
+def kaplan_meier(time: np.ndarray, event: np.ndarray) -> KaplanMeier:
+    """Kaplan-Meier estimator; censored times tied with events are at risk at that time."""
+    time = np.asarray(time, dtype=np.float64)
+    event = np.asarray(event).astype(bool)
+    order = np.argsort(time, kind="stable")
+    t_sorted, e_sorted = time[order], event[order]
+    uniq, first = np.unique(t_sorted, return_index=True)
+    at_risk = len(time) - first
+    events = np.add.reduceat(e_sorted.astype(np.int64), first) if len(time) else np.zeros(0, np.int64)
+    keep = events > 0
+    uniq, at_risk, events = uniq[keep], at_risk[keep], events[keep]
+    survival = np.cumprod(1.0 - events / at_risk)
+    return KaplanMeier(uniq, survival, at_risk, events)
+
+
+def _months(days: float | None) -> float | None:
+    return None if days is None else round(days / DAYS_PER_MONTH, 3)
+
+
+def _median(x: np.ndarray) -> float:
+    return round(float(np.median(x)), 4)
+
+
+def arm_summary(ds: xr.Dataset, arm: str) -> dict:
+    """Efficacy, exposure and dosimetry summary of one arm (keys stable across versions)."""
+    a = ds.sel(arm=arm)
+    pfs = kaplan_meier(a.pfs_time_days.values, a.pfs_event.values)
+    os_ = kaplan_meier(a.os_time_days.values, a.os_event.values)
+    best = a.best_response.values
+    cycles = a.cycles_given.values
+    return {
+        "label": str(a.arm_label.values),
+        "n_patients": int(a.sizes["patient"]),
+        "median_pfs_months": _months(pfs.median()),
+        "median_os_months": _months(os_.median()),
+        "pfs_at_months": {str(m): round(float(pfs.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
+        "os_at_months": {str(m): round(float(os_.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
+        "objective_response_rate": round(float(np.mean((best == L.RESPONSE_CR) | (best == L.RESPONSE_PR))), 4),
+        "cycles_median": float(np.median(cycles)),
+        "cycles_mean": round(float(np.mean(cycles)), 4),
+        "cumulative_activity_gbq_median": _median(a.activity_gbq.sum("cycle").values),
+        "kidney_dose_gy_median": _median(a.kidney_dose_gy.sum("cycle").values),
+        "kidney_bed_gy_median": _median(a.kidney_bed_gy.sum("cycle").values),
+        "marrow_dose_gy_median": _median(a.marrow_dose_gy.sum("cycle").values),
+        "tumour_dose_gy_median": _median(a.tumour_dose_gy.sum("cycle").values),
+    }
+
+
+def summary(ds: xr.Dataset) -> dict:
+    """The run summary written beside the HDF5 file (``OUT.summary.json``)."""
+    return {
+        "scenario": ds.attrs["scenario"],
+        "seed": int(ds.attrs["seed"]),
+        "n_patients": int(ds.sizes["patient"]),
+        "rptsim_version": ds.attrs["rptsim_version"],
+        "arms": {str(arm): arm_summary(ds, str(arm)) for arm in ds.arm.values},
+    }

@@ -1,0 +1,430 @@
+"""Scenario configuration: pydantic models, TOML loading, dotted-path overrides and clear errors.
+
+Units are in the field names (``_gbq``, ``_gy``, ``_h``, ``_days``, ``_weeks``, ``_months``). Every
+model forbids unknown keys and non-finite numbers. The numbers themselves, with their sources, live
+in ``configs/*.toml``; the defaults here are only the ones that are conventions (RECIST thresholds,
+month length) or that a scenario rarely changes, and they cite their source in ``description``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DAYS_PER_WEEK = 7.0
+DAYS_PER_MONTH = 365.25 / 12.0
+DAYS_PER_YEAR = 365.25
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user: file, field path, value, allowed range."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Trial
+
+
+class ImagingPhase(Strict):
+    """Tumour imaging every ``every_weeks`` until ``until_week`` (open-ended when omitted)."""
+
+    every_weeks: PositiveFloat
+    until_week: PositiveFloat | None = None
+
+
+class Trial(Strict):
+    name: str = Field(min_length=1, description="Scenario name shown in summaries and file attributes.")
+    patients: int = Field(ge=1, le=100_000_000, description="Virtual patients; every arm treats the same ones.")
+    seed: int = Field(ge=0, le=2**63 - 1, description="Seed of all random streams.")
+    accrual_months: NonNegFloat = Field(description="Uniform accrual period; entry time ~ U(0, accrual).")
+    follow_up_months: PositiveFloat = Field(description="Follow-up after the last patient enters (data cut-off).")
+    dropout_per_year: NonNegFloat = Field(0.0, description="Exponential loss-to-follow-up rate (censoring).")
+    imaging: list[ImagingPhase] = Field(min_length=1, description="Tumour assessment schedule from day 0.")
+
+    @field_validator("imaging")
+    @classmethod
+    def _phases_ordered(cls, phases: list[ImagingPhase]) -> list[ImagingPhase]:
+        ends = [p.until_week for p in phases]
+        if any(e is None for e in ends[:-1]):
+            raise ValueError("only the last imaging phase may omit until_week")
+        finite = [e for e in ends if e is not None]
+        if finite != sorted(finite) or len(set(finite)) != len(finite):
+            raise ValueError(f"imaging until_week values must increase, got {finite}")
+        return phases
+
+
+# --------------------------------------------------------------------------------------------------
+# Cohort
+
+
+class Bounded(Strict):
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Bounded:
+        if self.low is not None and self.high is not None and not self.low < self.high:
+            raise ValueError(f"low = {self.low} must be < high = {self.high}")
+        return self
+
+
+class Normal(Bounded):
+    """Normal marginal, truncated to [low, high] by inverse-CDF sampling."""
+
+    dist: Literal["normal"]
+    mean: float
+    sd: NonNegFloat
+
+
+class LogNormal(Bounded):
+    """Log-normal marginal: median and sigma of log, truncated to [low, high]."""
+
+    dist: Literal["lognormal"]
+    median: PositiveFloat
+    sigma_ln: NonNegFloat
+
+
+class Bernoulli(Strict):
+    dist: Literal["bernoulli"]
+    p: Probability
+
+
+class Beta(Strict):
+    """Beta marginal given by mean and sd (method of moments)."""
+
+    dist: Literal["beta"]
+    mean: Annotated[float, Field(gt=0, lt=1)]
+    sd: PositiveFloat
+
+    @model_validator(mode="after")
+    def _feasible(self) -> Beta:
+        limit = math.sqrt(self.mean * (1 - self.mean))
+        if self.sd >= limit:
+            raise ValueError(f"sd = {self.sd} must be < sqrt(mean*(1-mean)) = {limit:.4g}")
+        return self
+
+
+Marginal = Annotated[Normal | LogNormal | Bernoulli | Beta, Field(discriminator="dist")]
+
+class Covariates(Strict):
+    """Marginal distribution of each patient covariate (linked by a Gaussian copula)."""
+
+    age_years: Marginal
+    egfr_ml_min: Marginal
+    hypertension: Marginal
+    diabetes: Marginal
+    platelets_1e9_per_l: Marginal
+    prior_chemotherapy: Marginal
+    bone_metastases: Marginal
+    tumour_volume_ml: Marginal
+    stroma_fraction: Marginal
+    receptor_expression: Marginal
+    doubling_time_months: Marginal
+    new_lesion_rate_per_month: Marginal
+    receptor_negative_fraction: Marginal
+    tumour_alpha_per_gy: Marginal
+
+
+COVARIATE_NAMES: tuple[str, ...] = tuple(Covariates.model_fields)
+
+
+class Correlation(Strict):
+    """Correlation of the latent normals of two covariates (Gaussian copula)."""
+
+    a: str
+    b: str
+    rho: Annotated[float, Field(gt=-1, lt=1)]
+
+    @model_validator(mode="after")
+    def _known(self) -> Correlation:
+        for name in (self.a, self.b):
+            if name not in COVARIATE_NAMES:
+                raise ValueError(f"unknown covariate {name!r} (allowed: {', '.join(COVARIATE_NAMES)})")
+        if self.a == self.b:
+            raise ValueError(f"a covariate cannot be correlated with itself ({self.a!r})")
+        return self
+
+
+class Cohort(Strict):
+    covariates: Covariates
+    correlations: list[Correlation] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _positive_definite(self) -> Cohort:
+        import numpy as np
+
+        seen = set()
+        for c in self.correlations:
+            pair = frozenset((c.a, c.b))
+            if pair in seen:
+                raise ValueError(f"correlation {c.a}-{c.b} given twice")
+            seen.add(pair)
+        if np.linalg.eigvalsh(self.correlation_matrix()).min() <= 1e-10:
+            raise ValueError("the correlation matrix is not positive definite; reduce some |rho|")
+        return self
+
+    def correlation_matrix(self):  # noqa: ANN201 - numpy array
+        import numpy as np
+
+        r = np.eye(len(COVARIATE_NAMES))
+        for c in self.correlations:
+            i, j = COVARIATE_NAMES.index(c.a), COVARIATE_NAMES.index(c.b)
+            r[i, j] = r[j, i] = c.rho
+        return r
+
+
+# --------------------------------------------------------------------------------------------------
+# Dosimetry (per agent) and radiobiology
+
+
+class OrganDosimetry(Strict):
+    """Absorbed dose per activity = median x inter-patient lognormal x cycle-to-cycle lognormal."""
+
+    gy_per_gbq_median: PositiveFloat
+    inter_patient_sigma_ln: NonNegFloat
+    intra_patient_cv: NonNegFloat = Field(description="Cycle-to-cycle variation of Gy/GBq (CV).")
+    effective_half_life_h_median: PositiveFloat
+    effective_half_life_sigma_ln: NonNegFloat = 0.0
+    measurement_cv: NonNegFloat = Field(description="Error of the measured dose (CV of true x lognormal).")
+
+
+class KidneyDosimetry(OrganDosimetry):
+    risk_factor_multiplier: Annotated[float, Field(ge=1)] = Field(
+        description="Gy/GBq multiplier with hypertension or diabetes.")
+    egfr_exponent: NonNegFloat = Field(description="Gy/GBq x (eGFR/90)^-exponent: lower function, higher dose.")
+
+
+class MarrowDosimetry(OrganDosimetry):
+    bone_metastases_multiplier: Annotated[float, Field(ge=1)]
+
+
+class TumourDosimetry(OrganDosimetry):
+    dose_decline_per_cycle: Annotated[float, Field(ge=0, lt=1)] = Field(
+        description="Fractional fall of tumour Gy/GBq per cycle as the lesion responds.")
+
+
+class Agent(Strict):
+    """Dosimetry of one radiopharmaceutical."""
+
+    label: str
+    kidney: KidneyDosimetry
+    marrow: MarrowDosimetry
+    tumour: TumourDosimetry
+    sink_exponent: NonNegFloat = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
+    sink_reference_volume_ml: PositiveFloat
+
+
+class Tissue(Strict):
+    alpha_beta_gy: PositiveFloat
+    repair_half_time_h: PositiveFloat
+
+
+class Radiobiology(Strict):
+    kidney: Tissue
+    marrow: Tissue
+    tumour: Tissue
+
+
+class Tumour(Strict):
+    """Tumour kinetics not carried by covariates."""
+
+    dead_cell_clearance_half_life_days: PositiveFloat
+    new_lesion_burden_exponent: NonNegFloat = Field(
+        description="New-lesion hazard x (viable burden / baseline)^exponent; 0 = independent of burden.")
+    response_confirmation: bool = Field(
+        False, description="CR/PR must be confirmed at the next scan (RECIST 1.1, Eisenhauer 2009).")
+
+
+class NaturalHistory(Strict):
+    background_hazard_at_65_per_year: PositiveFloat = Field(
+        description="Gompertz background mortality at age 65.")
+    background_hazard_log_slope_per_year: NonNegFloat = Field(
+        description="Gompertz slope: hazard x exp(slope x (age - 65)).")
+    pre_progression_death_per_month: NonNegFloat
+    post_progression_death_per_month: PositiveFloat = Field(
+        description="Median patient's hazard of death after progression.")
+    post_progression_growth_exponent: NonNegFloat = Field(
+        description="Post-progression hazard x (growth rate / cohort median growth rate)^exponent.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Arms
+
+
+class ArmBase(Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
+    label: str = ""
+
+
+class FixedArm(ArmBase):
+    """Fixed activity per cycle at a fixed interval; stops at progression."""
+
+    regimen: Literal["fixed"]
+    agent: str
+    activity_gbq: PositiveFloat | list[PositiveFloat]
+    cycles: int = Field(ge=1, le=50)
+    interval_weeks: PositiveFloat
+    continue_after_cycle: int | None = Field(
+        None, ge=1, description="Cycles after this one are given only while the tumour is smaller than at "
+        "baseline (VISION: 4 cycles, then 2 more with evidence of response).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FixedArm:
+        if isinstance(self.activity_gbq, list) and len(self.activity_gbq) != self.cycles:
+            raise ValueError(f"activity_gbq lists {len(self.activity_gbq)} activities but cycles = {self.cycles}")
+        if self.continue_after_cycle is not None and self.continue_after_cycle >= self.cycles:
+            raise ValueError(f"continue_after_cycle = {self.continue_after_cycle} must be < cycles = {self.cycles}")
+        return self
+
+    def activities(self) -> list[float]:
+        a = self.activity_gbq
+        return list(a) if isinstance(a, list) else [a] * self.cycles
+
+
+class ControlArm(ArmBase):
+    """No radiopharmaceutical (standard of care as encoded in the natural history)."""
+
+    regimen: Literal["control"]
+
+
+Arm = Annotated[FixedArm | ControlArm, Field(discriminator="regimen")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Root
+
+
+class Config(Strict):
+    trial: Trial
+    cohort: Cohort
+    agents: dict[str, Agent] = Field(default_factory=dict)
+    radiobiology: Radiobiology
+    tumour: Tumour
+    natural_history: NaturalHistory
+    arms: list[Arm] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _arms_consistent(self) -> Config:
+        names = [a.name for a in self.arms]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"arm names must be unique, repeated: {sorted(dup)}")
+        for arm in self.arms:
+            agent = getattr(arm, "agent", None)
+            if agent is not None and agent not in self.agents:
+                raise ValueError(f"arm {arm.name!r} uses agent {agent!r}, not defined under [agents] "
+                                 f"(defined: {sorted(self.agents) or 'none'})")
+        return self
+
+    def arm(self, name: str) -> FixedArm | ControlArm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _describe_error(err: dict[str, Any], data: dict) -> str:
+    path = ".".join(_loc_part(p, data, err["loc"][:i]) for i, p in enumerate(err["loc"]))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    shown = "" if err["type"] in ("missing", "extra_forbidden") else f" = {err.get('input')!r}"
+    return f"{path or '<root>'}{shown}: {msg}"
+
+
+def _loc_part(part: Any, data: Any, prefix: tuple) -> str:
+    """Name list items by their ``name`` key (``arms.lu177``) where they have one."""
+    node = data
+    for p in prefix:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            node = None
+            break
+    if isinstance(part, int) and isinstance(node, list) and part < len(node):
+        item = node[part]
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            return item["name"]
+    return str(part)
+
+
+def _is_discriminator_tag(loc: tuple) -> bool:
+    return any(isinstance(p, str) and p in ("fixed", "control", "normal", "lognormal", "bernoulli", "beta")
+               for p in loc)
+
+
+def validate(data: dict, source: str = "<config>") -> Config:
+    """Validate a config mapping; raise ConfigError listing every problem."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            err = dict(err)
+            err["loc"] = tuple(p for p in err["loc"] if not _is_discriminator_tag((p,)))
+            lines.append(_describe_error(err, data))
+        raise ConfigError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
+
+
+def set_dotted(data: dict, path: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts; list items (arms) are addressed by their ``name``."""
+    parts = path.split(".")
+    node: Any = data
+    for depth, key in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, key, ".".join(parts[: depth + 1]))
+        else:
+            node = node.setdefault(key, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        raise ConfigError(f"override {path}: cannot replace a whole list item")
+    node[last] = value
+
+
+def _list_item(items: list, key: str, where: str) -> dict:
+    for item in items:
+        if isinstance(item, dict) and item.get("name") == key:
+            return item
+    names = [i.get("name") for i in items if isinstance(i, dict)]
+    raise ConfigError(f"override {where}: no item named {key!r} (have: {names})")
+
+
+def read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, override (dotted paths) and validate a TOML config."""
+    data = read_toml(path)
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
+    return validate(data, str(path))

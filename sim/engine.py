@@ -1,0 +1,122 @@
+"""Run one scenario: config -> cohort -> kernel (per arm, in patient chunks) -> Outcomes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim import cohort as cohort_mod
+from sim import regimens
+from sim.config import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR, Config
+from sim.kernels import layout as L
+from sim.kernels.patient import simulate_arm
+
+DEFAULT_CHUNK = 200_000
+
+
+@dataclass
+class ArmResult:
+    per_cycle: np.ndarray  # (N_CYCLE_VARS, n, K)
+    per_patient: np.ndarray  # (N_PATIENT_VARS, n)
+
+
+@dataclass
+class RunResult:
+    config: Config
+    cohort: cohort_mod.Cohort
+    arms: dict[str, ArmResult]
+    max_cycles: int
+
+
+def sigma_ln(cv: float) -> float:
+    """Sigma of log of a log-normal with coefficient of variation ``cv``."""
+    return math.sqrt(math.log1p(cv * cv))
+
+
+def model_vector(cfg: Config, agent_name: str | None) -> np.ndarray:
+    """The kernel's model-parameter vector (``layout`` entries) for one arm."""
+    m = np.zeros(L.N_MODEL)
+    rb, tu, nh = cfg.radiobiology, cfg.tumour, cfg.natural_history
+    m[L.KIDNEY_ALPHA_BETA_GY], m[L.KIDNEY_REPAIR_H] = rb.kidney.alpha_beta_gy, rb.kidney.repair_half_time_h
+    m[L.MARROW_ALPHA_BETA_GY], m[L.MARROW_REPAIR_H] = rb.marrow.alpha_beta_gy, rb.marrow.repair_half_time_h
+    m[L.TUMOUR_ALPHA_BETA_GY], m[L.TUMOUR_REPAIR_H] = rb.tumour.alpha_beta_gy, rb.tumour.repair_half_time_h
+    if agent_name is not None:
+        ag = cfg.agents[agent_name]
+        m[L.KIDNEY_INTRA_SIGMA] = sigma_ln(ag.kidney.intra_patient_cv)
+        m[L.MARROW_INTRA_SIGMA] = sigma_ln(ag.marrow.intra_patient_cv)
+        m[L.TUMOUR_INTRA_SIGMA] = sigma_ln(ag.tumour.intra_patient_cv)
+        m[L.KIDNEY_MEAS_SIGMA] = sigma_ln(ag.kidney.measurement_cv)
+        m[L.MARROW_MEAS_SIGMA] = sigma_ln(ag.marrow.measurement_cv)
+        m[L.TUMOUR_MEAS_SIGMA] = sigma_ln(ag.tumour.measurement_cv)
+        m[L.TUMOUR_DOSE_DECLINE] = ag.tumour.dose_decline_per_cycle
+    m[L.DEAD_CLEARANCE_PER_DAY] = math.log(2.0) / tu.dead_cell_clearance_half_life_days
+    m[L.NEW_LESION_EXPONENT] = tu.new_lesion_burden_exponent
+    m[L.CONFIRM_RESPONSE] = float(tu.response_confirmation)
+    m[L.BACKGROUND_HAZARD_65_PER_YEAR] = nh.background_hazard_at_65_per_year
+    m[L.BACKGROUND_SLOPE_PER_YEAR] = nh.background_hazard_log_slope_per_year
+    m[L.PRE_PROGRESSION_DEATH_PER_DAY] = nh.pre_progression_death_per_month / DAYS_PER_MONTH
+    m[L.DROPOUT_PER_DAY] = cfg.trial.dropout_per_year / DAYS_PER_YEAR
+    return m
+
+
+def scan_days(cfg: Config) -> np.ndarray:
+    """Tumour-assessment days (> 0) from the imaging phases, up to the longest possible follow-up."""
+    horizon = (cfg.trial.accrual_months + cfg.trial.follow_up_months) * DAYS_PER_MONTH
+    days: list[float] = []
+    start = 0.0
+    for phase in cfg.trial.imaging:
+        end = min(horizon, phase.until_week * DAYS_PER_WEEK) if phase.until_week is not None else horizon
+        step = phase.every_weeks * DAYS_PER_WEEK
+        m = 1
+        while start + m * step <= end + 1e-9:
+            days.append(start + m * step)
+            m += 1
+        start = days[-1] if days else start
+        if start >= horizon:
+            break
+    return np.asarray(days, dtype=np.float64)
+
+
+def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK,
+        progress: Callable[[int], None] | None = None) -> RunResult:
+    """Simulate every arm of ``cfg`` on the same patients; ``progress(n)`` is called per finished chunk-arm."""
+    n = cfg.trial.patients
+    plans = {arm.name: regimens.encode(arm) for arm in cfg.arms}
+    k_max = max(1, *(plan.n_cycles for plan in plans.values()))
+    scans = scan_days(cfg)
+    seed = np.int64(cfg.trial.seed)
+    models = {arm.name: model_vector(cfg, plans[arm.name].agent) for arm in cfg.arms}
+    arms = {name: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
+            for name in plans}
+    cohorts = []
+    for start in range(0, n, chunk_size):
+        ids = np.arange(start, min(n, start + chunk_size), dtype=np.int64)
+        chunk = cohort_mod.draw(cfg, ids)
+        cohorts.append(chunk)
+        for name, plan in plans.items():
+            agent = cfg.agents[plan.agent] if plan.agent is not None else None
+            patients = cohort_mod.kernel_patients(cfg, chunk, agent)
+            per_cycle = np.empty((L.N_CYCLE_VARS, len(ids), k_max))
+            per_patient = np.empty((L.N_PATIENT_VARS, len(ids)))
+            simulate_arm(patients, ids, seed, models[name], plan.activities, plan.n_cycles, plan.interval_days,
+                         plan.continue_after, scans, per_cycle, per_patient)
+            arms[name].per_cycle[:, ids[0]:ids[-1] + 1] = per_cycle
+            arms[name].per_patient[:, ids[0]:ids[-1] + 1] = per_patient
+            if progress is not None:
+                progress(len(ids))
+    return RunResult(cfg, _concat(cohorts), arms, k_max)
+
+
+def _concat(chunks: list[cohort_mod.Cohort]) -> cohort_mod.Cohort:
+    if len(chunks) == 1:
+        return chunks[0]
+    return cohort_mod.Cohort(
+        np.concatenate([c.patient_ids for c in chunks]),
+        {k: np.concatenate([c.covariates[k] for c in chunks]) for k in chunks[0].covariates},
+        np.concatenate([c.entry_day for c in chunks]),
+        np.concatenate([c.admin_censor_day for c in chunks]),
+        np.concatenate([c.effects for c in chunks]),
+    )

@@ -1,0 +1,1 @@
+"""numba core: one module per physiology, and ``patient.py`` which runs them patient by patient."""

@@ -1,0 +1,43 @@
+"""What users see: the terminal summary table (figures come with the trial-statistics work)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value, digits: int = 1, suffix: str = "") -> str:  # noqa: ANN001
+    if value is None:
+        return "not reached"
+    return f"{value:.{digits}f}{suffix}"
+
+
+ROWS = [
+    ("Median PFS (months)", lambda a: _fmt(a["median_pfs_months"])),
+    ("PFS at 12 / 20 months", lambda a: f"{a['pfs_at_months']['12']:.0%} / {a['pfs_at_months']['20']:.0%}"),
+    ("Median OS (months)", lambda a: _fmt(a["median_os_months"])),
+    ("OS at 12 / 24 months", lambda a: f"{a['os_at_months']['12']:.0%} / {a['os_at_months']['24']:.0%}"),
+    ("Objective response rate", lambda a: f"{a['objective_response_rate']:.1%}"),
+    ("Cycles, median (mean)", lambda a: f"{a['cycles_median']:g} ({a['cycles_mean']:.2f})"),
+    ("Cumulative activity, median (GBq)", lambda a: _fmt(a["cumulative_activity_gbq_median"])),
+    ("Kidney dose / BED, median (Gy)",
+     lambda a: f"{a['kidney_dose_gy_median']:.1f} / {a['kidney_bed_gy_median']:.1f}"),
+    ("Marrow dose, median (Gy)", lambda a: _fmt(a["marrow_dose_gy_median"], 2)),
+    ("Tumour dose, median (Gy)", lambda a: _fmt(a["tumour_dose_gy_median"], 0)),
+]
+
+
+def summary_table(summary: dict) -> Table:
+    """One column per arm, one row per endpoint."""
+    table = Table(title=f"{summary['scenario']}: {summary['n_patients']} virtual patients per arm, "
+                        f"seed {summary['seed']}", title_justify="left")
+    table.add_column("")
+    for name, arm in summary["arms"].items():
+        table.add_column(arm["label"] or name, justify="right")
+    for label, cell in ROWS:
+        table.add_row(label, *(cell(arm) for arm in summary["arms"].values()))
+    return table
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    (console or Console()).print(summary_table(summary))
