@@ -1,4 +1,4 @@
-"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` sections 1, 3).
+"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` 1 and 3).
 
 Used as the test oracle of ``sim/kernels/patient.py`` and as the benchmark baseline. It is written from the
 specification only: the random streams are re-implemented in vectorised ``uint64`` NumPy (SplitMix64,
@@ -10,6 +10,7 @@ with per-patient state arrays and boolean masks.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import ndtri
@@ -65,7 +66,10 @@ def stream_keys_np(seed: int, patient_ids: np.ndarray, stream: int) -> np.ndarra
 
 
 def uniforms_np(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int, count: int) -> np.ndarray:
-    """Uniforms ``[patient, j]`` in (0, 1) at counters ``first_ctr + j``: ``((mix64(key+(c+1)PHI) >> 11)+0.5) 2^-53``."""
+    """Uniforms ``[patient, j]`` in (0, 1) at counter ``c = first_ctr + j``.
+
+    ``((mix64(key + (c+1) PHI) >> 11) + 0.5) 2^-53``.
+    """
     keys = stream_keys_np(seed, patient_ids, stream)[:, None]
     ctr = np.arange(first_ctr, first_ctr + count, dtype=_U64)[None, :]
     with np.errstate(over="ignore"):
@@ -78,7 +82,8 @@ def normals_np(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int, 
     return ndtri(uniforms_np(seed, patient_ids, stream, first_ctr, count))
 
 
-def exponentials_np(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int, count: int) -> np.ndarray:
+def exponentials_np(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int,
+                    count: int) -> np.ndarray:
     """Standard exponentials ``-log(uniform)``."""
     return -np.log(uniforms_np(seed, patient_ids, stream, first_ctr, count))
 
@@ -140,13 +145,41 @@ def _new_lesion_increment(h_nl, viable, viable0, kappa: float, g, dt):
     return h_nl * ratio**kappa * factor
 
 
+class _Organ(NamedTuple):
+    """One organ's columns in ``patients``, ``model`` and ``per_cycle``, and its stream-2 slots."""
+
+    gy_per_gbq: int
+    teff_h: int
+    alpha_beta: int
+    repair_h: int
+    intra_sigma: int
+    meas_sigma: int
+    slot: int
+    slot_meas: int
+    c_dose: int
+    c_measured: int
+    c_bed: int
+    declines: bool  # (1 - decline)^k applies (tumour only)
+
+
+_ORGANS = tuple(
+    _Organ(getattr(L, f"{o}_GY_PER_GBQ"), getattr(L, f"{o}_TEFF_H"), getattr(L, f"{o}_ALPHA_BETA_GY"),
+           getattr(L, f"{o}_REPAIR_H"), getattr(L, f"{o}_INTRA_SIGMA"), getattr(L, f"{o}_MEAS_SIGMA"),
+           slot, slot_meas, getattr(L, f"C_{o}_DOSE_GY"), getattr(L, f"C_{o}_DOSE_MEASURED_GY"),
+           getattr(L, f"C_{o}_BED_GY"), o == "TUMOUR")
+    for o, slot, slot_meas in (("KIDNEY", SLOT_KIDNEY, SLOT_KIDNEY_MEAS),
+                               ("MARROW", SLOT_MARROW, SLOT_MARROW_MEAS),
+                               ("TUMOUR", SLOT_TUMOUR, SLOT_TUMOUR_MEAS))
+)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The per-patient model, vectorised over patients.
 # --------------------------------------------------------------------------------------------------------
 def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: int, model: np.ndarray,
                            activities: np.ndarray, n_cycles: int, interval_days: float, continue_after: int,
                            scan_days: np.ndarray, max_cycles: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate one arm for ``n`` patients; returns ``(per_cycle[N_CYCLE_VARS, n, K], per_patient[N_PATIENT_VARS, n])``.
+    """Simulate one arm; returns ``per_cycle[N_CYCLE_VARS, n, K]`` and ``per_patient[N_PATIENT_VARS, n]``.
 
     Model and column meanings: ``docs/model.md`` section 3 and ``sim/kernels/layout.py``. Cycle ``k`` is due
     at ``k * interval_days`` with activity ``activities[k]`` (``n_cycles = 0``: control arm);
@@ -226,7 +259,8 @@ def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: 
 
     def advance(idx: np.ndarray, t: float) -> None:
         dt = t - t_state[idx]
-        hazard_nl[idx] += _new_lesion_increment(h_nl[idx], p_vol[idx] + n_vol[idx], w0[idx], kappa, g[idx], dt)
+        viable = p_vol[idx] + n_vol[idx]
+        hazard_nl[idx] += _new_lesion_increment(h_nl[idx], viable, w0[idx], kappa, g[idx], dt)
         grow = np.exp(g[idx] * dt)
         p_vol[idx] *= grow
         n_vol[idx] *= grow
@@ -253,13 +287,14 @@ def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: 
             pi = idx[prog]
             progressed[pi] = True
             t_prog[pi] = day
-            prog_type[pi] = (L.PROGRESSION_TARGET * target[prog] + L.PROGRESSION_NEW_LESION * new_lesion[prog])
+            prog_type[pi] = L.PROGRESSION_TARGET * target[prog] + L.PROGRESSION_NEW_LESION * new_lesion[prog]
             best[pi] = np.where(n_evaluated[pi] == 0, float(L.RESPONSE_PD), best[pi])
             active[pi] = False
 
             ei, v = idx[~prog], vol[~prog]
-            level = np.where(v <= L.CR_VOLUME_RATIO * v0[ei], float(L.RESPONSE_CR),
-                             np.where(v <= L.PR_VOLUME_RATIO * v0[ei], float(L.RESPONSE_PR), float(L.RESPONSE_SD)))
+            level = np.full(v.shape, float(L.RESPONSE_SD))
+            level[v <= L.PR_VOLUME_RATIO * v0[ei]] = L.RESPONSE_PR
+            level[v <= L.CR_VOLUME_RATIO * v0[ei]] = L.RESPONSE_CR
             counted = np.maximum(level, prev_level[ei]) if confirm else level
             best[ei] = np.minimum(best[ei], counted)
             prev_level[ei] = level
@@ -282,29 +317,17 @@ def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: 
             advance(idx, day)
             z = normals_np(seed, patient_ids[idx], STREAM_CYCLE, CYCLE_SLOTS * k, CYCLE_SLOTS)
             a_k = activities[k]
-            kid = a_k * patients[idx, L.KIDNEY_GY_PER_GBQ] * np.exp(model[L.KIDNEY_INTRA_SIGMA] * z[:, SLOT_KIDNEY])
-            mar = a_k * patients[idx, L.MARROW_GY_PER_GBQ] * np.exp(model[L.MARROW_INTRA_SIGMA] * z[:, SLOT_MARROW])
-            tum = (a_k * patients[idx, L.TUMOUR_GY_PER_GBQ] * (1.0 - decline) ** k
-                   * np.exp(model[L.TUMOUR_INTRA_SIGMA] * z[:, SLOT_TUMOUR]))
-            bed_tum = bed_gy(tum, patients[idx, L.TUMOUR_TEFF_H], model[L.TUMOUR_REPAIR_H],
-                             model[L.TUMOUR_ALPHA_BETA_GY])
-
             per_cycle[L.C_TIME_DAYS, idx, k] = day
             per_cycle[L.C_ACTIVITY_GBQ, idx, k] = a_k
-            per_cycle[L.C_KIDNEY_DOSE_GY, idx, k] = kid
-            per_cycle[L.C_KIDNEY_DOSE_MEASURED_GY, idx, k] = kid * np.exp(
-                model[L.KIDNEY_MEAS_SIGMA] * z[:, SLOT_KIDNEY_MEAS])
-            per_cycle[L.C_KIDNEY_BED_GY, idx, k] = bed_gy(kid, patients[idx, L.KIDNEY_TEFF_H],
-                                                          model[L.KIDNEY_REPAIR_H], model[L.KIDNEY_ALPHA_BETA_GY])
-            per_cycle[L.C_MARROW_DOSE_GY, idx, k] = mar
-            per_cycle[L.C_MARROW_DOSE_MEASURED_GY, idx, k] = mar * np.exp(
-                model[L.MARROW_MEAS_SIGMA] * z[:, SLOT_MARROW_MEAS])
-            per_cycle[L.C_MARROW_BED_GY, idx, k] = bed_gy(mar, patients[idx, L.MARROW_TEFF_H],
-                                                          model[L.MARROW_REPAIR_H], model[L.MARROW_ALPHA_BETA_GY])
-            per_cycle[L.C_TUMOUR_DOSE_GY, idx, k] = tum
-            per_cycle[L.C_TUMOUR_DOSE_MEASURED_GY, idx, k] = tum * np.exp(
-                model[L.TUMOUR_MEAS_SIGMA] * z[:, SLOT_TUMOUR_MEAS])
-            per_cycle[L.C_TUMOUR_BED_GY, idx, k] = bed_tum
+            for o in _ORGANS:
+                # D = A_k * Gy/GBq [* (1 - decline)^k for the tumour] * exp(sigma z_{8k+slot})
+                trend = (1.0 - decline) ** k if o.declines else 1.0
+                dose = a_k * patients[idx, o.gy_per_gbq] * trend * np.exp(model[o.intra_sigma] * z[:, o.slot])
+                per_cycle[o.c_dose, idx, k] = dose
+                per_cycle[o.c_measured, idx, k] = dose * np.exp(model[o.meas_sigma] * z[:, o.slot_meas])
+                per_cycle[o.c_bed, idx, k] = bed_gy(dose, patients[idx, o.teff_h], model[o.repair_h],
+                                                    model[o.alpha_beta])
+            bed_tum = per_cycle[L.C_TUMOUR_BED_GY, idx, k]
 
             killed = p_vol[idx] * -np.expm1(-alpha[idx] * bed_tum)  # P (1 - exp(-alpha BED))
             p_vol[idx] -= killed

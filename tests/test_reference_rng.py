@@ -15,8 +15,11 @@ SEEDS = [0, 1, 20240607, 2**63 + 12345, 2**64 - 1]
 IDS = np.array([0, 1, 2, 17, 999_999, 2**31 + 3, 2**40, 2**40 + 1, 2**53 + 7, 2**62 + 11], dtype=np.int64)
 
 
+STREAM_CASES = [(0, 0, 14), (0, 1000, 1), (1, 0, 6), (2, 0, 48), (2, 8 * 5, 8), (3, 0, 5)]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("stream,first_ctr,count", [(0, 0, 14), (0, 1000, 1), (1, 0, 6), (2, 0, 48), (3, 0, 5)])
+@pytest.mark.parametrize("stream,first_ctr,count", STREAM_CASES)
 def test_uniforms_match_rng_exactly(seed, stream, first_ctr, count):
     expected = rng.uniforms(seed, IDS, stream, first_ctr, count)
     got = uniforms_np(seed, IDS, stream, first_ctr, count)
@@ -25,7 +28,7 @@ def test_uniforms_match_rng_exactly(seed, stream, first_ctr, count):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("stream,first_ctr,count", [(0, 0, 14), (1, 0, 6), (2, 8 * 5, 48), (3, 0, 5)])
+@pytest.mark.parametrize("stream,first_ctr,count", STREAM_CASES)
 def test_normals_match_rng(seed, stream, first_ctr, count):
     expected = rng.normals(seed, IDS, stream, first_ctr, count)
     got = normals_np(seed, IDS, stream, first_ctr, count)
@@ -106,7 +109,8 @@ def test_one_cycle_bed_and_tumour_kill_by_hand():
     p = _patient(GROWTH_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=alpha)
     m = _model()
     scans = np.array([84.0])
-    per_cycle, per_patient = simulate_arm_reference(p, np.array([3]), 5, m, np.array([a]), 1, 56.0, 0, scans, 2)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([3]), 5, m, np.array([a]), 1, 56.0, 0, scans,
+                                                    2)
 
     d = a * 3.0
     lam, mu = math.log(2) / 90.0, math.log(2) / 1.5

@@ -1,0 +1,126 @@
+"""Config validation: every bad value is named with its field path, value and allowed range."""
+
+import math
+
+import pytest
+
+from sim import config
+from sim.config import ConfigError
+
+from .conftest import CONFIGS
+
+
+def data(name="netter1"):
+    return config.read_toml(CONFIGS / f"{name}.toml")
+
+
+def check(d, *fragments):
+    with pytest.raises(ConfigError) as err:
+        config.validate(d, "test.toml")
+    msg = str(err.value)
+    assert msg.startswith("test.toml: ")
+    for f in fragments:
+        assert f in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("name", ["netter1", "vision"])
+def test_shipped_configs_validate(name):
+    cfg = config.load(CONFIGS / f"{name}.toml")
+    assert cfg.trial.patients > 0 and len(cfg.arms) == 2
+
+
+def test_negative_patients():
+    d = data()
+    d["trial"]["patients"] = -5
+    check(d, "trial.patients = -5", "greater than or equal to 1")
+
+
+def test_unknown_key_is_an_error():
+    d = data()
+    d["trial"]["patiens"] = 10
+    check(d, "trial.patiens", "unknown key")
+
+
+def test_arm_errors_name_the_arm():
+    d = data()
+    d["arms"][0]["activity_gbq"] = 0.0
+    check(d, "arms.lu177_dotatate.activity_gbq", "greater than 0")
+    d = data()
+    d["arms"][0]["cycles"] = 0
+    check(d, "arms.lu177_dotatate.cycles = 0", "greater than or equal to 1")
+    d = data()
+    d["arms"][0]["interval_weeks"] = -8
+    check(d, "interval_weeks = -8")
+
+
+def test_non_finite_numbers_rejected():
+    d = data()
+    d["agents"]["dotatate"]["kidney"]["gy_per_gbq_median"] = math.nan
+    check(d, "agents.dotatate.kidney.gy_per_gbq_median", "finite")
+    d = data()
+    d["trial"]["follow_up_months"] = math.inf
+    check(d, "trial.follow_up_months", "finite")
+
+
+def test_probability_out_of_range():
+    d = data()
+    d["cohort"]["covariates"]["hypertension"]["p"] = 1.5
+    check(d, "cohort.covariates.hypertension.p = 1.5", "less than or equal to 1")
+
+
+def test_unknown_regimen_and_agent():
+    d = data()
+    d["arms"][0]["regimen"] = "magic"
+    check(d, "arms.lu177_dotatate", "'fixed'", "'control'")
+    d = data()
+    d["arms"][0]["agent"] = "dotatoc"
+    check(d, "uses agent 'dotatoc'", "defined: ['dotatate']")
+
+
+def test_empty_arm_list_and_duplicate_names():
+    d = data()
+    d["arms"] = []
+    check(d, "arms", "at least 1")
+    d = data()
+    d["arms"][1]["name"] = d["arms"][0]["name"]
+    check(d, "unique")
+
+
+def test_activity_list_must_match_cycles():
+    d = data()
+    d["arms"][0]["activity_gbq"] = [8.5, 8.0, 7.5]
+    check(d, "lists 3 activities but cycles = 4")
+
+
+def test_correlations_checked():
+    d = data()
+    d["cohort"]["correlations"].append({"a": "age_years", "b": "bogus", "rho": 0.2})
+    check(d, "unknown covariate 'bogus'")
+    d = data()
+    # age-eGFR -0.4 already; these make the matrix indefinite
+    d["cohort"]["correlations"] += [{"a": "age_years", "b": "diabetes", "rho": 0.95},
+                                    {"a": "egfr_ml_min", "b": "diabetes", "rho": 0.6}]
+    check(d, "not positive definite")
+
+
+def test_beta_sd_infeasible():
+    d = data()
+    d["cohort"]["covariates"]["stroma_fraction"] = {"dist": "beta", "mean": 0.5, "sd": 0.6}
+    check(d, "stroma_fraction", "must be < sqrt(mean*(1-mean))")
+
+
+def test_toml_syntax_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[trial\npatients = 3\n")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        config.load(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_overrides_by_dotted_path_and_arm_name():
+    cfg = config.load(CONFIGS / "netter1.toml", {"trial.patients": 7, "arms.lu177_dotatate.cycles": 2})
+    assert cfg.trial.patients == 7 and cfg.arm("lu177_dotatate").cycles == 2
+    with pytest.raises(ConfigError, match="no item named 'nope'"):
+        config.load(CONFIGS / "netter1.toml", {"arms.nope.cycles": 2})

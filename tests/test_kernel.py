@@ -1,0 +1,180 @@
+"""The numba kernel against the independent NumPy oracle, on hand-made patients, and across thread counts."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from sim import cohort as cohort_mod
+from sim import engine, regimens, rng
+from sim.kernels import layout as L
+from sim.kernels.patient import simulate_arm
+from sim.reference import simulate_arm_reference
+
+from .conftest import load_small
+
+DISCRETE_PATIENT_VARS = [L.P_CYCLES, L.P_PFS_EVENT, L.P_OS_EVENT, L.P_DEATH_CAUSE, L.P_BEST_RESPONSE,
+                         L.P_PROGRESSION_TYPE]
+
+
+def kernel_inputs(cfg, arm_name):
+    ids = np.arange(cfg.trial.patients, dtype=np.int64)
+    chunk = cohort_mod.draw(cfg, ids)
+    plan = regimens.encode(cfg.arm(arm_name))
+    agent = cfg.agents[plan.agent] if plan.agent else None
+    patients = cohort_mod.kernel_patients(cfg, chunk, agent)
+    k_max = max(1, *(regimens.encode(a).n_cycles for a in cfg.arms))
+    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, plan.agent), plan.activities, plan.n_cycles,
+            plan.interval_days, plan.continue_after, engine.scan_days(cfg)), k_max
+
+
+def run_kernel(args, k_max):
+    n = args[0].shape[0]
+    per_cycle, per_patient = np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n))
+    simulate_arm(*args[:2], np.int64(args[2]), *args[3:], per_cycle, per_patient)
+    return per_cycle, per_patient
+
+
+@pytest.mark.parametrize(("scenario", "arm", "overrides"), [
+    ("netter1", "lu177_dotatate", {}),
+    ("netter1", "control", {}),
+    ("netter1", "lu177_dotatate", {"tumour.response_confirmation": True, "trial.dropout_per_year": 0.3}),
+    ("vision", "lu177_psma617", {}),
+    ("vision", "soc", {}),
+])
+def test_kernel_matches_numpy_reference(scenario, arm, overrides):
+    cfg = load_small(scenario, patients=1500, **overrides)
+    args, k_max = kernel_inputs(cfg, arm)
+    cyc, pat = run_kernel(args, k_max)
+    ref_cyc, ref_pat = simulate_arm_reference(*args, k_max)
+    np.testing.assert_array_equal(pat[DISCRETE_PATIENT_VARS], ref_pat[DISCRETE_PATIENT_VARS])
+    np.testing.assert_allclose(pat, ref_pat, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(cyc, ref_cyc, rtol=1e-11, atol=0, equal_nan=True)
+    # the comparison is not vacuous: outcomes vary across patients
+    assert len(np.unique(pat[L.P_BEST_RESPONSE])) >= 2 and pat[L.P_PFS_EVENT].sum() > 100
+
+
+def test_results_do_not_depend_on_thread_count(netter1_small):
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        results.append(engine.run(netter1_small))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    a, b = results
+    for arm in a.arms:
+        np.testing.assert_array_equal(a.arms[arm].per_cycle, b.arms[arm].per_cycle)
+        np.testing.assert_array_equal(a.arms[arm].per_patient, b.arms[arm].per_patient)
+
+
+def test_chunked_run_equals_single_run(netter1_small, netter1_run):
+    chunked = engine.run(netter1_small, chunk_size=97)
+    for arm in chunked.arms:
+        np.testing.assert_array_equal(chunked.arms[arm].per_cycle, netter1_run.arms[arm].per_cycle)
+        np.testing.assert_array_equal(chunked.arms[arm].per_patient, netter1_run.arms[arm].per_patient)
+
+
+def test_common_random_numbers_across_arms(netter1_run):
+    """Patients who die of other causes before any treatment effect could matter die on the same day in both arms."""
+    lu, ctl = netter1_run.arms["lu177_dotatate"].per_patient, netter1_run.arms["control"].per_patient
+    both_other = (lu[L.P_DEATH_CAUSE] == L.CAUSE_OTHER) & (ctl[L.P_DEATH_CAUSE] == L.CAUSE_OTHER)
+    both_pre = both_other & (lu[L.P_PFS_DAYS] == lu[L.P_OS_DAYS]) & (ctl[L.P_PFS_DAYS] == ctl[L.P_OS_DAYS])
+    assert both_pre.sum() > 0
+    np.testing.assert_array_equal(lu[L.P_OS_DAYS][both_pre], ctl[L.P_OS_DAYS][both_pre])
+
+
+def hand_patient(**values) -> np.ndarray:
+    p = np.zeros((1, L.N_PATIENT))
+    base = dict(AGE_YEARS=60.0, TUMOUR_VOLUME_ML=100.0, STROMA_FRACTION=0.2, RECEPTOR_NEGATIVE_FRACTION=0.0,
+                GROWTH_PER_DAY=np.log(2) / 300.0, NEW_LESION_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=0.0,
+                ADMIN_CENSOR_DAY=3000.0, POST_PROGRESSION_DEATH_PER_DAY=1e-3, KIDNEY_GY_PER_GBQ=0.5,
+                KIDNEY_TEFF_H=55.0, MARROW_GY_PER_GBQ=0.03, MARROW_TEFF_H=40.0, TUMOUR_GY_PER_GBQ=4.0,
+                TUMOUR_TEFF_H=90.0)
+    base.update(values)
+    for name, v in base.items():
+        p[0, getattr(L, name)] = v
+    return p
+
+
+def hand_model(**values) -> np.ndarray:
+    m = np.zeros(L.N_MODEL)
+    base = dict(KIDNEY_ALPHA_BETA_GY=2.6, KIDNEY_REPAIR_H=2.8, MARROW_ALPHA_BETA_GY=10.0, MARROW_REPAIR_H=0.5,
+                TUMOUR_ALPHA_BETA_GY=10.0, TUMOUR_REPAIR_H=1.5, DEAD_CLEARANCE_PER_DAY=np.log(2) / 30,
+                BACKGROUND_HAZARD_65_PER_YEAR=1e-12)
+    base.update(values)
+    for name, v in base.items():
+        m[getattr(L, name)] = v
+    return m
+
+
+SCANS_Q12W = np.arange(84.0, 3000.0, 84.0)
+
+
+def run_one(patient, model, activities, n_cycles, interval_days=56.0, continue_after=0, scans=SCANS_Q12W, k_max=6):
+    cyc, pat = np.empty((L.N_CYCLE_VARS, 1, k_max)), np.empty((L.N_PATIENT_VARS, 1))
+    simulate_arm(patient, np.array([3], dtype=np.int64), np.int64(11), model, np.asarray(activities, float),
+                 n_cycles, interval_days, continue_after, scans, cyc, pat)
+    return cyc[:, 0], pat[:, 0]
+
+
+def test_untreated_growth_progresses_at_first_scan_past_threshold():
+    cyc, pat = run_one(hand_patient(), hand_model(), [0.0], 0)
+    # V(t) = 20 + 80 exp(g t) >= 1.728 * 100 first at t* = ln(152.8/80)/g
+    t_star = np.log((1.728 * 100 - 20) / 80) / (np.log(2) / 300.0)
+    expected = 84.0 * np.ceil(t_star / 84.0)
+    assert pat[L.P_PFS_DAYS] == expected and pat[L.P_PFS_EVENT] == 1
+    assert pat[L.P_PROGRESSION_TYPE] == L.PROGRESSION_TARGET
+    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_SD and pat[L.P_CYCLES] == 0
+    assert np.all(np.isnan(cyc[L.C_TIME_DAYS])) and np.all(cyc[1:] == 0)
+
+
+def test_fixed_regimen_doses_without_variability():
+    cyc, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
+    assert pat[L.P_CYCLES] == 4
+    np.testing.assert_allclose(cyc[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
+    np.testing.assert_allclose(cyc[L.C_ACTIVITY_GBQ, :4], 7.4)
+    np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_GY, :4], 3.7)
+    np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_MEASURED_GY, :4], 3.7)  # zero measurement error
+    g = 2.8 / (2.8 + 55.0)
+    np.testing.assert_allclose(cyc[L.C_KIDNEY_BED_GY, :4], 3.7 * (1 + g * 3.7 / 2.6))
+    assert np.all(cyc[L.C_ACTIVITY_GBQ, 4:] == 0)
+
+
+def test_radiosensitive_tumour_responds_and_new_lesions_progress():
+    p = hand_patient(TUMOUR_ALPHA_PER_GY=0.5, STROMA_FRACTION=0.05)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4)
+    assert pat[L.P_BEST_RESPONSE] in (L.RESPONSE_PR, L.RESPONSE_CR) and pat[L.P_NADIR_RATIO] < 0.343
+    # a very high new-lesion hazard gives progression at the first scan, and stops treatment there
+    cyc, pat = run_one(hand_patient(NEW_LESION_PER_DAY=1.0), hand_model(), [7.4] * 4, 4)
+    assert pat[L.P_PFS_DAYS] == 84.0 and pat[L.P_PROGRESSION_TYPE] == L.PROGRESSION_NEW_LESION
+    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_PD and pat[L.P_CYCLES] == 2  # days 0 and 56, not 112
+
+
+def test_continuation_rule_needs_shrinkage():
+    args = dict(activities=[7.4] * 6, n_cycles=6, interval_days=42.0, continue_after=4,
+                scans=np.arange(56.0, 3000.0, 56.0))
+    _, shrinking = run_one(hand_patient(TUMOUR_ALPHA_PER_GY=0.05), hand_model(), **args)
+    _, growing = run_one(hand_patient(GROWTH_PER_DAY=np.log(2) / 400.0), hand_model(), **args)
+    assert shrinking[L.P_CYCLES] == 6 and growing[L.P_CYCLES] == 4
+
+
+def test_death_before_first_scan_is_not_evaluable():
+    model = hand_model(PRE_PROGRESSION_DEATH_PER_DAY=1.0)  # dies within days
+    _, pat = run_one(hand_patient(), model, [7.4] * 4, 4)
+    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_NE and pat[L.P_PFS_EVENT] == 1 and pat[L.P_OS_EVENT] == 1
+    assert pat[L.P_PFS_DAYS] == pat[L.P_OS_DAYS] < 84 and pat[L.P_DEATH_CAUSE] == L.CAUSE_CANCER_BEFORE_PROGRESSION
+    assert pat[L.P_CYCLES] == 1
+
+
+def test_administrative_censoring():
+    _, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-7, ADMIN_CENSOR_DAY=400.0), hand_model(), [0.0], 0)
+    assert pat[L.P_OS_EVENT] == 0 and pat[L.P_OS_DAYS] == 400.0 and pat[L.P_DEATH_CAUSE] == L.CAUSE_ALIVE
+    assert pat[L.P_PFS_EVENT] == 0 and pat[L.P_PFS_DAYS] == 336.0  # censored at the last scan
+
+
+def test_stream_draws_are_per_patient():
+    ids = np.array([0, 5, 2**40], dtype=np.int64)
+    both = rng.uniforms(9, ids, rng.STREAM_EVENTS, 0, 3)
+    alone = np.vstack([rng.uniforms(9, ids[i:i + 1], rng.STREAM_EVENTS, 0, 3) for i in range(3)])
+    np.testing.assert_array_equal(both, alone)
+    assert len(np.unique(both)) == both.size

@@ -1,0 +1,91 @@
+"""HDF5 outputs: schema, units, provenance, round trip through xarray and plain h5py, atomic writes."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from sim import analysis, outcomes
+
+
+def test_dataset_schema(netter1_dataset):
+    ds = netter1_dataset
+    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4}
+    for name in ("activity_gbq", "kidney_dose_gy", "kidney_dose_measured_gy", "kidney_bed_gy", "marrow_dose_gy",
+                 "tumour_bed_gy", "cycle_time_days"):
+        assert ds[name].dims == ("arm", "patient", "cycle") and ds[name].attrs["units"]
+    for name in ("pfs_time_days", "pfs_event", "os_time_days", "os_event", "death_cause", "best_response",
+                 "cycles_given"):
+        assert ds[name].dims == ("arm", "patient")
+    assert ds.age_years.dims == ("patient",)
+    assert ds.best_response.attrs["flag_meanings"].split()[1] == "complete_response"
+    cfg = json.loads(ds.attrs["config_json"])
+    assert cfg["trial"]["patients"] == 400 and ds.attrs["seed"] == str(cfg["trial"]["seed"])
+    assert ds.attrs["schema_version"] == outcomes.SCHEMA_VERSION and ds.attrs["rptsim_version"]
+
+
+def test_physical_consistency(netter1_dataset):
+    ds = netter1_dataset
+    assert np.all(ds.pfs_time_days <= ds.os_time_days)
+    assert np.all(ds.kidney_bed_gy >= ds.kidney_dose_gy)
+    given = ds.activity_gbq > 0
+    assert np.array_equal(given.sum("cycle"), ds.cycles_given)
+    assert np.array_equal(np.isnan(ds.cycle_time_days), ~given)
+    assert float(ds.activity_gbq.sel(arm="control").sum()) == 0.0
+
+
+def test_round_trip_xarray_and_h5py(netter1_dataset, tmp_path):
+    path = tmp_path / "out.h5"
+    outcomes.write(netter1_dataset, path)
+    back = outcomes.read(path)
+    xr.testing.assert_identical(back.load(), netter1_dataset)
+    back.close()
+    with h5py.File(path, "r") as f:
+        assert f["pfs_time_days"].shape == (2, 400)
+        assert f["kidney_dose_gy"].compression == "gzip"
+        np.testing.assert_array_equal(f["os_event"][...], netter1_dataset.os_event.values)
+        assert json.loads(f.attrs["config_json"])["trial"]["name"] == "NETTER-1"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_failed_write_keeps_previous_file(netter1_dataset, tmp_path):
+    path = tmp_path / "out.h5"
+    outcomes.write(netter1_dataset, path)
+    before = path.read_bytes()
+
+    def broken(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        outcomes.write_atomic(path, broken)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_read_rejects_foreign_files(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    xr.Dataset({"x": ("a", [1, 2])}).to_netcdf(foreign, engine="h5netcdf")
+    with pytest.raises(outcomes.NotOurFileError, match="not an rptsim outcomes file"):
+        outcomes.read(foreign)
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(outcomes.NotOurFileError, match="not a readable"):
+        outcomes.read(text)
+
+
+def test_summary_keys(netter1_dataset):
+    s = analysis.summary(netter1_dataset)
+    assert s["n_patients"] == 400 and set(s["arms"]) == {"lu177_dotatate", "control"}
+    keys = {"n_patients", "median_pfs_months", "median_os_months", "pfs_at_months", "os_at_months",
+            "objective_response_rate", "cycles_median", "cycles_mean", "cumulative_activity_gbq_median",
+            "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median"}
+    for arm in s["arms"].values():
+        assert keys <= set(arm)
+        assert set(arm["pfs_at_months"]) == {"6", "12", "20", "24"}
+    lu = s["arms"]["lu177_dotatate"]
+    assert lu["cumulative_activity_gbq_median"] == pytest.approx(29.6)
+    json.dumps(s, allow_nan=False)
