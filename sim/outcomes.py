@@ -119,6 +119,9 @@ def write_atomic(path: str | Path, write) -> None:  # noqa: ANN001 - write(tmp_p
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:

@@ -1,6 +1,7 @@
 """HDF5 outputs: schema, units, provenance, round trip through xarray and plain h5py, atomic writes."""
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -48,6 +49,9 @@ def test_round_trip_xarray_and_h5py(netter1_dataset, tmp_path):
         np.testing.assert_array_equal(f["os_event"][...], netter1_dataset.os_event.values)
         assert json.loads(f.attrs["config_json"])["trial"]["name"] == "NETTER-1"
     assert not list(tmp_path.glob(".*tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
 
 
 def test_failed_write_keeps_previous_file(netter1_dataset, tmp_path):
