@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DAYS_PER_WEEK = 7.0
@@ -164,8 +165,6 @@ class Cohort(Strict):
 
     @model_validator(mode="after")
     def _positive_definite(self) -> Cohort:
-        import numpy as np
-
         seen = set()
         for c in self.correlations:
             pair = frozenset((c.a, c.b))
@@ -176,9 +175,7 @@ class Cohort(Strict):
             raise ValueError("the correlation matrix is not positive definite; reduce some |rho|")
         return self
 
-    def correlation_matrix(self):  # noqa: ANN201 - numpy array
-        import numpy as np
-
+    def correlation_matrix(self) -> np.ndarray:
         r = np.eye(len(COVARIATE_NAMES))
         for c in self.correlations:
             i, j = COVARIATE_NAMES.index(c.a), COVARIATE_NAMES.index(c.b)
@@ -343,36 +340,39 @@ class Config(Strict):
 # Loading
 
 
-def _describe_error(err: dict[str, Any], data: dict) -> str:
-    path = ".".join(_loc_part(p, data, err["loc"][:i]) for i, p in enumerate(err["loc"]))
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    shown = "" if err["type"] in ("missing", "extra_forbidden") else f" = {err.get('input')!r}"
-    return f"{path or '<root>'}{shown}: {msg}"
+# Union members' tags appear in pydantic's error locations but not in the file.
+_UNION_TAGS = {"fixed", "control", "normal", "lognormal", "bernoulli", "beta"}
 
 
-def _loc_part(part: Any, data: Any, prefix: tuple) -> str:
-    """Name list items by their ``name`` key (``arms.lu177``) where they have one."""
-    node = data
-    for p in prefix:
+def _field_path(loc: tuple, data: Any) -> str:
+    """The dotted path of an error location in the file's terms: list items with a ``name`` are named by it
+    (``arms.lu177_dotatate``) and union tags, which are not keys of the file, are dropped."""
+    parts, node = [], data
+    for p in loc:
+        if isinstance(p, str) and p in _UNION_TAGS and not (isinstance(node, dict) and p in node):
+            continue
+        label = str(p)
         try:
             node = node[p]
         except (KeyError, IndexError, TypeError):
             node = None
-            break
-    if isinstance(part, int) and isinstance(node, list) and part < len(node):
-        item = node[part]
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            return item["name"]
-    return str(part)
+        if isinstance(p, int) and isinstance(node, dict) and isinstance(node.get("name"), str):
+            label = node["name"]
+        parts.append(label)
+    return ".".join(parts) or "<root>"
 
 
-def _is_discriminator_tag(loc: tuple) -> bool:
-    return any(isinstance(p, str) and p in ("fixed", "control", "normal", "lognormal", "bernoulli", "beta")
-               for p in loc)
+def _describe_error(err: dict[str, Any], data: dict) -> str:
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, not the whole table
+        ctx = err["ctx"]
+        field = ctx["discriminator"].strip("'")
+        path = f"{_field_path(err['loc'], data)}.{field}"
+        if err["type"] == "union_tag_not_found":
+            return f"{path}: required field is missing"
+        return f"{path} = {ctx['tag']!r}: must be one of {ctx['expected_tags']}"
+    msg = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(err["type"], err["msg"])
+    shown = "" if err["type"] in ("missing", "extra_forbidden") else f" = {err.get('input')!r}"
+    return f"{_field_path(err['loc'], data)}{shown}: {msg}"
 
 
 def validate(data: dict, source: str = "<config>") -> Config:
@@ -380,11 +380,7 @@ def validate(data: dict, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            err = dict(err)
-            err["loc"] = tuple(p for p in err["loc"] if not _is_discriminator_tag((p,)))
-            lines.append(_describe_error(err, data))
+        lines = [_describe_error(err, data) for err in exc.errors()]
         raise ConfigError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
 
 

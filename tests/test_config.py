@@ -72,7 +72,7 @@ def test_probability_out_of_range():
 def test_unknown_regimen_and_agent():
     d = data()
     d["arms"][0]["regimen"] = "magic"
-    check(d, "arms.lu177_dotatate", "'fixed'", "'control'")
+    check(d, "arms.lu177_dotatate.regimen = 'magic'", "must be one of 'fixed', 'control'")
     d = data()
     d["arms"][0]["agent"] = "dotatoc"
     check(d, "uses agent 'dotatoc'", "defined: ['dotatate']")
