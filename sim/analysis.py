@@ -82,6 +82,27 @@ def arm_summary(ds: xr.Dataset, arm: str) -> dict:
         "kidney_bed_gy_median": _median(a.kidney_bed_gy.sum("cycle").values),
         "marrow_dose_gy_median": _median(a.marrow_dose_gy.sum("cycle").values),
         "tumour_dose_gy_median": _median(a.tumour_dose_gy.sum("cycle").values),
+        **toxicity_summary(a),
+    }
+
+
+def _rate(flags: np.ndarray) -> float:
+    return round(float(np.mean(flags)), 4)
+
+
+def toxicity_summary(a: xr.Dataset) -> dict:
+    """Toxicity and dose-modification rates of one arm (fractions of its patients)."""
+    thrombocytopenia = a.platelet_worst_grade.values >= 3
+    return {
+        "grade3plus_thrombocytopenia_rate": _rate(thrombocytopenia),
+        # platelets are the only blood line modelled (see README), so the two rates coincide for now
+        "grade3plus_haematological_rate": _rate(thrombocytopenia),
+        "grade3plus_renal_rate": _rate(a.renal_grade3_event.values == 1),
+        "mds_aml_rate": _rate(a.mds_aml.values == 1),
+        "dose_reductions_rate": _rate(a.dose_reduced.values.any(axis=-1)),
+        "delays_rate": _rate((a.delay_days.values > 0).any(axis=-1)),
+        "discontinued_for_toxicity_rate": _rate(a.discontinued_for_toxicity.values == 1),
+        "treatment_related_death_rate": _rate(a.death_cause.values == L.CAUSE_TREATMENT),
     }
 
 

@@ -27,7 +27,8 @@ from sim.config import (
 from sim.kernels import layout as L
 
 ENTRY_COUNTER = 1000  # stream-0 counter of the trial-entry uniform, clear of the covariate normals
-N_PATIENT_EFFECTS = 6  # stream-1 normals: kidney, kidney T_eff, marrow, marrow T_eff, tumour, tumour T_eff
+# stream-1 normals: kidney, kidney T_eff, marrow, marrow T_eff, tumour, tumour T_eff, marrow alpha
+N_PATIENT_EFFECTS = 7
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,32 @@ def kernel_patients(cfg: Config, cohort: Cohort, agent: Agent | None) -> np.ndar
     out[:, L.ADMIN_CENSOR_DAY] = cohort.admin_censor_day
     out[:, L.POST_PROGRESSION_DEATH_PER_DAY] = (nh.post_progression_death_per_month / DAYS_PER_MONTH) * (
         growth / median_growth_per_day(cfg)) ** nh.post_progression_growth_exponent
+    out[:, L.PLATELETS_BASELINE] = c["platelets_1e9_per_l"]
+    out[:, L.MARROW_ALPHA_PER_GY] = marrow_alpha(cfg, cohort)
+    out[:, L.EGFR_BASELINE] = c["egfr_ml_min"]
+    out[:, L.KIDNEY_RISK_FACTOR] = has_kidney_risk_factor(cohort)
+    out[:, L.PRIOR_CHEMOTHERAPY] = c["prior_chemotherapy"]
     if agent is not None:
         dosimetry = patient_dosimetry(agent, cohort)
         for col, values in dosimetry.items():
             out[:, col] = values
     return out
+
+
+def has_kidney_risk_factor(cohort: Cohort) -> np.ndarray:
+    """Hypertension or diabetes (Bodei L et al. EJNMMI 2008;35:1847), as 0/1 floats."""
+    c = cohort.covariates
+    return ((c["hypertension"] > 0) | (c["diabetes"] > 0)).astype(np.float64)
+
+
+def marrow_alpha(cfg: Config, cohort: Cohort) -> np.ndarray:
+    """Progenitor radiosensitivity (1/Gy): lower marrow reserve after chemotherapy, with bone metastases and
+    with age (Bergsma H et al. EJNMMI 2016;43:453; Groener D et al. 2021), times a log-normal effect."""
+    m, c = cfg.marrow, cohort.covariates
+    return (m.alpha_per_gy * np.exp(m.alpha_sigma_ln * cohort.effects[:, rng.EFFECT_MARROW_ALPHA])
+            * m.prior_chemotherapy_multiplier ** c["prior_chemotherapy"]
+            * m.bone_metastases_multiplier ** c["bone_metastases"]
+            * np.exp(m.age_log_slope_per_year * (c["age_years"] - 65.0)))
 
 
 def patient_dosimetry(agent: Agent, cohort: Cohort) -> dict[int, np.ndarray]:
@@ -124,7 +146,7 @@ def patient_dosimetry(agent: Agent, cohort: Cohort) -> dict[int, np.ndarray]:
     c, z = cohort.covariates, cohort.effects
     sink = (c["tumour_volume_ml"] / agent.sink_reference_volume_ml) ** -agent.sink_exponent
     kid, mar, tum = agent.kidney, agent.marrow, agent.tumour
-    risk = np.where((c["hypertension"] > 0) | (c["diabetes"] > 0), kid.risk_factor_multiplier, 1.0)
+    risk = np.where(has_kidney_risk_factor(cohort), kid.risk_factor_multiplier, 1.0)
     renal = (c["egfr_ml_min"] / 90.0) ** -kid.egfr_exponent
     bone = np.where(c["bone_metastases"] > 0, mar.bone_metastases_multiplier, 1.0)
     return {

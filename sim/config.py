@@ -257,6 +257,54 @@ class NaturalHistory(Strict):
         description="Post-progression hazard x (growth rate / cohort median growth rate)^exponent.")
 
 
+class Marrow(Strict):
+    """Platelet model (Friberg 2002 form, ``sim/kernels/marrow.py``) and marrow radiosensitivity."""
+
+    mtt_days: PositiveFloat = Field(description="Mean transit time, proliferating to circulating.")
+    platelet_lifespan_days: PositiveFloat = Field(description="Mean residence time of circulating platelets.")
+    feedback_gamma: Annotated[float, Field(ge=0, le=1)]
+    alpha_per_gy: NonNegFloat = Field(description="Progenitor kill per Gy (median patient).")
+    alpha_sigma_ln: NonNegFloat
+    prior_chemotherapy_multiplier: PositiveFloat
+    bone_metastases_multiplier: PositiveFloat
+    age_log_slope_per_year: float = Field(description="alpha x exp(slope x (age - 65)).")
+    reserve_loss_per_gy: NonNegFloat = Field(description="Permanent set-point loss: x exp(-value x dose).")
+    max_step_days: Annotated[float, Field(gt=0, le=2)] = 0.5
+    window_after_last_cycle_days: PositiveFloat = Field(description="Follow-up of the last cycle's nadir.")
+    fatal_grade4_probability: Probability = Field(description="Death at a cycle's grade-4 nadir.")
+
+
+class Kidney(Strict):
+    """Nephropathy NTCP (LKB on cumulative BED) and the eGFR trajectory."""
+
+    bed50_gy: PositiveFloat
+    lkb_m: PositiveFloat
+    risk_factor_bed50_shift_gy: NonNegFloat
+    nephropathy_latency_months_median: PositiveFloat
+    nephropathy_latency_sigma_ln: NonNegFloat
+    nephropathy_egfr_loss_fraction: Probability
+    age_decline_ml_min_per_year: NonNegFloat
+    radiation_decline_per_gy_per_year: NonNegFloat = Field(
+        description="Fraction of baseline eGFR lost per year per Gy of kidney BED (after the latency).")
+    risk_factor_decline_multiplier: Annotated[float, Field(ge=1)]
+    subclinical_latency_months: NonNegFloat
+
+    @model_validator(mode="after")
+    def _shift_below_bed50(self) -> Kidney:
+        if self.risk_factor_bed50_shift_gy >= self.bed50_gy:
+            raise ValueError(f"risk_factor_bed50_shift_gy = {self.risk_factor_bed50_shift_gy} must be < bed50_gy "
+                             f"= {self.bed50_gy}")
+        return self
+
+
+class LateEffects(Strict):
+    mds_aml_risk_per_gy: NonNegFloat = Field(description="Probability 1 - exp(-value x marrow dose).")
+    mds_aml_prior_chemotherapy_multiplier: PositiveFloat
+    mds_aml_latency_months_median: PositiveFloat
+    mds_aml_latency_sigma_ln: NonNegFloat
+    mds_aml_death_per_month: PositiveFloat
+
+
 # --------------------------------------------------------------------------------------------------
 # Arms
 
@@ -264,6 +312,22 @@ class NaturalHistory(Strict):
 class ArmBase(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
     label: str = ""
+
+
+class DoseModification(Strict):
+    """Protocol rules applied at each cycle's due day (docs/model.md 4.5); omitted rules never trigger."""
+
+    withhold_platelet_grade: int | None = Field(None, ge=1, le=4, description="Withhold while grade >= this.")
+    withhold_egfr_below_ml_min: PositiveFloat | None = None
+    withhold_egfr_drop_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    reduce_after_platelet_grade: int | None = Field(
+        None, ge=1, le=4, description="Reduce when the worst grade since the last cycle reached this.")
+    reduce_after_withholding: bool = Field(False, description="A withheld cycle resumes at reduced activity.")
+    reduction_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    restore_after_tolerated: bool = False
+    max_reductions: int = Field(1, ge=0, le=50, description="A further reduction discontinues treatment.")
+    recheck_weeks: PositiveFloat = 1.0
+    max_delay_weeks: NonNegFloat = Field(16.0, description="Discontinue when withheld longer than this.")
 
 
 class FixedArm(ArmBase):
@@ -277,6 +341,7 @@ class FixedArm(ArmBase):
     continue_after_cycle: int | None = Field(
         None, ge=1, description="Cycles after this one are given only while the tumour is smaller than at "
         "baseline (VISION: 4 cycles, then 2 more with evidence of response).")
+    dose_modification: DoseModification = Field(default_factory=DoseModification)
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -311,6 +376,9 @@ class Config(Strict):
     radiobiology: Radiobiology
     tumour: Tumour
     natural_history: NaturalHistory
+    marrow: Marrow
+    kidney: Kidney
+    late_effects: LateEffects
     arms: list[Arm] = Field(min_length=1)
 
     @model_validator(mode="after")

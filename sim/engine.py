@@ -59,6 +59,24 @@ def model_vector(cfg: Config, agent_name: str | None) -> np.ndarray:
     m[L.BACKGROUND_SLOPE_PER_YEAR] = nh.background_hazard_log_slope_per_year
     m[L.PRE_PROGRESSION_DEATH_PER_DAY] = nh.pre_progression_death_per_month / DAYS_PER_MONTH
     m[L.DROPOUT_PER_DAY] = cfg.trial.dropout_per_year / DAYS_PER_YEAR
+    mw, kd, le = cfg.marrow, cfg.kidney, cfg.late_effects
+    m[L.MARROW_MTT_DAYS], m[L.PLATELET_LIFESPAN_DAYS] = mw.mtt_days, mw.platelet_lifespan_days
+    m[L.MARROW_GAMMA], m[L.MARROW_RESERVE_PER_GY] = mw.feedback_gamma, mw.reserve_loss_per_gy
+    m[L.MARROW_MAX_STEP_DAYS], m[L.MARROW_WINDOW_DAYS] = mw.max_step_days, mw.window_after_last_cycle_days
+    m[L.FATAL_GRADE4_PROBABILITY] = mw.fatal_grade4_probability
+    m[L.KIDNEY_BED50_GY], m[L.KIDNEY_LKB_M] = kd.bed50_gy, kd.lkb_m
+    m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] = kd.risk_factor_bed50_shift_gy
+    m[L.NEPHROPATHY_LATENCY_DAYS] = kd.nephropathy_latency_months_median * DAYS_PER_MONTH
+    m[L.NEPHROPATHY_LATENCY_SIGMA] = kd.nephropathy_latency_sigma_ln
+    m[L.NEPHROPATHY_EGFR_LOSS] = kd.nephropathy_egfr_loss_fraction
+    m[L.EGFR_AGE_DECLINE_PER_YEAR] = kd.age_decline_ml_min_per_year
+    m[L.EGFR_RADIATION_DECLINE_PER_GY_YEAR] = kd.radiation_decline_per_gy_per_year
+    m[L.EGFR_RISK_FACTOR_MULTIPLIER] = kd.risk_factor_decline_multiplier
+    m[L.EGFR_SUBCLINICAL_LATENCY_DAYS] = kd.subclinical_latency_months * DAYS_PER_MONTH
+    m[L.MDS_RISK_PER_GY], m[L.MDS_CHEMO_MULTIPLIER] = le.mds_aml_risk_per_gy, le.mds_aml_prior_chemotherapy_multiplier
+    m[L.MDS_LATENCY_DAYS] = le.mds_aml_latency_months_median * DAYS_PER_MONTH
+    m[L.MDS_LATENCY_SIGMA] = le.mds_aml_latency_sigma_ln
+    m[L.MDS_DEATH_PER_DAY] = le.mds_aml_death_per_month / DAYS_PER_MONTH
     return m
 
 
@@ -101,8 +119,8 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK,
             patients = cohort_mod.kernel_patients(cfg, chunk, agent)
             per_cycle = np.empty((L.N_CYCLE_VARS, len(ids), k_max))
             per_patient = np.empty((L.N_PATIENT_VARS, len(ids)))
-            simulate_arm(patients, ids, seed, models[name], plan.activities, plan.n_cycles, plan.interval_days,
-                         plan.continue_after, scans, per_cycle, per_patient)
+            simulate_arm(patients, ids, seed, models[name], plan.vector, plan.activities, scans, per_cycle,
+                         per_patient)
             arms[name].per_cycle[:, ids[0]:ids[-1] + 1] = per_cycle
             arms[name].per_patient[:, ids[0]:ids[-1] + 1] = per_patient
             if progress is not None:

@@ -1,10 +1,13 @@
-"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` 1 and 3).
+"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` 1, 3 and 4).
 
 Used as the test oracle of ``sim/kernels/patient.py`` and as the benchmark baseline. It is written from the
 specification only: the random streams are re-implemented in vectorised ``uint64`` NumPy (SplitMix64,
-Steele et al. 2014) and the normal quantile is ``scipy.special.ndtri``. Patients are vectorised; the
-Python loop runs over the shared, merged timeline of scan days and cycle due days (scan first on a tie),
-with per-patient state arrays and boolean masks.
+Steele et al. 2014), the normal quantile is ``scipy.special.ndtri``, and the platelet model's RK4 stepping and
+nadir rule (``sim/kernels/marrow.py``) are re-implemented on arrays of patients. Since dose modification makes
+every patient's timeline its own, the Python loop runs over event rounds: in each round every still-active
+patient takes its own next event (scan, due day or re-check), with per-patient state arrays and index masks;
+the marrow integration inside a round loops over RK4 steps, patients sorted by step count so that the patients
+still stepping form a prefix of the batch.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from sim.kernels import layout as L
 from sim.rng import (
     CYCLE_SLOTS,
     EV_BACKGROUND_DEATH,
     EV_DROPOUT,
+    EV_FATAL_GRADE4,
+    EV_MDS,
+    EV_MDS_DEATH,
+    EV_MDS_LATENCY,
+    EV_NEPHROPATHY,
+    EV_NEPHROPATHY_LATENCY,
     EV_NEW_LESION,
     EV_POST_PROGRESSION_DEATH,
     EV_PRE_PROGRESSION_DEATH,
@@ -174,186 +183,568 @@ _ORGANS = tuple(
 
 
 # --------------------------------------------------------------------------------------------------------
-# The per-patient model, vectorised over patients.
+# Grades and the platelet model (docs/model.md 4.1, sim/kernels/marrow.py), vectorised over patients.
 # --------------------------------------------------------------------------------------------------------
+_CIRC = 4  # state rows: Prol, T1, T2, T3, Circ
+_GRADE4_BELOW = L.PLATELET_GRADE_BELOW[3]
+_EGFR_GRADE3_BELOW = L.CKD_GRADE_BELOW[2]
+
+
+def ctcae_grade(values: np.ndarray, thresholds_below) -> np.ndarray:
+    """CTCAE grade from decreasing thresholds: grade ``g`` when ``value < thresholds_below[g - 1]`` (so the grade
+    is the number of thresholds the value is below); NaN gives 0. Returned as float."""
+    v = np.asarray(values, dtype=np.float64)
+    return (v[..., None] < np.asarray(thresholds_below, dtype=np.float64)).sum(axis=-1).astype(np.float64)
+
+
+class MarrowParams(NamedTuple):
+    """Shared platelet-model constants (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``."""
+
+    k_tr: float
+    k_circ: float
+    gamma: float
+    beta: float  # permanent set-point loss per Gy delivered
+    max_step: float
+
+
+def _platelet_rhs(y: np.ndarray, kill: np.ndarray, log_setpoint: np.ndarray, mp: MarrowParams) -> np.ndarray:
+    """``d/dt (Prol, T1, T2, T3, Circ)`` for ``y[5, m]``; ``kill = alpha_i Rdot``, ``(S/Circ)^gamma`` via logs."""
+    p, x1, x2, x3, c = y
+    d = np.empty_like(y)
+    d[0] = mp.k_tr * p * (np.exp(mp.gamma * (log_setpoint - np.log(c))) - 1.0) - kill * p
+    d[1] = mp.k_tr * (p - x1)
+    d[2] = mp.k_tr * (x1 - x2)
+    d[3] = mp.k_tr * (x2 - x3)
+    d[4] = mp.k_circ * (x3 - c)
+    return d
+
+
+def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: np.ndarray, committed: np.ndarray,
+                      lam: np.ndarray, baseline: np.ndarray, alpha: np.ndarray,
+                      mp: MarrowParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Advance the platelet states ``y[5, m]`` of ``m`` patients from ``t0`` to ``t1 > t0`` (per patient).
+
+    Classical RK4 on ``n_i = max(1, ceil((t1 - t0) / h_max - 1e-9))`` equal steps; between administrations the
+    forcing is ``Rdot(t) = r0 exp(-lam (t - t0))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``
+    (``Dcum = Dsum - Rdot / lam``), evaluated at the stage times. Patients are sorted by step count, so at step
+    ``s`` the ones still stepping are a prefix of the batch.
+
+    Returns ``(y1, r1, nadir, nadir_day)``: the state and dose rate at ``t1`` and the interval's nadir of Circ,
+    the minimum over the grid ``t0 + i h`` (``i = 0..n``, strict improvements only, so a flat course keeps
+    ``i = 0``) refined, when the minimum is interior and the three points are convex, by the vertex of the
+    parabola through the minimum and its two grid neighbours.
+    """
+    m = t0.shape[0]
+    span = t1 - t0
+    steps = np.maximum(np.ceil(span / mp.max_step - 1e-9), 1.0).astype(np.int64)
+    order = np.argsort(-steps, kind="stable")
+    steps = steps[order]
+    h = span[order] / steps
+    start = t0[order]
+    y = np.array(y[:, order], dtype=np.float64)
+    r = np.array(dose_rate[order], dtype=np.float64)
+    lam_s = lam[order]
+    half = np.exp(-0.5 * lam_s * h)  # dose-rate decay over half a step
+    log_fixed = np.log(baseline[order]) - mp.beta * committed[order]
+    beta_over_lam = mp.beta / lam_s
+    kill = alpha[order]
+
+    best = y[_CIRC].copy()  # grid minimum so far
+    best_i = np.zeros(m, dtype=np.int64)
+    before = best.copy()  # grid value just before the minimum
+    after = np.full(m, np.nan)  # grid value just after the minimum (NaN until stepped)
+    prev = best.copy()
+    stepping = np.searchsorted(-steps, -np.arange(steps[0]), side="left")  # count with steps > s
+    for s in range(int(steps[0])):
+        q = stepping[s]
+        yq = y[:, :q]
+        hq = h[:q]
+        hh = 0.5 * hq
+        kq, lf, bl = kill[:q], log_fixed[:q], beta_over_lam[:q]
+        r0 = r[:q]
+        r_mid = r0 * half[:q]
+        r_end = r_mid * half[:q]
+        k1 = _platelet_rhs(yq, kq * r0, lf + bl * r0, mp)
+        k2 = _platelet_rhs(yq + hh * k1, kq * r_mid, lf + bl * r_mid, mp)
+        k3 = _platelet_rhs(yq + hh * k2, kq * r_mid, lf + bl * r_mid, mp)
+        k4 = _platelet_rhs(yq + hq * k3, kq * r_end, lf + bl * r_end, mp)
+        yq += (hq / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+        r[:q] = r_end
+        c = yq[_CIRC]
+        lower = c < best[:q]
+        right_after = ~lower & (best_i[:q] == s)  # this grid point (s + 1) follows the minimum
+        after[:q] = np.where(lower, np.nan, np.where(right_after, c, after[:q]))
+        before[:q] = np.where(lower, prev[:q], before[:q])
+        best_i[:q] = np.where(lower, s + 1, best_i[:q])
+        best[:q] = np.where(lower, c, best[:q])
+        prev[:q] = c
+
+    nadir = best.copy()
+    day = start + h * best_i
+    curvature = before - 2.0 * best + after
+    refine = (best_i > 0) & ~np.isnan(after) & (curvature > 0.0)
+    if refine.any():
+        cv, diff = curvature[refine], before[refine] - after[refine]
+        day[refine] += 0.5 * diff / cv * h[refine]
+        nadir[refine] = best[refine] - 0.125 * diff**2 / cv
+
+    y_out, r_out, nadir_out, day_out = np.empty_like(y), np.empty(m), np.empty(m), np.empty(m)
+    y_out[:, order], r_out[order], nadir_out[order], day_out[order] = y, r, nadir, day
+    return y_out, r_out, nadir_out, day_out
+
+
+# --------------------------------------------------------------------------------------------------------
+# The per-patient model (docs/model.md 3 and 4), vectorised over patients.
+# --------------------------------------------------------------------------------------------------------
+class _Arm:
+    """State of every patient of one arm; methods take index arrays of the patients concerned."""
+
+    def __init__(self, patients, patient_ids, seed, model, regimen, activities, scan_days, max_cycles):
+        self.patients = patients = np.asarray(patients, dtype=np.float64)
+        patient_ids = np.asarray(patient_ids, dtype=np.int64)
+        self.model = model = np.asarray(model, dtype=np.float64)
+        regimen = np.asarray(regimen, dtype=np.float64)
+        self.activities = np.asarray(activities, dtype=np.float64)
+        self.scans = np.sort(np.asarray(scan_days, dtype=np.float64))
+        self.n = n = patients.shape[0]
+        self.k_max = k_max = int(max_cycles)
+        if patients.ndim != 2 or patients.shape[1] != L.N_PATIENT or patient_ids.shape != (n,):
+            raise ValueError("patients must be (n, N_PATIENT) and patient_ids (n,)")
+        if model.shape != (L.N_MODEL,):
+            raise ValueError("model must have N_MODEL entries")
+        if regimen.shape != (L.N_REGIMEN,):
+            raise ValueError("regimen must have N_REGIMEN entries")
+        self.n_cycles = n_cycles = int(regimen[L.R_N_CYCLES])
+        if not 0 <= n_cycles <= k_max or k_max < 1 or self.activities.shape[0] < n_cycles:
+            raise ValueError("need 0 <= n_cycles <= max_cycles, max_cycles >= 1, len(activities) >= n_cycles")
+        if n_cycles > 1 and not regimen[L.R_RECHECK_DAYS] > 0.0:
+            raise ValueError("R_RECHECK_DAYS must be > 0")
+
+        # Regimen (docs/model.md 4.5).
+        self.interval = regimen[L.R_INTERVAL_DAYS]
+        self.continue_after = int(regimen[L.R_CONTINUE_AFTER])
+        self.withhold_grade = regimen[L.R_WITHHOLD_GRADE]
+        self.withhold_egfr_below = regimen[L.R_WITHHOLD_EGFR_BELOW]
+        self.withhold_egfr_drop = regimen[L.R_WITHHOLD_EGFR_DROP]
+        self.reduce_grade = regimen[L.R_REDUCE_GRADE]
+        self.reduce_if_withheld = regimen[L.R_REDUCE_IF_WITHHELD] != 0.0
+        self.reduction = regimen[L.R_REDUCTION_FRACTION]
+        self.restore = regimen[L.R_RESTORE] != 0.0
+        self.max_reductions = regimen[L.R_MAX_REDUCTIONS]
+        self.recheck = regimen[L.R_RECHECK_DAYS]
+        self.max_delay = regimen[L.R_MAX_DELAY_DAYS]
+
+        self.per_cycle = np.zeros((L.N_CYCLE_VARS, n, k_max))
+        self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY]] = np.nan
+        self.per_patient = np.zeros((L.N_PATIENT_VARS, n))
+        self.nadir_day_abs = np.full((n, k_max), np.nan)
+
+        # Patient inputs.
+        self.v0 = patients[:, L.TUMOUR_VOLUME_ML]
+        self.g = patients[:, L.GROWTH_PER_DAY]
+        self.h_nl = patients[:, L.NEW_LESION_PER_DAY]
+        self.censor_admin = patients[:, L.ADMIN_CENSOR_DAY]
+        self.s0 = patients[:, L.PLATELETS_BASELINE]
+        self.alpha_m = patients[:, L.MARROW_ALPHA_PER_GY]
+        with np.errstate(divide="ignore"):  # T_eff 0 in control arms: never used
+            self.lam_m = _LN2 / (patients[:, L.MARROW_TEFF_H] / 24.0)  # per day
+        self.e0 = patients[:, L.EGFR_BASELINE]
+        self.risk = patients[:, L.KIDNEY_RISK_FACTOR]
+        self.chemo = patients[:, L.PRIOR_CHEMOTHERAPY]
+        self.mp = MarrowParams(4.0 / model[L.MARROW_MTT_DAYS], 1.0 / model[L.PLATELET_LIFESPAN_DAYS],
+                               model[L.MARROW_GAMMA], model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+        self.window = model[L.MARROW_WINDOW_DAYS]
+        self.c_egfr = model[L.EGFR_RADIATION_DECLINE_PER_GY_YEAR] * model[L.EGFR_RISK_FACTOR_MULTIPLIER] ** self.risk
+
+        # Event draws (stream 3) and per-cycle normals (stream 2).
+        u = uniforms_np(seed, patient_ids, STREAM_EVENTS, 0, EV_FATAL_GRADE4 + k_max)
+        e = -np.log(u)
+        self.t_bg = gompertz_death_days(e[:, EV_BACKGROUND_DEATH], patients[:, L.AGE_YEARS],
+                                        model[L.BACKGROUND_HAZARD_65_PER_YEAR], model[L.BACKGROUND_SLOPE_PER_YEAR])
+        t_do = _time_at_rate(e[:, EV_DROPOUT], model[L.DROPOUT_PER_DAY])
+        self.t_pre = _time_at_rate(e[:, EV_PRE_PROGRESSION_DEATH], model[L.PRE_PROGRESSION_DEATH_PER_DAY])
+        self.e_nl = e[:, EV_NEW_LESION]
+        self.e_pp = e[:, EV_POST_PROGRESSION_DEATH]
+        self.u_neph = u[:, EV_NEPHROPATHY]
+        self.z_neph = ndtri(u[:, EV_NEPHROPATHY_LATENCY])
+        self.u_mds = u[:, EV_MDS]
+        self.z_mds = ndtri(u[:, EV_MDS_LATENCY])
+        self.e_mds = e[:, EV_MDS_DEATH]
+        self.u_fatal = u[:, EV_FATAL_GRADE4:EV_FATAL_GRADE4 + k_max]  # U_{10+k}
+        self.z_cyc = normals_np(seed, patient_ids, STREAM_CYCLE, 0, CYCLE_SLOTS * max(n_cycles, 1))
+        self.censor = np.minimum(self.censor_admin, t_do)
+        self.t_dp = np.minimum(self.t_bg, self.t_pre)  # death before progression, falls as deaths become known
+        self.cause_dp = np.where(self.t_bg < self.t_pre, float(L.CAUSE_OTHER), float(L.CAUSE_CANCER_BEFORE_PROGRESSION))
+
+        # Tumour state.
+        f_s = patients[:, L.STROMA_FRACTION]
+        f_n = patients[:, L.RECEPTOR_NEGATIVE_FRACTION]
+        self.s_vol = f_s * self.v0
+        self.p_vol = (1.0 - f_n) * (1.0 - f_s) * self.v0
+        self.n_vol = f_n * (1.0 - f_s) * self.v0
+        self.d_vol = np.zeros(n)
+        self.w0 = self.p_vol + self.n_vol
+        self.hazard_nl = np.zeros(n)
+        self.t_tumour = np.zeros(n)
+
+        # Scans and response.
+        self.active = np.ones(n, dtype=bool)
+        self.j_scan = np.zeros(n, dtype=np.int64)
+        self.progressed = np.zeros(n, dtype=bool)
+        self.t_prog = np.full(n, np.nan)
+        self.prog_type = np.zeros(n)
+        self.nadir_vol = self.v0.copy()
+        self.last_scan_volume = self.v0.copy()  # baseline counts as the latest scan until one is evaluated
+        self.prev_level = np.full(n, float(L.RESPONSE_SD))  # baseline counts as SD for confirmation
+        self.best = np.full(n, np.inf)
+        self.n_evaluated = np.zeros(n, dtype=np.int64)
+        self.last_eval_day = np.zeros(n)
+
+        # Cycles and dose modification.
+        self.k_given = np.zeros(n, dtype=np.int64)
+        self.cycles_open = np.full(n, n_cycles > 0)
+        self.t_due = np.zeros(n)  # first due day of the pending cycle
+        self.t_cycle_event = np.where(self.cycles_open, 0.0, np.inf)  # due day or re-check
+        self.withheld = np.zeros(n, dtype=bool)
+        self.reduced = np.zeros(n, dtype=bool)
+        self.n_reductions = np.zeros(n)
+        self.discontinued = np.zeros(n, dtype=bool)
+        self.t_last = np.full(n, np.nan)
+
+        # Marrow.
+        self.treated = np.zeros(n, dtype=bool)
+        self.y = np.tile(self.s0, (5, 1))
+        self.t_marrow = np.zeros(n)
+        self.dose_rate = np.zeros(n)
+        self.committed = np.zeros(n)
+        self.run_nadir = self.s0.copy()
+        self.run_day = np.zeros(n)
+        self.grade4_checked = np.zeros(n, dtype=bool)
+
+        # MDS / AML.
+        self.mds_decided = np.zeros(n, dtype=bool)
+        self.mds = np.zeros(n, dtype=bool)
+        self.mds_onset = np.full(n, np.nan)
+        self.t_mds = np.full(n, np.inf)
+
+    # ---------------------------------------------------------------------------------------------------
+    def _lower_t_dp(self, idx: np.ndarray, t: np.ndarray, cause: int) -> None:
+        lower = t < self.t_dp[idx]
+        self.t_dp[idx[lower]] = t[lower]
+        self.cause_dp[idx[lower]] = cause
+
+    def _advance_tumour(self, idx: np.ndarray, t: np.ndarray) -> None:
+        dt = t - self.t_tumour[idx]
+        viable = self.p_vol[idx] + self.n_vol[idx]
+        self.hazard_nl[idx] += _new_lesion_increment(self.h_nl[idx], viable, self.w0[idx],
+                                                     self.model[L.NEW_LESION_EXPONENT], self.g[idx], dt)
+        grow = np.exp(self.g[idx] * dt)
+        self.p_vol[idx] *= grow
+        self.n_vol[idx] *= grow
+        self.d_vol[idx] *= np.exp(-self.model[L.DEAD_CLEARANCE_PER_DAY] * dt)
+        self.t_tumour[idx] = t
+
+    def _advance_marrow(self, idx: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance treated patients of ``idx`` whose marrow lies before ``target``; track the running nadir of the
+        current cycle and draw the fatal grade 4 the first time it is below 25. Returns the patients who die
+        and their death days (the nadir day)."""
+        sel = self.treated[idx] & (target > self.t_marrow[idx])
+        mi, t1 = idx[sel], target[sel]
+        if mi.size == 0:
+            return mi, np.empty(0)
+        y1, r1, nadir, day = marrow_advance_np(self.y[:, mi], self.t_marrow[mi], t1, self.dose_rate[mi],
+                                               self.committed[mi], self.lam_m[mi], self.s0[mi], self.alpha_m[mi],
+                                               self.mp)
+        self.y[:, mi], self.dose_rate[mi], self.t_marrow[mi] = y1, r1, t1
+        lower = nadir < self.run_nadir[mi]
+        li = mi[lower]
+        self.run_nadir[li], self.run_day[li] = nadir[lower], day[lower]
+        k = self.k_given[li] - 1
+        self.per_cycle[L.C_PLATELET_NADIR, li, k] = nadir[lower]
+        self.nadir_day_abs[li, k] = day[lower]
+
+        first = mi[(self.run_nadir[mi] < _GRADE4_BELOW) & ~self.grade4_checked[mi]]
+        self.grade4_checked[first] = True
+        dies = self.u_fatal[first, self.k_given[first] - 1] < self.model[L.FATAL_GRADE4_PROBABILITY]
+        return first[dies], self.run_day[first[dies]]
+
+    def _decide_mds(self, idx: np.ndarray) -> None:
+        """MDS/AML for treated patients whose cycles just ended (docs/model.md 4.3)."""
+        if idx.size == 0:
+            return
+        m = self.model
+        dose = self.per_cycle[L.C_MARROW_DOSE_GY, idx].sum(axis=1)
+        prob = -np.expm1(-m[L.MDS_RISK_PER_GY] * m[L.MDS_CHEMO_MULTIPLIER] ** self.chemo[idx] * dose)
+        occurs = self.u_mds[idx] < prob
+        onset = self.t_last[idx] + m[L.MDS_LATENCY_DAYS] * np.exp(m[L.MDS_LATENCY_SIGMA] * self.z_mds[idx])
+        death = onset + _time_at_rate(self.e_mds[idx], m[L.MDS_DEATH_PER_DAY])
+        self.mds_decided[idx] = True
+        self.mds[idx] = occurs
+        self.mds_onset[idx] = np.where(occurs, onset, np.nan)
+        self.t_mds[idx] = np.where(occurs, death, np.inf)
+        pre = idx[~self.progressed[idx]]
+        self._lower_t_dp(pre, self.t_mds[pre], L.CAUSE_TREATMENT)
+
+    def _end_cycles(self, idx: np.ndarray) -> None:
+        """No further cycle (all given, discontinued, continue_after_cycle, progression, or after the loop): the
+        marrow horizon becomes last administration + window, and MDS/AML is decided."""
+        idx = idx[self.cycles_open[idx]]
+        self.cycles_open[idx] = False
+        self.t_cycle_event[idx] = np.inf
+        self._decide_mds(idx[self.treated[idx] & ~self.mds_decided[idx]])
+
+    def _discontinue(self, idx: np.ndarray) -> None:
+        self.discontinued[idx] = True
+        self._end_cycles(idx)
+
+    def egfr(self, idx: np.ndarray, t: np.ndarray, onset: np.ndarray | None = None) -> np.ndarray:
+        """``e(t) = e0 - a t_y - e0 c_i sum_k BED_k max(0, t - t_k - tau)_y`` over the cycles given so far, times
+        ``1 - f`` from the nephropathy onset (docs/model.md 4.2); not floored."""
+        m = self.model
+        bed = self.per_cycle[L.C_KIDNEY_BED_GY, idx]  # zero for cycles not given
+        t_k = np.nan_to_num(self.per_cycle[L.C_TIME_DAYS, idx], nan=np.inf)
+        t = np.asarray(t, dtype=np.float64)
+        exposure = (bed * np.maximum(0.0, t[:, None] - t_k - m[L.EGFR_SUBCLINICAL_LATENCY_DAYS])).sum(axis=1)
+        e0 = self.e0[idx]
+        e = (e0 - m[L.EGFR_AGE_DECLINE_PER_YEAR] * t / _DAYS_PER_YEAR
+             - e0 * self.c_egfr[idx] * exposure / _DAYS_PER_YEAR)
+        if onset is not None:
+            e = np.where(t >= onset, e * (1.0 - m[L.NEPHROPATHY_EGFR_LOSS]), e)
+        return e
+
+    # ---------------------------------------------------------------------------------------------------
+    def _scan(self, idx: np.ndarray, t: np.ndarray) -> None:
+        self.j_scan[idx] += 1
+        vol = self.s_vol[idx] + self.p_vol[idx] + self.n_vol[idx] + self.d_vol[idx]
+        target = vol >= L.PD_VOLUME_RATIO * self.nadir_vol[idx]
+        new_lesion = self.hazard_nl[idx] > self.e_nl[idx]
+        prog = target | new_lesion
+
+        pi = idx[prog]
+        self.progressed[pi] = True
+        self.t_prog[pi] = t[prog]
+        self.prog_type[pi] = L.PROGRESSION_TARGET * target[prog] + L.PROGRESSION_NEW_LESION * new_lesion[prog]
+        self.best[pi] = np.where(self.n_evaluated[pi] == 0, float(L.RESPONSE_PD), self.best[pi])
+        self.active[pi] = False
+        self._end_cycles(pi)
+
+        ei, v = idx[~prog], vol[~prog]
+        v0 = self.v0[ei]
+        level = np.full(v.shape, float(L.RESPONSE_SD))
+        level[v <= L.PR_VOLUME_RATIO * v0] = L.RESPONSE_PR
+        level[v <= L.CR_VOLUME_RATIO * v0] = L.RESPONSE_CR
+        counted = np.maximum(level, self.prev_level[ei]) if self.model[L.CONFIRM_RESPONSE] != 0.0 else level
+        self.best[ei] = np.minimum(self.best[ei], counted)
+        self.prev_level[ei] = level
+        self.nadir_vol[ei] = np.minimum(self.nadir_vol[ei], v)
+        self.last_scan_volume[ei] = v
+        self.last_eval_day[ei] = t[~prog]
+        self.n_evaluated[ei] += 1
+
+    def _cycle_event(self, idx: np.ndarray, t: np.ndarray) -> None:
+        """A due day or re-check: continue_after_cycle, then the dose-modification rules (cycles after the
+        first), then the administration."""
+        if self.continue_after > 0:
+            stop = (self.k_given[idx] >= self.continue_after) & ~(self.last_scan_volume[idx] < self.v0[idx])
+            self._end_cycles(idx[stop])
+            idx, t = idx[~stop], t[~stop]
+        give = np.ones(idx.size, dtype=bool)
+        later = np.flatnonzero(self.k_given[idx] >= 1)
+        if later.size:
+            li, tl = idx[later], t[later]
+            e = self.egfr(li, tl)
+            hold = ctcae_grade(self.y[_CIRC, li], L.PLATELET_GRADE_BELOW) >= self.withhold_grade
+            if self.withhold_egfr_below > 0.0:
+                hold |= e < self.withhold_egfr_below
+            if self.withhold_egfr_drop < 1.0:
+                hold |= e < (1.0 - self.withhold_egfr_drop) * self.e0[li]
+            hi, th = li[hold], tl[hold]
+            too_late = (th + self.recheck) - self.t_due[hi] > self.max_delay
+            self._discontinue(hi[too_late])
+            wi = hi[~too_late]
+            self.t_cycle_event[wi] = th[~too_late] + self.recheck
+            self.withheld[wi] = True
+
+            gi = li[~hold]
+            worst = ctcae_grade(self.run_nadir[gi], L.PLATELET_GRADE_BELOW)
+            reduce = (worst >= self.reduce_grade) | (self.withheld[gi] & self.reduce_if_withheld)
+            exhausted = reduce & (self.n_reductions[gi] >= self.max_reductions)
+            self._discontinue(gi[exhausted])
+            ri = gi[reduce & ~exhausted]
+            self.reduced[ri] = True
+            self.n_reductions[ri] += 1
+            if self.restore:
+                self.reduced[gi[~reduce]] = False
+            give[later[hold]] = False
+            give[later[np.flatnonzero(~hold)[exhausted]]] = False
+        self._give(idx[give], t[give])
+
+    def _give(self, idx: np.ndarray, t: np.ndarray) -> None:
+        if idx.size == 0:
+            return
+        pc, m, k = self.per_cycle, self.model, self.k_given[idx]
+        activity = self.activities[k] * np.where(self.reduced[idx], 1.0 - self.reduction, 1.0)
+        pc[L.C_TIME_DAYS, idx, k] = t
+        pc[L.C_ACTIVITY_GBQ, idx, k] = activity
+        pc[L.C_DELAY_DAYS, idx, k] = t - self.t_due[idx]
+        pc[L.C_REDUCED, idx, k] = self.reduced[idx]
+        rows = np.arange(idx.size)
+        for o in _ORGANS:
+            # D = A * Gy/GBq [* (1 - decline)^k for the tumour] * exp(sigma z_{8k+slot}); measured x exp(sigma' z)
+            trend = (1.0 - m[L.TUMOUR_DOSE_DECLINE]) ** k if o.declines else 1.0
+            z = self.z_cyc[idx[:, None], CYCLE_SLOTS * k[:, None] + np.array([o.slot, o.slot_meas])]
+            dose = activity * self.patients[idx, o.gy_per_gbq] * trend * np.exp(m[o.intra_sigma] * z[rows, 0])
+            pc[o.c_dose, idx, k] = dose
+            pc[o.c_measured, idx, k] = dose * np.exp(m[o.meas_sigma] * z[rows, 1])
+            pc[o.c_bed, idx, k] = bed_gy(dose, self.patients[idx, o.teff_h], m[o.repair_h], m[o.alpha_beta])
+
+        killed = self.p_vol[idx] * -np.expm1(-self.patients[idx, L.TUMOUR_ALPHA_PER_GY] * pc[L.C_TUMOUR_BED_GY, idx, k])
+        self.p_vol[idx] -= killed
+        self.d_vol[idx] += killed
+
+        # Marrow: an untreated patient sits at the steady state S0 up to now; the forcing gets the true dose.
+        first = idx[~self.treated[idx]]
+        self.t_marrow[first] = t[~self.treated[idx]]
+        self.treated[idx] = True
+        dose_m = pc[L.C_MARROW_DOSE_GY, idx, k]
+        self.dose_rate[idx] += dose_m * self.lam_m[idx]
+        self.committed[idx] += dose_m
+        self.run_nadir[idx] = self.y[_CIRC, idx]
+        self.run_day[idx] = t
+        self.grade4_checked[idx] = False
+        pc[L.C_PLATELET_NADIR, idx, k] = self.run_nadir[idx]
+        self.nadir_day_abs[idx, k] = t
+
+        self.k_given[idx] += 1
+        self.t_last[idx] = t
+        self.t_due[idx] = t + self.interval
+        self.t_cycle_event[idx] = t + self.interval
+        self.withheld[idx] = False
+        self._end_cycles(idx[self.k_given[idx] >= self.n_cycles])
+
+    # ---------------------------------------------------------------------------------------------------
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        n_scans = self.scans.size
+        while True:
+            ai = np.flatnonzero(self.active)
+            if ai.size == 0:
+                break
+            j = self.j_scan[ai]
+            t_scan = self.scans[np.minimum(j, n_scans - 1)] if n_scans else np.full(ai.size, np.inf)
+            t_scan = np.where(j < n_scans, t_scan, np.inf)
+            t_cyc = self.t_cycle_event[ai]
+            is_scan = t_scan <= t_cyc  # the scan first on a tie
+            t = np.minimum(t_scan, t_cyc)
+            go = np.isfinite(t) & (t < self.t_dp[ai]) & np.where(is_scan, t <= self.censor[ai], t < self.censor[ai])
+            self.active[ai[~go]] = False
+            ai, t, is_scan = ai[go], t[go], is_scan[go]
+            if ai.size == 0:
+                break
+
+            self._advance_tumour(ai, t)
+            horizon = np.where(self.cycles_open[ai], np.inf, self.t_last[ai] + self.window)
+            dead, t_f = self._advance_marrow(ai, np.minimum(t, horizon))
+            if dead.size:
+                self._lower_t_dp(dead, t_f, L.CAUSE_TREATMENT)
+                t_dead = t[np.searchsorted(ai, dead)]
+                self.active[dead[~(t_dead < t_f)]] = False
+                keep = self.active[ai]
+                ai, t, is_scan = ai[keep], t[keep], is_scan[keep]
+
+            self._scan(ai[is_scan], t[is_scan])
+            self._cycle_event(ai[~is_scan], t[~is_scan])
+        return self._finish()
+
+    def _finish(self) -> tuple[np.ndarray, np.ndarray]:
+        m, pc, pp = self.model, self.per_cycle, self.per_patient
+        everyone = np.arange(self.n)
+        self._end_cycles(everyone)
+        self._decide_mds(everyone[self.treated & ~self.mds_decided])
+        prog, treated, censor = self.progressed, self.treated, self.censor
+
+        # Death day: after progression min(background, post-progression cancer, MDS/AML), else T_dp.
+        with np.errstate(invalid="ignore"):
+            t_post = self.t_prog + _time_at_rate(self.e_pp, self.patients[:, L.POST_PROGRESSION_DEATH_PER_DAY])
+        first_after = np.minimum(self.t_bg, t_post)
+        death = np.where(prog, np.minimum(first_after, self.t_mds), self.t_dp)
+        cause = np.where(prog, np.where(self.t_mds < first_after, float(L.CAUSE_TREATMENT),
+                                        np.where(self.t_bg < t_post, float(L.CAUSE_OTHER),
+                                                 float(L.CAUSE_CANCER_AFTER_PROGRESSION))),
+                         self.cause_dp)
+
+        # Marrow to min(last administration + window, death, censoring); a fatal grade 4 there comes first.
+        ti = everyone[treated]
+        target = np.minimum(np.minimum(self.t_last[ti] + self.window, death[ti]), censor[ti])
+        dead, t_f = self._advance_marrow(ti, target)
+        earlier = t_f < death[dead]
+        death[dead[earlier]] = t_f[earlier]
+        cause[dead[earlier]] = L.CAUSE_TREATMENT
+
+        died_first = ~prog & (death <= censor)
+        os_event = death <= censor
+        os_days = np.where(os_event, death, censor)
+        pp[L.P_CYCLES] = self.k_given
+        pp[L.P_PFS_DAYS] = np.where(prog, self.t_prog, np.where(died_first, death, self.last_eval_day))
+        pp[L.P_PFS_EVENT] = prog | died_first
+        pp[L.P_OS_DAYS] = os_days
+        pp[L.P_OS_EVENT] = os_event
+        pp[L.P_DEATH_CAUSE] = np.where(os_event, cause, float(L.CAUSE_ALIVE))
+        pp[L.P_BEST_RESPONSE] = np.where(np.isinf(self.best), float(L.RESPONSE_NE), self.best)
+        pp[L.P_PROGRESSION_TYPE] = self.prog_type
+        pp[L.P_NADIR_RATIO] = self.nadir_vol / self.v0
+        pp[L.P_DISCONTINUED_TOXICITY] = self.discontinued
+
+        # Platelets per cycle and worst grade.
+        given = ~np.isnan(pc[L.C_TIME_DAYS])
+        pc[L.C_PLATELET_GRADE] = np.where(given, ctcae_grade(pc[L.C_PLATELET_NADIR], L.PLATELET_GRADE_BELOW), 0.0)
+        pc[L.C_PLATELET_NADIR_DAY] = self.nadir_day_abs - pc[L.C_TIME_DAYS]
+        pp[L.P_PLATELET_WORST_GRADE] = np.where(treated, pc[L.C_PLATELET_GRADE].max(axis=1),
+                                                ctcae_grade(self.s0, L.PLATELET_GRADE_BELOW))
+
+        # MDS/AML recorded when its onset comes before the death day and not after censoring.
+        recorded = self.mds & (self.mds_onset < death) & (self.mds_onset <= censor)
+        pp[L.P_MDS_AML] = recorded
+        pp[L.P_MDS_AML_DAY] = np.where(recorded, self.mds_onset, np.nan)
+
+        # Kidney (docs/model.md 4.2): LKB nephropathy on the cumulative BED, eGFR at the end of follow-up.
+        bed_total = pc[L.C_KIDNEY_BED_GY].sum(axis=1)
+        bed50 = m[L.KIDNEY_BED50_GY] - m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] * self.risk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ntcp = ndtr((bed_total - bed50) / (m[L.KIDNEY_LKB_M] * bed50))
+        nephropathy = treated & (self.u_neph < ntcp)
+        latency = m[L.NEPHROPATHY_LATENCY_DAYS] * np.exp(m[L.NEPHROPATHY_LATENCY_SIGMA] * self.z_neph)
+        onset = np.where(nephropathy, self.t_last + latency, np.inf)
+        t_end = os_days
+        e_end = self.egfr(everyone, t_end, onset)
+        pp[L.P_EGFR_END] = np.maximum(0.0, e_end)
+        pp[L.P_CKD_GRADE] = ctcae_grade(pp[L.P_EGFR_END], L.CKD_GRADE_BELOW)
+        at_entry = self.egfr(everyone, np.zeros(self.n), onset) < _EGFR_GRADE3_BELOW
+        by_end = e_end < _EGFR_GRADE3_BELOW
+        day = np.where(at_entry, 0.0, t_end)
+        bi = everyone[by_end & ~at_entry]
+        lo, hi = np.zeros(bi.size), t_end[bi].copy()
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = self.egfr(bi, mid, onset[bi]) < _EGFR_GRADE3_BELOW
+            hi = np.where(below, mid, hi)
+            lo = np.where(below, lo, mid)
+        day[bi] = hi
+        pp[L.P_RENAL_G3_DAYS] = day
+        pp[L.P_RENAL_G3_EVENT] = at_entry | by_end
+        return pc, pp
+
+
 def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: int, model: np.ndarray,
-                           activities: np.ndarray, n_cycles: int, interval_days: float, continue_after: int,
-                           scan_days: np.ndarray, max_cycles: int) -> tuple[np.ndarray, np.ndarray]:
+                           regimen: np.ndarray, activities: np.ndarray, scan_days: np.ndarray,
+                           max_cycles: int) -> tuple[np.ndarray, np.ndarray]:
     """Simulate one arm; returns ``per_cycle[N_CYCLE_VARS, n, K]`` and ``per_patient[N_PATIENT_VARS, n]``.
 
-    Model and column meanings: ``docs/model.md`` section 3 and ``sim/kernels/layout.py``. Cycle ``k`` is due
-    at ``k * interval_days`` with activity ``activities[k]`` (``n_cycles = 0``: control arm);
-    ``continue_after = m >= 1`` gives cycles ``k >= m`` only while the latest scan volume is below ``V0``.
-    Cycles not given have day NaN and zeros elsewhere; codes are stored as floats.
+    Model and column meanings: ``docs/model.md`` sections 3 and 4 and ``sim/kernels/layout.py``. ``regimen`` is
+    the ``R_*`` vector (``R_N_CYCLES = 0``: control arm); cycle ``k`` has nominal activity ``activities[k]``,
+    given x ``(1 - R_REDUCTION_FRACTION)`` while reduced. Cycles not given have day, platelet nadir and nadir day
+    NaN and zeros elsewhere; codes and flags are stored as floats.
     """
-    patients = np.asarray(patients, dtype=np.float64)
-    patient_ids = np.asarray(patient_ids, dtype=np.int64)
-    model = np.asarray(model, dtype=np.float64)
-    activities = np.asarray(activities, dtype=np.float64)
-    scan_days = np.asarray(scan_days, dtype=np.float64)
-    n = patients.shape[0]
-    n_cycles, max_cycles, continue_after = int(n_cycles), int(max_cycles), int(continue_after)
-    if patients.ndim != 2 or patients.shape[1] != L.N_PATIENT or patient_ids.shape != (n,):
-        raise ValueError("patients must be (n, N_PATIENT) and patient_ids (n,)")
-    if model.shape != (L.N_MODEL,):
-        raise ValueError("model must have N_MODEL entries")
-    if not 0 <= n_cycles <= max_cycles or max_cycles < 1 or activities.shape[0] < n_cycles:
-        raise ValueError("need 0 <= n_cycles <= max_cycles, max_cycles >= 1, len(activities) >= n_cycles")
-
-    per_cycle = np.zeros((L.N_CYCLE_VARS, n, max_cycles))
-    per_cycle[L.C_TIME_DAYS] = np.nan
-    per_patient = np.zeros((L.N_PATIENT_VARS, n))
-    if n == 0:
-        return per_cycle, per_patient
-
-    # Patient inputs.
-    age = patients[:, L.AGE_YEARS]
-    v0 = patients[:, L.TUMOUR_VOLUME_ML]
-    f_s = patients[:, L.STROMA_FRACTION]
-    f_n = patients[:, L.RECEPTOR_NEGATIVE_FRACTION]
-    g = patients[:, L.GROWTH_PER_DAY]
-    h_nl = patients[:, L.NEW_LESION_PER_DAY]
-    alpha = patients[:, L.TUMOUR_ALPHA_PER_GY]
-    c_admin = patients[:, L.ADMIN_CENSOR_DAY]
-    h_pp = patients[:, L.POST_PROGRESSION_DEATH_PER_DAY]
-
-    # Model parameters.
-    k_c = model[L.DEAD_CLEARANCE_PER_DAY]
-    kappa = model[L.NEW_LESION_EXPONENT]
-    confirm = model[L.CONFIRM_RESPONSE] != 0.0
-    decline = model[L.TUMOUR_DOSE_DECLINE]
-
-    # Event times (stream 3).
-    e = exponentials_np(seed, patient_ids, STREAM_EVENTS, 0, 5)
-    t_bg = gompertz_death_days(e[:, EV_BACKGROUND_DEATH], age, model[L.BACKGROUND_HAZARD_65_PER_YEAR],
-                               model[L.BACKGROUND_SLOPE_PER_YEAR])
-    t_do = _time_at_rate(e[:, EV_DROPOUT], model[L.DROPOUT_PER_DAY])
-    t_pre = _time_at_rate(e[:, EV_PRE_PROGRESSION_DEATH], model[L.PRE_PROGRESSION_DEATH_PER_DAY])
-    e_nl = e[:, EV_NEW_LESION]
-    e_pp = e[:, EV_POST_PROGRESSION_DEATH]
-    censor = np.minimum(c_admin, t_do)
-    t_dp = np.minimum(t_bg, t_pre)
-
-    # Tumour state.
-    s_vol = f_s * v0
-    p_vol = (1.0 - f_n) * (1.0 - f_s) * v0
-    n_vol = f_n * (1.0 - f_s) * v0
-    d_vol = np.zeros(n)
-    w0 = p_vol + n_vol
-    hazard_nl = np.zeros(n)
-    t_state = np.zeros(n)
-
-    # Loop state.
-    active = np.ones(n, dtype=bool)
-    cycles_on = np.ones(n, dtype=bool)
-    progressed = np.zeros(n, dtype=bool)
-    t_prog = np.full(n, np.nan)
-    prog_type = np.zeros(n)
-    nadir = v0.copy()
-    last_scan_volume = v0.copy()  # baseline counts as the latest scan until one is evaluated
-    prev_level = np.full(n, float(L.RESPONSE_SD))  # baseline counts as SD for confirmation
-    best = np.full(n, np.inf)
-    n_evaluated = np.zeros(n, dtype=np.int64)
-    last_eval_day = np.zeros(n)
-    n_given = np.zeros(n, dtype=np.int64)
-
-    def advance(idx: np.ndarray, t: float) -> None:
-        dt = t - t_state[idx]
-        viable = p_vol[idx] + n_vol[idx]
-        hazard_nl[idx] += _new_lesion_increment(h_nl[idx], viable, w0[idx], kappa, g[idx], dt)
-        grow = np.exp(g[idx] * dt)
-        p_vol[idx] *= grow
-        n_vol[idx] *= grow
-        d_vol[idx] *= np.exp(-k_c * dt)
-        t_state[idx] = t
-
-    # Merged timeline: (day, 0 = scan / 1 = cycle, index); sorting puts a scan before a cycle on the same day.
-    events = [(float(s), 0, j) for j, s in enumerate(scan_days)]
-    events += [(k * float(interval_days), 1, k) for k in range(n_cycles)]
-    events.sort()
-
-    for day, kind, k in events:
-        if kind == 0:  # scan
-            active &= (day <= censor) & (day < t_dp)
-            idx = np.flatnonzero(active)
-            if idx.size == 0:
-                break
-            advance(idx, day)
-            vol = s_vol[idx] + p_vol[idx] + n_vol[idx] + d_vol[idx]
-            target = vol >= L.PD_VOLUME_RATIO * nadir[idx]
-            new_lesion = hazard_nl[idx] > e_nl[idx]
-            prog = target | new_lesion
-
-            pi = idx[prog]
-            progressed[pi] = True
-            t_prog[pi] = day
-            prog_type[pi] = L.PROGRESSION_TARGET * target[prog] + L.PROGRESSION_NEW_LESION * new_lesion[prog]
-            best[pi] = np.where(n_evaluated[pi] == 0, float(L.RESPONSE_PD), best[pi])
-            active[pi] = False
-
-            ei, v = idx[~prog], vol[~prog]
-            level = np.full(v.shape, float(L.RESPONSE_SD))
-            level[v <= L.PR_VOLUME_RATIO * v0[ei]] = L.RESPONSE_PR
-            level[v <= L.CR_VOLUME_RATIO * v0[ei]] = L.RESPONSE_CR
-            counted = np.maximum(level, prev_level[ei]) if confirm else level
-            best[ei] = np.minimum(best[ei], counted)
-            prev_level[ei] = level
-            nadir[ei] = np.minimum(nadir[ei], v)
-            last_scan_volume[ei] = v
-            last_eval_day[ei] = day
-            n_evaluated[ei] += 1
-        else:  # cycle k
-            active &= (day < censor) & (day < t_dp)
-            if not active.any():
-                break
-            give = active & cycles_on
-            if continue_after > 0 and k >= continue_after:
-                allowed = last_scan_volume < v0
-                cycles_on &= ~(give & ~allowed)
-                give &= allowed
-            idx = np.flatnonzero(give)
-            if idx.size == 0:
-                continue
-            advance(idx, day)
-            z = normals_np(seed, patient_ids[idx], STREAM_CYCLE, CYCLE_SLOTS * k, CYCLE_SLOTS)
-            a_k = activities[k]
-            per_cycle[L.C_TIME_DAYS, idx, k] = day
-            per_cycle[L.C_ACTIVITY_GBQ, idx, k] = a_k
-            for o in _ORGANS:
-                # D = A_k * Gy/GBq [* (1 - decline)^k for the tumour] * exp(sigma z_{8k+slot})
-                trend = (1.0 - decline) ** k if o.declines else 1.0
-                dose = a_k * patients[idx, o.gy_per_gbq] * trend * np.exp(model[o.intra_sigma] * z[:, o.slot])
-                per_cycle[o.c_dose, idx, k] = dose
-                per_cycle[o.c_measured, idx, k] = dose * np.exp(model[o.meas_sigma] * z[:, o.slot_meas])
-                per_cycle[o.c_bed, idx, k] = bed_gy(dose, patients[idx, o.teff_h], model[o.repair_h],
-                                                    model[o.alpha_beta])
-            bed_tum = per_cycle[L.C_TUMOUR_BED_GY, idx, k]
-
-            killed = p_vol[idx] * -np.expm1(-alpha[idx] * bed_tum)  # P (1 - exp(-alpha BED))
-            p_vol[idx] -= killed
-            d_vol[idx] += killed
-            n_given[idx] += 1
-
-    # Outcomes.
-    with np.errstate(invalid="ignore"):
-        t_post = t_prog + _time_at_rate(e_pp, h_pp)
-    died_first = ~progressed & (t_dp <= censor)
-    pfs = np.where(progressed, t_prog, np.where(died_first, t_dp, last_eval_day))
-    pfs_event = progressed | died_first
-    death = np.where(progressed, np.minimum(t_bg, t_post), t_dp)
-    cause = np.where(progressed,
-                     np.where(t_bg < t_post, L.CAUSE_OTHER, L.CAUSE_CANCER_AFTER_PROGRESSION),
-                     np.where(t_bg < t_pre, L.CAUSE_OTHER, L.CAUSE_CANCER_BEFORE_PROGRESSION))
-    os_event = death <= censor
-    best = np.where(np.isinf(best), float(L.RESPONSE_NE), best)
-
-    per_patient[L.P_CYCLES] = n_given
-    per_patient[L.P_PFS_DAYS] = pfs
-    per_patient[L.P_PFS_EVENT] = pfs_event
-    per_patient[L.P_OS_DAYS] = np.where(os_event, death, censor)
-    per_patient[L.P_OS_EVENT] = os_event
-    per_patient[L.P_DEATH_CAUSE] = np.where(os_event, cause, L.CAUSE_ALIVE)
-    per_patient[L.P_BEST_RESPONSE] = best
-    per_patient[L.P_PROGRESSION_TYPE] = prog_type
-    per_patient[L.P_NADIR_RATIO] = nadir / v0
-    return per_cycle, per_patient
+    arm = _Arm(patients, patient_ids, seed, model, regimen, activities, scan_days, max_cycles)
+    if arm.n == 0:
+        return arm.per_cycle, arm.per_patient
+    return arm.run()

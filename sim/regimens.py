@@ -1,4 +1,4 @@
-"""Regimen rules encoded for the kernel: the policy of each arm as plain numbers."""
+"""Regimen rules encoded for the kernel: each arm's policy as plain numbers (``layout.R_*``)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,45 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.config import DAYS_PER_WEEK, ControlArm, FixedArm
+from sim.kernels import layout as L
 
 
 @dataclass(frozen=True)
 class RegimenPlan:
     agent: str | None
-    activities: np.ndarray  # GBq per cycle, length n_cycles (>= 1 entry so the kernel signature is stable)
-    n_cycles: int
-    interval_days: float
-    continue_after: int  # 0 = off; else cycles >= this index need a shrinking tumour
+    activities: np.ndarray  # nominal GBq per cycle (>= 1 entry so the kernel signature is stable)
+    vector: np.ndarray  # layout.N_REGIMEN numbers
+
+    @property
+    def n_cycles(self) -> int:
+        return int(self.vector[L.R_N_CYCLES])
 
 
 def encode(arm: FixedArm | ControlArm) -> RegimenPlan:
-    """Translate an arm's regimen into the kernel's arguments."""
+    """Translate an arm's regimen and dose-modification rules into the kernel's arguments."""
+    v = np.zeros(L.N_REGIMEN)
+    v[L.R_INTERVAL_DAYS] = 1.0
+    v[L.R_WITHHOLD_GRADE] = v[L.R_REDUCE_GRADE] = L.NEVER_GRADE
+    v[L.R_WITHHOLD_EGFR_DROP] = 1.0
+    v[L.R_RECHECK_DAYS] = DAYS_PER_WEEK
     if isinstance(arm, ControlArm):
-        return RegimenPlan(None, np.zeros(1), 0, 1.0, 0)
-    return RegimenPlan(arm.agent, np.asarray(arm.activities(), dtype=np.float64), arm.cycles,
-                       arm.interval_weeks * DAYS_PER_WEEK, arm.continue_after_cycle or 0)
+        return RegimenPlan(None, np.zeros(1), v)
+    dm = arm.dose_modification
+    v[L.R_N_CYCLES] = arm.cycles
+    v[L.R_INTERVAL_DAYS] = arm.interval_weeks * DAYS_PER_WEEK
+    v[L.R_CONTINUE_AFTER] = arm.continue_after_cycle or 0
+    if dm.withhold_platelet_grade is not None:
+        v[L.R_WITHHOLD_GRADE] = dm.withhold_platelet_grade
+    if dm.withhold_egfr_below_ml_min is not None:
+        v[L.R_WITHHOLD_EGFR_BELOW] = dm.withhold_egfr_below_ml_min
+    if dm.withhold_egfr_drop_fraction is not None:
+        v[L.R_WITHHOLD_EGFR_DROP] = dm.withhold_egfr_drop_fraction
+    if dm.reduce_after_platelet_grade is not None:
+        v[L.R_REDUCE_GRADE] = dm.reduce_after_platelet_grade
+    v[L.R_REDUCTION_FRACTION] = dm.reduction_fraction
+    v[L.R_RESTORE] = float(dm.restore_after_tolerated)
+    v[L.R_REDUCE_IF_WITHHELD] = float(dm.reduce_after_withholding)
+    v[L.R_MAX_REDUCTIONS] = dm.max_reductions
+    v[L.R_RECHECK_DAYS] = dm.recheck_weeks * DAYS_PER_WEEK
+    v[L.R_MAX_DELAY_DAYS] = dm.max_delay_weeks * DAYS_PER_WEEK
+    return RegimenPlan(arm.agent, np.asarray(arm.activities(), dtype=np.float64), v)

@@ -25,8 +25,8 @@ def kernel_inputs(cfg, arm_name):
     agent = cfg.agents[plan.agent] if plan.agent else None
     patients = cohort_mod.kernel_patients(cfg, chunk, agent)
     k_max = max(1, *(regimens.encode(a).n_cycles for a in cfg.arms))
-    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, plan.agent), plan.activities, plan.n_cycles,
-            plan.interval_days, plan.continue_after, engine.scan_days(cfg)), k_max
+    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, plan.agent), plan.vector, plan.activities,
+            engine.scan_days(cfg)), k_max
 
 
 def run_kernel(args, k_max):
@@ -89,7 +89,7 @@ def hand_patient(**values) -> np.ndarray:
                 GROWTH_PER_DAY=np.log(2) / 300.0, NEW_LESION_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=0.0,
                 ADMIN_CENSOR_DAY=3000.0, POST_PROGRESSION_DEATH_PER_DAY=1e-3, KIDNEY_GY_PER_GBQ=0.5,
                 KIDNEY_TEFF_H=55.0, MARROW_GY_PER_GBQ=0.03, MARROW_TEFF_H=40.0, TUMOUR_GY_PER_GBQ=4.0,
-                TUMOUR_TEFF_H=90.0)
+                TUMOUR_TEFF_H=90.0, PLATELETS_BASELINE=250.0, MARROW_ALPHA_PER_GY=1.5, EGFR_BASELINE=90.0)
     base.update(values)
     for name, v in base.items():
         p[0, getattr(L, name)] = v
@@ -100,7 +100,13 @@ def hand_model(**values) -> np.ndarray:
     m = np.zeros(L.N_MODEL)
     base = dict(KIDNEY_ALPHA_BETA_GY=2.6, KIDNEY_REPAIR_H=2.8, MARROW_ALPHA_BETA_GY=10.0, MARROW_REPAIR_H=0.5,
                 TUMOUR_ALPHA_BETA_GY=10.0, TUMOUR_REPAIR_H=1.5, DEAD_CLEARANCE_PER_DAY=np.log(2) / 30,
-                BACKGROUND_HAZARD_65_PER_YEAR=1e-12)
+                BACKGROUND_HAZARD_65_PER_YEAR=1e-12, MARROW_MTT_DAYS=20.0, PLATELET_LIFESPAN_DAYS=5.0,
+                MARROW_GAMMA=0.3, MARROW_RESERVE_PER_GY=0.15, MARROW_MAX_STEP_DAYS=0.5, MARROW_WINDOW_DAYS=112.0,
+                KIDNEY_BED50_GY=49.5, KIDNEY_LKB_M=0.108, KIDNEY_RISK_FACTOR_SHIFT_GY=15.5,
+                NEPHROPATHY_LATENCY_DAYS=540.0, NEPHROPATHY_LATENCY_SIGMA=0.5, NEPHROPATHY_EGFR_LOSS=0.6,
+                EGFR_AGE_DECLINE_PER_YEAR=1.0, EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.0015,
+                EGFR_RISK_FACTOR_MULTIPLIER=1.5, EGFR_SUBCLINICAL_LATENCY_DAYS=180.0, MDS_CHEMO_MULTIPLIER=2.0,
+                MDS_LATENCY_DAYS=880.0, MDS_LATENCY_SIGMA=0.45, MDS_DEATH_PER_DAY=0.002)
     base.update(values)
     for name, v in base.items():
         m[getattr(L, name)] = v
@@ -110,10 +116,23 @@ def hand_model(**values) -> np.ndarray:
 SCANS_Q12W = np.arange(84.0, 3000.0, 84.0)
 
 
-def run_one(patient, model, activities, n_cycles, interval_days=56.0, continue_after=0, scans=SCANS_Q12W, k_max=6):
+def hand_regimen(n_cycles, interval_days=56.0, continue_after=0, **rules) -> np.ndarray:
+    r = np.zeros(L.N_REGIMEN)
+    base = dict(R_N_CYCLES=n_cycles, R_INTERVAL_DAYS=interval_days, R_CONTINUE_AFTER=continue_after,
+                R_WITHHOLD_GRADE=L.NEVER_GRADE, R_REDUCE_GRADE=L.NEVER_GRADE, R_WITHHOLD_EGFR_DROP=1.0,
+                R_RECHECK_DAYS=7.0, R_MAX_DELAY_DAYS=112.0, R_MAX_REDUCTIONS=1)
+    base.update(rules)
+    for name, v in base.items():
+        r[getattr(L, name)] = v
+    return r
+
+
+def run_one(patient, model, activities, n_cycles, interval_days=56.0, continue_after=0, scans=SCANS_Q12W, k_max=6,
+            **rules):
     cyc, pat = np.empty((L.N_CYCLE_VARS, 1, k_max)), np.empty((L.N_PATIENT_VARS, 1))
-    simulate_arm(patient, np.array([3], dtype=np.int64), np.int64(11), model, np.asarray(activities, float),
-                 n_cycles, interval_days, continue_after, scans, cyc, pat)
+    simulate_arm(patient, np.array([3], dtype=np.int64), np.int64(11), model,
+                 hand_regimen(n_cycles, interval_days, continue_after, **rules), np.asarray(activities, float),
+                 scans, cyc, pat)
     return cyc[:, 0], pat[:, 0]
 
 
@@ -125,7 +144,9 @@ def test_untreated_growth_progresses_at_first_scan_past_threshold():
     assert pat[L.P_PFS_DAYS] == expected and pat[L.P_PFS_EVENT] == 1
     assert pat[L.P_PROGRESSION_TYPE] == L.PROGRESSION_TARGET
     assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_SD and pat[L.P_CYCLES] == 0
-    assert np.all(np.isnan(cyc[L.C_TIME_DAYS])) and np.all(cyc[1:] == 0)
+    assert np.all(np.isnan(cyc[L.C_TIME_DAYS])) and np.all(np.isnan(cyc[L.C_PLATELET_NADIR]))
+    assert np.all(cyc[L.C_ACTIVITY_GBQ] == 0) and np.all(cyc[L.C_KIDNEY_BED_GY] == 0)
+    assert pat[L.P_PLATELET_WORST_GRADE] == 0 and pat[L.P_MDS_AML] == 0
 
 
 def test_fixed_regimen_doses_without_variability():
@@ -178,3 +199,102 @@ def test_stream_draws_are_per_patient():
     alone = np.vstack([rng.uniforms(9, ids[i:i + 1], rng.STREAM_EVENTS, 0, 3) for i in range(3)])
     np.testing.assert_array_equal(both, alone)
     assert len(np.unique(both)) == both.size
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Organ tolerance and dose modification on hand-made patients
+
+
+def test_more_marrow_dose_deepens_the_nadir():
+    nadirs = []
+    for gy_per_gbq in (0.01, 0.03, 0.1, 0.3):
+        cyc, _ = run_one(hand_patient(MARROW_GY_PER_GBQ=gy_per_gbq, GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
+        nadirs.append(cyc[L.C_PLATELET_NADIR, :4])
+        assert np.all((cyc[L.C_PLATELET_NADIR_DAY, :4] > 14) & (cyc[L.C_PLATELET_NADIR_DAY, :4] <= 112))
+    nadirs = np.array(nadirs)
+    assert np.all(np.diff(nadirs, axis=0) < 0)  # each cycle's nadir falls with dose
+    assert np.all(nadirs < 250.0)
+
+
+def test_withhold_delay_and_reduction():
+    # ~2.2 Gy per cycle: grade >= 2 at the second cycle's due day -> weekly re-checks, then 50 % activity
+    p = hand_patient(MARROW_GY_PER_GBQ=0.3, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=200.0)
+    rules = dict(R_WITHHOLD_GRADE=2, R_REDUCE_IF_WITHHELD=1.0, R_REDUCTION_FRACTION=0.5, R_MAX_REDUCTIONS=3)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, **rules)
+    assert cyc[L.C_PLATELET_GRADE, 0] >= 2
+    assert cyc[L.C_DELAY_DAYS, 1] > 0 and cyc[L.C_DELAY_DAYS, 1] % 7 == 0
+    assert cyc[L.C_TIME_DAYS, 1] == 56 + cyc[L.C_DELAY_DAYS, 1]
+    given = int(pat[L.P_CYCLES])
+    assert given >= 3  # each next cycle is due an interval after the actual day, plus its own delay
+    np.testing.assert_array_equal(np.diff(cyc[L.C_TIME_DAYS, :given]), 56 + cyc[L.C_DELAY_DAYS, 1:given])
+    assert cyc[L.C_REDUCED, 1] == 1 and cyc[L.C_ACTIVITY_GBQ, 1] == pytest.approx(3.7)
+    # without the rules the same patient is treated on schedule at full activity
+    plain, _ = run_one(p, hand_model(), [7.4] * 4, 4)
+    np.testing.assert_array_equal(plain[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
+    assert np.all(plain[L.C_ACTIVITY_GBQ, :4] == 7.4)
+
+
+def test_discontinue_after_max_delay_and_after_reductions():
+    p = hand_patient(MARROW_GY_PER_GBQ=0.3, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=200.0)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_WITHHOLD_GRADE=1, R_MAX_DELAY_DAYS=0.0)
+    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
+    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_REDUCE_GRADE=1, R_MAX_REDUCTIONS=0)
+    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
+
+
+def test_restore_full_activity_after_a_tolerated_reduced_cycle():
+    # grade 1 after cycle 1 triggers a reduction; the reduced cycle stays above 150 -> back to full activity
+    p = hand_patient(MARROW_GY_PER_GBQ=0.03, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=170.0)
+    cyc, _ = run_one(p, hand_model(), [7.4] * 4, 4, R_REDUCE_GRADE=1, R_REDUCTION_FRACTION=0.5, R_RESTORE=1.0,
+                     R_MAX_REDUCTIONS=9)
+    assert cyc[L.C_PLATELET_GRADE, 0] == 1 and cyc[L.C_REDUCED, 1] == 1
+    reduced = cyc[L.C_REDUCED, :4] == 1
+    assert np.any(~reduced[1:]) and np.all(cyc[L.C_ACTIVITY_GBQ, :4][~reduced] == 7.4)
+
+
+def test_renal_rule_withholds_with_low_egfr():
+    p = hand_patient(EGFR_BASELINE=35.0, GROWTH_PER_DAY=1e-6)
+    _, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_WITHHOLD_EGFR_BELOW=40.0, R_MAX_DELAY_DAYS=28.0)
+    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
+
+
+def test_egfr_trajectory_closed_form():
+    # one cycle of BED b at day 0: e(t) = e0 - a t_y - e0 c b (t - tau)_y; censored at day 3000
+    e0 = 38.0
+    p = hand_patient(GROWTH_PER_DAY=1e-7, ADMIN_CENSOR_DAY=3000.0, EGFR_BASELINE=e0)
+    cyc, pat = run_one(p, hand_model(), [7.4], 1)
+    b = cyc[L.C_KIDNEY_BED_GY, 0]
+    years, lat = 3000 / 365.25, 180 / 365.25
+    expected = e0 - 1.0 * years - e0 * 0.0015 * b * (years - lat)
+    assert pat[L.P_EGFR_END] == pytest.approx(expected, rel=1e-12)
+    assert pat[L.P_CKD_GRADE] == 3 and expected < 30
+    # grade >= 3 when e < 30: solve the linear equation
+    slope = 1.0 + e0 * 0.0015 * b
+    t30 = (e0 - 30.0 + e0 * 0.0015 * b * lat) / slope * 365.25
+    assert pat[L.P_RENAL_G3_EVENT] == 1 and pat[L.P_RENAL_G3_DAYS] == pytest.approx(t30, rel=1e-9)
+
+
+def test_nephropathy_risk_rises_with_kidney_bed_and_risk_factors():
+    from sim.kernels.kidney import nephropathy_probability
+
+    beds = np.linspace(10, 80, 15)
+    ntcp = np.array([nephropathy_probability(b, 49.5, 0.108, 0.0, 12.0) for b in beds])
+    ntcp_rf = np.array([nephropathy_probability(b, 49.5, 0.108, 1.0, 12.0) for b in beds])
+    assert np.all(np.diff(ntcp) > 0) and np.all(ntcp_rf > ntcp)
+    assert nephropathy_probability(49.5, 49.5, 0.108, 0.0, 12.0) == pytest.approx(0.5)
+    assert nephropathy_probability(40.7, 49.5, 0.108, 0.0, 12.0) == pytest.approx(0.05, abs=0.003)  # Bodei 40 Gy
+    # the shift that puts the risk-factor 5 % level at Bodei's 28 Gy: BED50' (1 - 1.645 m) = 28
+    shift = 49.5 - 28.0 / (1 - 1.645 * 0.108)
+    assert nephropathy_probability(28.0, 49.5, 0.108, 1.0, shift) == pytest.approx(0.05, abs=0.003)
+
+
+def test_forced_mds_and_fatal_grade4_are_treatment_deaths():
+    p = hand_patient(GROWTH_PER_DAY=1e-7)
+    _, pat = run_one(p, hand_model(MDS_RISK_PER_GY=1e6), [7.4] * 4, 4)
+    assert pat[L.P_MDS_AML] == 1 and pat[L.P_DEATH_CAUSE] == L.CAUSE_TREATMENT
+    assert pat[L.P_OS_DAYS] > pat[L.P_MDS_AML_DAY] > 168  # onset after the last cycle
+    big = hand_patient(GROWTH_PER_DAY=1e-7, MARROW_GY_PER_GBQ=1.0, PLATELETS_BASELINE=150.0)
+    cyc, pat = run_one(big, hand_model(FATAL_GRADE4_PROBABILITY=1.0), [7.4] * 4, 4)
+    assert pat[L.P_DEATH_CAUSE] == L.CAUSE_TREATMENT and pat[L.P_CYCLES] == 1
+    assert pat[L.P_OS_DAYS] == pytest.approx(cyc[L.C_PLATELET_NADIR_DAY, 0], abs=1.0)
+    assert cyc[L.C_PLATELET_GRADE, 0] == 4 and pat[L.P_PFS_EVENT] == 1

@@ -35,6 +35,15 @@ def test_physical_consistency(netter1_dataset):
     assert np.array_equal(given.sum("cycle"), ds.cycles_given)
     assert np.array_equal(np.isnan(ds.cycle_time_days), ~given)
     assert float(ds.activity_gbq.sel(arm="control").sum()) == 0.0
+    # platelet nadirs exist exactly for the cycles given, and their grades follow CTCAE v5 thresholds
+    assert np.array_equal(np.isnan(ds.platelet_nadir_1e9_per_l), ~given)
+    nadir = ds.platelet_nadir_1e9_per_l.where(given)
+    expected_grade = (nadir < 150).astype(int) + (nadir < 75) + (nadir < 50) + (nadir < 25)
+    assert np.array_equal(expected_grade.where(given, 0), ds.platelet_grade)
+    assert np.all(ds.platelet_worst_grade >= ds.platelet_grade.max("cycle"))
+    assert np.all((ds.renal_grade3_time_days <= ds.os_time_days) & (ds.egfr_end_ml_min >= 0))
+    assert np.array_equal(np.isnan(ds.mds_aml_day), ds.mds_aml == 0)
+    assert np.all(ds.delay_days >= 0)
 
 
 def test_round_trip_xarray_and_h5py(netter1_dataset, tmp_path):
@@ -86,7 +95,9 @@ def test_summary_keys(netter1_dataset):
     assert s["n_patients"] == 400 and set(s["arms"]) == {"lu177_dotatate", "control"}
     keys = {"n_patients", "median_pfs_months", "median_os_months", "pfs_at_months", "os_at_months",
             "objective_response_rate", "cycles_median", "cycles_mean", "cumulative_activity_gbq_median",
-            "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median"}
+            "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median",
+            "grade3plus_thrombocytopenia_rate", "grade3plus_haematological_rate", "grade3plus_renal_rate",
+            "mds_aml_rate", "dose_reductions_rate", "delays_rate"}
     for arm in s["arms"].values():
         assert keys <= set(arm)
         assert set(arm["pfs_at_months"]) == {"6", "12", "20", "24"}

@@ -1,4 +1,4 @@
-"""The NumPy oracle's random streams match ``sim.rng``; closed-form checks of ``sim.reference``."""
+"""The NumPy oracle's random streams match ``sim.rng``; hand-computed checks of ``sim.reference`` (model 3, 4)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import integrate, optimize
 
 from sim import rng
 from sim.kernels import layout as L
@@ -15,7 +16,7 @@ SEEDS = [0, 1, 20240607, 2**63 + 12345, 2**64 - 1]
 IDS = np.array([0, 1, 2, 17, 999_999, 2**31 + 3, 2**40, 2**40 + 1, 2**53 + 7, 2**62 + 11], dtype=np.int64)
 
 
-STREAM_CASES = [(0, 0, 14), (0, 1000, 1), (1, 0, 6), (2, 0, 48), (2, 8 * 5, 8), (3, 0, 5)]
+STREAM_CASES = [(0, 0, 14), (0, 1000, 1), (1, 0, 7), (2, 0, 48), (2, 8 * 5, 8), (3, 0, 16)]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -43,6 +44,9 @@ def test_exponentials_and_id_invariance():
 
 
 # ----------------------------------------------------------------------------------------------------------
+LAM_MARROW_60H = math.log(2.0) / (60.0 / 24.0)
+
+
 def _model(**kw) -> np.ndarray:
     m = np.zeros(L.N_MODEL)
     m[L.KIDNEY_ALPHA_BETA_GY], m[L.KIDNEY_REPAIR_H] = 2.6, 2.8
@@ -50,9 +54,26 @@ def _model(**kw) -> np.ndarray:
     m[L.TUMOUR_ALPHA_BETA_GY], m[L.TUMOUR_REPAIR_H] = 8.5, 1.5
     m[L.DEAD_CLEARANCE_PER_DAY] = math.log(2.0) / 30.0
     m[L.BACKGROUND_HAZARD_65_PER_YEAR] = 1e-12  # no deaths or dropout unless asked for
+    m[L.MARROW_MTT_DAYS], m[L.PLATELET_LIFESPAN_DAYS], m[L.MARROW_GAMMA] = 20.0, 5.0, 0.3
+    m[L.MARROW_RESERVE_PER_GY], m[L.MARROW_MAX_STEP_DAYS], m[L.MARROW_WINDOW_DAYS] = 0.15, 0.5, 84.0
+    m[L.KIDNEY_BED50_GY], m[L.KIDNEY_LKB_M], m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] = 1e6, 0.1, 0.0  # no nephropathy
+    m[L.NEPHROPATHY_LATENCY_DAYS], m[L.NEPHROPATHY_EGFR_LOSS] = 365.0, 0.3
+    m[L.EGFR_RISK_FACTOR_MULTIPLIER] = 1.0
+    m[L.MDS_CHEMO_MULTIPLIER], m[L.MDS_LATENCY_DAYS], m[L.MDS_DEATH_PER_DAY] = 1.0, 1000.0, 1e-3
     for name, value in kw.items():
         m[getattr(L, name)] = value
     return m
+
+
+def _regimen(n_cycles: int, interval: float, continue_after: int = 0, **kw) -> np.ndarray:
+    r = np.zeros(L.N_REGIMEN)
+    r[L.R_N_CYCLES], r[L.R_INTERVAL_DAYS], r[L.R_CONTINUE_AFTER] = n_cycles, interval, continue_after
+    r[L.R_WITHHOLD_GRADE] = r[L.R_REDUCE_GRADE] = L.NEVER_GRADE
+    r[L.R_WITHHOLD_EGFR_BELOW], r[L.R_WITHHOLD_EGFR_DROP] = 0.0, 1.0
+    r[L.R_MAX_REDUCTIONS], r[L.R_RECHECK_DAYS], r[L.R_MAX_DELAY_DAYS] = 1.0, 7.0, 112.0
+    for name, value in kw.items():
+        r[getattr(L, name)] = value
+    return r
 
 
 def _patient(**kw) -> np.ndarray:
@@ -68,16 +89,49 @@ def _patient(**kw) -> np.ndarray:
     p[0, L.KIDNEY_GY_PER_GBQ], p[0, L.KIDNEY_TEFF_H] = 0.6, 50.0
     p[0, L.MARROW_GY_PER_GBQ], p[0, L.MARROW_TEFF_H] = 0.04, 60.0
     p[0, L.TUMOUR_GY_PER_GBQ], p[0, L.TUMOUR_TEFF_H] = 3.0, 90.0
+    p[0, L.PLATELETS_BASELINE], p[0, L.MARROW_ALPHA_PER_GY] = 200.0, 1.5
+    p[0, L.EGFR_BASELINE] = 90.0
     for name, value in kw.items():
         p[0, getattr(L, name)] = value
     return p
 
 
+def _stable_patient(**kw) -> np.ndarray:
+    """No growth, no new lesions: never progresses, so only deaths and censoring end follow-up."""
+    return _patient(**{"GROWTH_PER_DAY": 0.0, "TUMOUR_GY_PER_GBQ": 0.0, **kw})
+
+
+def _first_cycle_platelets(dose_gy: float, s0: float = 200.0, alpha: float = 1.5, lam: float = LAM_MARROW_60H,
+                           t_end: float = 120.0):
+    """Dense DOP853 solution of the platelet model (docs/model.md 4.1) after one cycle at day 0."""
+    k_tr, k_circ, gamma, beta = 4.0 / 20.0, 1.0 / 5.0, 0.3, 0.15
+
+    def rhs(t, y):
+        p, x1, x2, x3, c = y
+        decay = math.exp(-lam * t)
+        setpoint = s0 * math.exp(-beta * dose_gy * (1.0 - decay))
+        return [k_tr * p * (setpoint / c) ** gamma - k_tr * p - alpha * dose_gy * lam * decay * p,
+                k_tr * (p - x1), k_tr * (x1 - x2), k_tr * (x2 - x3), k_circ * (x3 - c)]
+
+    sol = integrate.solve_ivp(rhs, (0.0, t_end), [s0] * 5, method="DOP853", rtol=1e-10, atol=1e-8,
+                              dense_output=True)
+    assert sol.success
+    return lambda t: sol.sol(t)[4]
+
+
+def _assert_not_given(per_cycle, i, k):
+    assert np.isnan(per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY], i, k]).all()
+    others = [v for v in range(L.N_CYCLE_VARS) if v not in (L.C_TIME_DAYS, L.C_PLATELET_NADIR,
+                                                             L.C_PLATELET_NADIR_DAY)]
+    assert not per_cycle[others, i, k].any()
+
+
 def test_control_arm_exponential_growth_progresses_on_first_scan_over_pd_ratio():
     seed, pid = 11, np.array([2**40 + 5], dtype=np.int64)
-    p = _patient()
+    p = _patient(PLATELETS_BASELINE=140.0, EGFR_BASELINE=59.0)
     scans = np.arange(1, 30) * 56.0
-    per_cycle, per_patient = simulate_arm_reference(p, pid, seed, _model(), np.zeros(1), 0, 28.0, 0, scans, 4)
+    m = _model(EGFR_AGE_DECLINE_PER_YEAR=1.5)
+    per_cycle, per_patient = simulate_arm_reference(p, pid, seed, m, _regimen(0, 28.0), np.zeros(1), scans, 4)
 
     # By hand: V(t) = f_s V0 + (1 - f_s) V0 exp(g t); nadir stays V0 because V only grows.
     v0, fs, g = 50.0, 0.2, math.log(2.0) / 70.0
@@ -89,7 +143,8 @@ def test_control_arm_exponential_growth_progresses_on_first_scan_over_pd_ratio()
     assert per_patient[L.P_PROGRESSION_TYPE, 0] == L.PROGRESSION_TARGET
     assert per_patient[L.P_BEST_RESPONSE, 0] == (L.RESPONSE_SD if j > 0 else L.RESPONSE_PD)
     assert per_patient[L.P_NADIR_RATIO, 0] == 1.0 and per_patient[L.P_CYCLES, 0] == 0.0
-    assert np.isnan(per_cycle[L.C_TIME_DAYS]).all() and not per_cycle[1:].any()
+    for k in range(4):
+        _assert_not_given(per_cycle, 0, k)
 
     # Post-progression death: t_p + E4 / h_pp, E4 from stream 3 counter 4.
     e4 = -math.log(rng.uniforms(seed, pid, rng.STREAM_EVENTS, rng.EV_POST_PROGRESSION_DEATH, 1)[0, 0])
@@ -102,6 +157,15 @@ def test_control_arm_exponential_growth_progresses_on_first_scan_over_pd_ratio()
         assert per_patient[L.P_OS_DAYS, 0] == 2000.0 and per_patient[L.P_OS_EVENT, 0] == 0.0
         assert per_patient[L.P_DEATH_CAUSE, 0] == L.CAUSE_ALIVE
 
+    # Untreated: platelets stay at S0 (grade 1 for 140), eGFR declines with age only, no toxicity.
+    t_end = per_patient[L.P_OS_DAYS, 0]
+    assert per_patient[L.P_PLATELET_WORST_GRADE, 0] == 1.0
+    assert per_patient[L.P_EGFR_END, 0] == pytest.approx(59.0 - 1.5 * t_end / 365.25, rel=1e-14)
+    assert per_patient[L.P_CKD_GRADE, 0] == 2.0  # 50.8-59 mL/min
+    assert per_patient[L.P_RENAL_G3_DAYS, 0] == t_end and per_patient[L.P_RENAL_G3_EVENT, 0] == 0.0
+    assert per_patient[L.P_MDS_AML, 0] == 0.0 and np.isnan(per_patient[L.P_MDS_AML_DAY, 0])
+    assert per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+
 
 def test_one_cycle_bed_and_tumour_kill_by_hand():
     # No variability (sigmas 0), no growth, no new lesions: everything is closed form.
@@ -109,15 +173,16 @@ def test_one_cycle_bed_and_tumour_kill_by_hand():
     p = _patient(GROWTH_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=alpha)
     m = _model()
     scans = np.array([84.0])
-    per_cycle, per_patient = simulate_arm_reference(p, np.array([3]), 5, m, np.array([a]), 1, 56.0, 0, scans,
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([3]), 5, m, _regimen(1, 56.0), np.array([a]), scans,
                                                     2)
 
     d = a * 3.0
     lam, mu = math.log(2) / 90.0, math.log(2) / 1.5
     bed = d * (1 + lam / (lam + mu) * d / 8.5)
     assert bed == pytest.approx(d * (1 + 1.5 / (90.0 + 1.5) * d / 8.5), rel=1e-14)  # G = T_rep/(T_eff+T_rep)
-    assert per_cycle[L.C_TIME_DAYS, 0, 0] == 0.0 and np.isnan(per_cycle[L.C_TIME_DAYS, 0, 1])
+    assert per_cycle[L.C_TIME_DAYS, 0, 0] == 0.0
     assert per_cycle[L.C_ACTIVITY_GBQ, 0, 0] == a
+    assert per_cycle[L.C_DELAY_DAYS, 0, 0] == 0.0 and per_cycle[L.C_REDUCED, 0, 0] == 0.0
     assert per_cycle[L.C_TUMOUR_DOSE_GY, 0, 0] == pytest.approx(d, rel=1e-14)
     assert per_cycle[L.C_TUMOUR_DOSE_MEASURED_GY, 0, 0] == pytest.approx(d, rel=1e-14)
     assert per_cycle[L.C_TUMOUR_BED_GY, 0, 0] == pytest.approx(bed, rel=1e-14)
@@ -125,7 +190,7 @@ def test_one_cycle_bed_and_tumour_kill_by_hand():
     lam_k, mu_k = math.log(2) / 50.0, math.log(2) / 2.8
     assert per_cycle[L.C_KIDNEY_BED_GY, 0, 0] == pytest.approx(dk * (1 + lam_k / (lam_k + mu_k) * dk / 2.6),
                                                                rel=1e-14)
-    assert not per_cycle[1:, 0, 1].any()
+    _assert_not_given(per_cycle, 0, 1)
 
     # Kill at day 0, dead volume clears until the scan at day 84.
     v0, fs, fn = 50.0, 0.2, 0.3
@@ -148,11 +213,12 @@ def test_continue_after_rule_and_batch_invariance():
                    _patient(TUMOUR_GY_PER_GBQ=0.01, GROWTH_PER_DAY=math.log(2) / 400)])
     ids = np.array([10, 2**40 + 10], dtype=np.int64)
     m = _model(KIDNEY_INTRA_SIGMA=0.1, TUMOUR_INTRA_SIGMA=0.2, TUMOUR_MEAS_SIGMA=0.1)
-    args = (9, m, np.full(4, 7.4), 4, 42.0, 2, np.array([84.0, 168.0, 252.0]), 6)
+    args = (9, m, _regimen(4, 42.0, 2), np.full(4, 7.4), np.array([84.0, 168.0, 252.0]), 6)
     per_cycle, per_patient = simulate_arm_reference(p, ids, *args)
     np.testing.assert_array_equal(per_patient[L.P_CYCLES], [4.0, 2.0])
     np.testing.assert_array_equal(per_cycle[L.C_TIME_DAYS, 0, :4], [0.0, 42.0, 84.0, 126.0])
     assert np.isnan(per_cycle[L.C_TIME_DAYS, 1, 2:]).all() and np.isnan(per_cycle[L.C_TIME_DAYS, 0, 4:]).all()
+    assert per_patient[L.P_DISCONTINUED_TOXICITY].sum() == 0.0  # continue_after is not toxicity
     # Per-cycle draws come from stream 2 at counters 8k + slot.
     z = rng.normals(9, ids[:1], rng.STREAM_CYCLE, 8 * 3, 8)[0]
     assert per_cycle[L.C_KIDNEY_DOSE_GY, 0, 3] == pytest.approx(7.4 * 0.6 * math.exp(0.1 * z[0]), rel=1e-13)
@@ -160,6 +226,252 @@ def test_continue_after_rule_and_batch_invariance():
         7.4 * 20.0 * math.exp(0.2 * z[2]) * math.exp(0.1 * z[5]), rel=1e-13)
     # Each patient simulated alone gives the same result.
     for i in range(2):
+        c1, p1 = simulate_arm_reference(p[i:i + 1], ids[i:i + 1], *args)
+        np.testing.assert_array_equal(c1, per_cycle[:, i:i + 1])
+        np.testing.assert_array_equal(p1, per_patient[:, i:i + 1])
+
+
+# ---------------------------------------------------------------------------------------------------------- 4.1
+def test_zero_marrow_dose_stays_at_baseline():
+    p = _patient(MARROW_GY_PER_GBQ=0.0, PLATELETS_BASELINE=140.0)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([4]), 3, _model(), _regimen(3, 42.0),
+                                                    np.full(3, 7.4), np.array([56.0, 112.0]), 4)
+    given = int(per_patient[L.P_CYCLES, 0])
+    assert given >= 1
+    np.testing.assert_array_equal(per_cycle[L.C_PLATELET_NADIR, 0, :given], 140.0)
+    np.testing.assert_array_equal(per_cycle[L.C_PLATELET_NADIR_DAY, 0, :given], 0.0)
+    np.testing.assert_array_equal(per_cycle[L.C_PLATELET_GRADE, 0, :given], 1.0)  # 140 < 150
+    assert per_patient[L.P_PLATELET_WORST_GRADE, 0] == 1.0
+
+
+def _reference_nadir(circ, t1: float) -> tuple[float, float]:
+    grid = np.linspace(0.0, t1, int(t1 * 1000) + 1)
+    i = int(np.argmin(circ(grid)))
+    res = optimize.minimize_scalar(circ, bounds=(grid[i - 1], grid[i + 1]), method="bounded",
+                                   options={"xatol": 1e-9})
+    return float(res.fun), float(res.x)
+
+
+def test_first_cycle_nadir_matches_solve_ivp():
+    # One cycle of 6 x 0.2 = 1.2 Gy; the window (84 d) ends the integration. Reference: DOP853 at rtol 1e-10.
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(), _regimen(1, 42.0),
+                                                    np.array([6.0]), np.array([30.0, 60.0, 120.0]), 1)
+    nadir, day = _reference_nadir(_first_cycle_platelets(1.2), 84.0)  # ~49.4 at day ~39.7
+    assert per_cycle[L.C_PLATELET_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-4)
+    assert abs(per_cycle[L.C_PLATELET_NADIR_DAY, 0, 0] - day) < 0.05
+    assert 50.0 - nadir > 0.5  # grade 3, clear of the threshold
+    assert per_cycle[L.C_PLATELET_GRADE, 0, 0] == 3.0 == per_patient[L.P_PLATELET_WORST_GRADE, 0]
+
+
+@pytest.mark.parametrize("p_fatal", [0.0, 1.0, 0.5])
+def test_fatal_grade4_at_the_nadir_day(p_fatal):
+    # 2.5 Gy: nadir ~13.0 at ~day 44.5 inside the interval [30, 84] (events: scan at 30, cycle 1 at 84).
+    seed, pid = 2, np.array([77], dtype=np.int64)
+    p = _stable_patient(MARROW_GY_PER_GBQ=2.5 / 7.4)
+    m = _model(FATAL_GRADE4_PROBABILITY=p_fatal)
+    per_cycle, per_patient = simulate_arm_reference(p, pid, seed, m, _regimen(2, 84.0), np.full(2, 7.4),
+                                                    np.array([30.0, 90.0, 180.0]), 2)
+    nadir, day = per_cycle[L.C_PLATELET_NADIR, 0, 0], per_cycle[L.C_PLATELET_NADIR_DAY, 0, 0]
+    ref_nadir, ref_day = _reference_nadir(_first_cycle_platelets(2.5), 84.0)
+    assert nadir == pytest.approx(ref_nadir, rel=1e-3) and abs(day - ref_day) < 0.05  # RK4 at 0.5 d: 3e-4
+    assert nadir < 25.0 and per_cycle[L.C_PLATELET_GRADE, 0, 0] == 4.0
+    u10 = rng.uniforms(seed, pid, rng.STREAM_EVENTS, rng.EV_FATAL_GRADE4, 1)[0, 0]
+    if u10 < p_fatal:  # dies at the nadir day: before progression, so also the PFS event
+        assert per_patient[L.P_OS_DAYS, 0] == day and per_patient[L.P_OS_EVENT, 0] == 1.0
+        assert per_patient[L.P_PFS_DAYS, 0] == day and per_patient[L.P_PFS_EVENT, 0] == 1.0
+        assert per_patient[L.P_DEATH_CAUSE, 0] == L.CAUSE_TREATMENT
+        assert per_patient[L.P_CYCLES, 0] == 1.0 and per_patient[L.P_BEST_RESPONSE, 0] == L.RESPONSE_SD
+    else:
+        assert per_patient[L.P_CYCLES, 0] == 2.0 and per_patient[L.P_OS_EVENT, 0] == 0.0
+        assert per_cycle[L.C_TIME_DAYS, 0, 1] == 84.0
+
+
+# ---------------------------------------------------------------------------------------------------------- 4.2
+@pytest.mark.parametrize("nephropathy", [False, True])
+def test_egfr_trajectory_and_renal_grade3_day_by_hand(nephropathy):
+    # One cycle at day 0, kidney 7.4 x 0.6 Gy (sigma 0), c = 0.01/Gy/year doubled by the risk factor, tau 90 d,
+    # 1 mL/min/year age decline, follow-up to C_a = 2500 (no death, no progression, post-progression hazard 0).
+    p = _stable_patient(EGFR_BASELINE=70.0, KIDNEY_RISK_FACTOR=1.0, ADMIN_CENSOR_DAY=2500.0)
+    m = _model(EGFR_AGE_DECLINE_PER_YEAR=1.0, EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.01,
+               EGFR_RISK_FACTOR_MULTIPLIER=2.0, EGFR_SUBCLINICAL_LATENCY_DAYS=90.0)
+    if nephropathy:  # NTCP = Phi((BED - 1) / 0.01) = 1; onset = 0 + 365 d (sigma 0), e x (1 - 0.3) after it
+        m[L.KIDNEY_BED50_GY], m[L.KIDNEY_LKB_M], m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] = 1.5, 0.01, 0.5
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([5]), 4, m, _regimen(1, 42.0), np.array([7.4]),
+                                                    np.arange(1, 50) * 84.0, 1)
+    d = 7.4 * 0.6
+    bed = d * (1 + 2.8 / (2.8 + 50.0) * d / 2.6)
+    assert per_cycle[L.C_KIDNEY_BED_GY, 0, 0] == pytest.approx(bed, rel=1e-14)
+    factor = 0.7 if nephropathy else 1.0
+    slope = (1.0 + 70.0 * 0.02 * bed) / 365.25  # mL/min per day once t > tau
+
+    def egfr(t):
+        return 70.0 - t / 365.25 - 70.0 * 0.02 * bed * max(0.0, t - 90.0) / 365.25
+
+    assert per_patient[L.P_OS_DAYS, 0] == 2500.0 and per_patient[L.P_OS_EVENT, 0] == 0.0
+    e_end = factor * egfr(2500.0)
+    assert per_patient[L.P_EGFR_END, 0] == pytest.approx(e_end, rel=1e-13)
+    assert per_patient[L.P_CKD_GRADE, 0] == (4.0 if nephropathy else 3.0)  # 12.9 / 18.4 mL/min
+    # e(t) = 30 on the linear piece after tau (and after the onset with nephropathy): 70 + 90 (slope - 1/365.25)
+    # - slope t = 30 / factor.
+    t30 = (70.0 + 90.0 * (slope - 1.0 / 365.25) - 30.0 / factor) / slope
+    assert (t30 > 365.0) if nephropathy else (t30 > 90.0)
+    assert egfr(t30) * factor == pytest.approx(30.0, rel=1e-12)
+    assert per_patient[L.P_RENAL_G3_EVENT, 0] == 1.0
+    assert per_patient[L.P_RENAL_G3_DAYS, 0] == pytest.approx(t30, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------- 4.5
+def _withheld_run(**regimen_kw):
+    # 6 GBq x 0.2 Gy/GBq = 1.2 Gy per cycle; S0 200: count 50.4 at day 42 (grade 2), 66.8 at 49 (grade 2), 107.4 at
+    # 56 (grade 1). Withheld while grade >= 2, re-checked weekly: cycle 1 given at day 56, delay 14 (2 x recheck).
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    reg = _regimen(3, 42.0, **{"R_WITHHOLD_GRADE": 2.0, "R_REDUCTION_FRACTION": 0.25, "R_REDUCE_IF_WITHHELD": 1.0,
+                               **regimen_kw})
+    return simulate_arm_reference(p, np.array([21]), 6, _model(), reg, np.array([6.0, 6.0, 5.0]),
+                                  np.arange(1, 20) * 56.0, 3)
+
+
+def test_withheld_cycle_is_delayed_by_rechecks_and_reduced():
+    circ = _first_cycle_platelets(1.2)
+    checks = np.array([42.0, 49.0, 56.0])
+    counts = circ(checks)
+    assert (counts[:2] < 75.0 - 4.0).all() and counts[2] > 75.0 + 4.0  # clear of the grade-2 threshold
+
+    per_cycle, per_patient = _withheld_run()
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 56.0
+    assert per_cycle[L.C_DELAY_DAYS, 0, 1] == 14.0 == 2 * 7.0
+    assert per_cycle[L.C_REDUCED, 0, 1] == 1.0
+    assert per_cycle[L.C_ACTIVITY_GBQ, 0, 1] == pytest.approx(6.0 * 0.75, rel=1e-15)
+    assert per_cycle[L.C_MARROW_DOSE_GY, 0, 1] == pytest.approx(6.0 * 0.75 * 0.2, rel=1e-14)
+    # The next cycle is due interval after the actual administration and stays reduced (no restore); its delay
+    # is counted from its own first due day.
+    assert per_cycle[L.C_TIME_DAYS, 0, 2] == 98.0 + per_cycle[L.C_DELAY_DAYS, 0, 2]
+    assert per_cycle[L.C_REDUCED, 0, 2] == 1.0
+    assert per_cycle[L.C_ACTIVITY_GBQ, 0, 2] == pytest.approx(5.0 * 0.75, rel=1e-15)
+    assert per_cycle[L.C_DELAY_DAYS, 0, 2] % 7.0 == 0.0
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+
+
+def test_withheld_cycle_not_reduced_without_reduce_after_withholding():
+    per_cycle, per_patient = _withheld_run(R_REDUCE_IF_WITHHELD=0.0)
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 56.0 and per_cycle[L.C_DELAY_DAYS, 0, 1] == 14.0
+    assert per_cycle[L.C_REDUCED, 0, 1] == 0.0 and per_cycle[L.C_ACTIVITY_GBQ, 0, 1] == 6.0
+
+
+def test_withheld_cycle_discontinues_when_no_reduction_is_left():
+    per_cycle, per_patient = _withheld_run(R_MAX_REDUCTIONS=0.0)
+    assert per_patient[L.P_CYCLES, 0] == 1.0 and per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 1.0
+    _assert_not_given(per_cycle, 0, 1)
+
+
+def test_reduce_then_restore_after_a_tolerated_cycle():
+    # Cycle 0 (0.5 Gy) nadir ~110 (grade 1 >= reduce grade 1): cycle 1 reduced to 10 %; by day 120 the count has
+    # recovered, cycle 1's nadir stays >= 150 (grade 0), so cycle 2 is given at full activity when restoring.
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.5 / 7.4)
+    for restore in (0.0, 1.0):
+        reg = _regimen(3, 120.0, R_REDUCE_GRADE=1.0, R_REDUCTION_FRACTION=0.9, R_RESTORE=restore,
+                       R_MAX_REDUCTIONS=2.0)
+        per_cycle, per_patient = simulate_arm_reference(p, np.array([12]), 6, _model(), reg, np.full(3, 7.4),
+                                                        np.arange(1, 20) * 56.0, 3)
+        np.testing.assert_array_equal(per_cycle[L.C_TIME_DAYS, 0], [0.0, 120.0, 240.0])
+        np.testing.assert_array_equal(per_cycle[L.C_PLATELET_GRADE, 0, :2], [1.0, 0.0])
+        np.testing.assert_array_equal(per_cycle[L.C_REDUCED, 0], [0.0, 1.0, 1.0 - restore])
+        np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0], [7.4, 0.74, 0.74 if restore == 0.0 else 7.4],
+                                   rtol=1e-15)
+
+
+@pytest.mark.parametrize("rule", [{"R_WITHHOLD_EGFR_BELOW": 200.0},
+                                  {"R_WITHHOLD_EGFR_DROP": 0.05, "age_decline": 200.0}])
+def test_discontinued_after_max_delay(rule):
+    # eGFR never recovers: withheld at day 42, re-checks 49 and 56 (56 + 7 - 42 = 21 <= 21), discontinued at 63.
+    rule = dict(rule)
+    m = _model(EGFR_AGE_DECLINE_PER_YEAR=rule.pop("age_decline", 0.0))
+    reg = _regimen(4, 42.0, R_MAX_DELAY_DAYS=21.0, **rule)
+    p = _stable_patient()
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([13]), 6, m, reg, np.full(4, 7.4),
+                                                    np.arange(1, 20) * 56.0, 4)
+    assert per_patient[L.P_CYCLES, 0] == 1.0 and per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 1.0
+    for k in range(1, 4):
+        _assert_not_given(per_cycle, 0, k)
+    # The marrow window (84 d) is longer than the 63 days integrated while cycles could still be given.
+    assert per_patient[L.P_PLATELET_WORST_GRADE, 0] == per_cycle[L.C_PLATELET_GRADE, 0, 0]
+
+
+@pytest.mark.parametrize(("max_delay", "given"), [(14.0, True), (13.9, False)])
+def test_max_delay_boundary(max_delay, given):
+    # Withheld at 42 and 49, given at 56. At 49 the next check (56) is 14 days after the due day: allowed when the
+    # maximum delay is 14 (not later than), discontinued when it is 13.9.
+    per_cycle, per_patient = _withheld_run(R_MAX_DELAY_DAYS=max_delay)
+    assert per_patient[L.P_DISCONTINUED_TOXICITY, 0] == (0.0 if given else 1.0)
+    if given:
+        assert per_cycle[L.C_TIME_DAYS, 0, 1] == 56.0 and per_cycle[L.C_DELAY_DAYS, 0, 1] == 14.0
+    else:
+        assert per_patient[L.P_CYCLES, 0] == 1.0
+        _assert_not_given(per_cycle, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------- 4.3
+def test_mds_aml_forced_kills_at_onset_plus_exponential():
+    seed, pid = 8, np.array([2**33 + 1], dtype=np.int64)
+    p = _stable_patient(ADMIN_CENSOR_DAY=1e6)
+    m = _model(MDS_RISK_PER_GY=1e9, MDS_LATENCY_DAYS=300.0, MDS_LATENCY_SIGMA=0.0, MDS_DEATH_PER_DAY=1.0 / 200.0)
+    scans = np.arange(1, 200) * 56.0
+    per_cycle, per_patient = simulate_arm_reference(p, pid, seed, m, _regimen(2, 42.0), np.full(2, 7.4), scans, 2)
+    assert per_patient[L.P_CYCLES, 0] == 2.0
+    onset = 42.0 + 300.0  # last administration + median latency
+    e9 = -math.log(rng.uniforms(seed, pid, rng.STREAM_EVENTS, rng.EV_MDS_DEATH, 1)[0, 0])
+    death = onset + e9 * 200.0
+    assert per_patient[L.P_MDS_AML, 0] == 1.0 and per_patient[L.P_MDS_AML_DAY, 0] == onset
+    assert per_patient[L.P_OS_DAYS, 0] == pytest.approx(death, rel=1e-14)
+    assert per_patient[L.P_OS_EVENT, 0] == 1.0 and per_patient[L.P_DEATH_CAUSE, 0] == L.CAUSE_TREATMENT
+    # Decided when the cycles ended (before progression): T_dp falls, so it is the PFS event; the last evaluated
+    # scan is the last one before the death.
+    assert per_patient[L.P_PFS_DAYS, 0] == pytest.approx(death, rel=1e-14) and per_patient[L.P_PFS_EVENT, 0] == 1.0
+    # MDS/AML is not recorded when censored before its onset.
+    p[0, L.ADMIN_CENSOR_DAY] = onset - 1.0
+    _, per_patient = simulate_arm_reference(p, pid, seed, m, _regimen(2, 42.0), np.full(2, 7.4), scans, 2)
+    assert per_patient[L.P_MDS_AML, 0] == 0.0 and np.isnan(per_patient[L.P_MDS_AML_DAY, 0])
+    assert per_patient[L.P_OS_EVENT, 0] == 0.0 and per_patient[L.P_OS_DAYS, 0] == onset - 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+def _cohort(n: int, seed: int = 0) -> np.ndarray:
+    rs = np.random.default_rng(seed)
+    p = np.repeat(_patient(), n, axis=0)
+    p[:, L.AGE_YEARS] = rs.normal(68.0, 8.0, n)
+    p[:, L.TUMOUR_VOLUME_ML] = rs.lognormal(math.log(50.0), 0.7, n)
+    p[:, L.GROWTH_PER_DAY] = math.log(2.0) / rs.lognormal(math.log(120.0), 0.6, n)
+    p[:, L.NEW_LESION_PER_DAY] = 5e-4
+    p[:, L.ADMIN_CENSOR_DAY] = rs.uniform(500.0, 1200.0, n)
+    p[:, L.MARROW_GY_PER_GBQ] = rs.lognormal(math.log(0.08), 0.6, n)
+    p[:, L.PLATELETS_BASELINE] = rs.lognormal(math.log(200.0), 0.3, n)
+    p[:, L.MARROW_ALPHA_PER_GY] = rs.lognormal(math.log(1.5), 0.3, n)
+    p[:, L.EGFR_BASELINE] = rs.uniform(40.0, 100.0, n)
+    p[:, L.KIDNEY_RISK_FACTOR] = rs.uniform(size=n) < 0.3
+    p[:, L.PRIOR_CHEMOTHERAPY] = rs.uniform(size=n) < 0.5
+    return p
+
+
+def test_batch_invariance_with_toxicity_and_dose_modification():
+    n = 24
+    p = _cohort(n)
+    ids = np.arange(1000, 1000 + n, dtype=np.int64) * 7919
+    m = _model(BACKGROUND_HAZARD_65_PER_YEAR=0.02, BACKGROUND_SLOPE_PER_YEAR=0.09, PRE_PROGRESSION_DEATH_PER_DAY=2e-4,
+               DROPOUT_PER_DAY=2e-4, MARROW_INTRA_SIGMA=0.2, KIDNEY_INTRA_SIGMA=0.2, FATAL_GRADE4_PROBABILITY=0.3,
+               KIDNEY_BED50_GY=30.0, NEPHROPATHY_LATENCY_SIGMA=0.5, EGFR_AGE_DECLINE_PER_YEAR=1.0,
+               EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.003, EGFR_SUBCLINICAL_LATENCY_DAYS=90.0, MDS_RISK_PER_GY=0.3,
+               MDS_CHEMO_MULTIPLIER=2.0, MDS_LATENCY_DAYS=400.0, MDS_LATENCY_SIGMA=0.5)
+    reg = _regimen(6, 42.0, 4, R_WITHHOLD_GRADE=2.0, R_WITHHOLD_EGFR_BELOW=30.0, R_WITHHOLD_EGFR_DROP=0.4,
+                   R_REDUCE_GRADE=3.0, R_REDUCTION_FRACTION=0.5, R_RESTORE=1.0, R_MAX_DELAY_DAYS=35.0,
+                   R_REDUCE_IF_WITHHELD=1.0)
+    args = (17, m, reg, np.full(6, 7.4), np.arange(1, 30) * 42.0, 6)
+    per_cycle, per_patient = simulate_arm_reference(p, ids, *args)
+    assert per_patient[L.P_PLATELET_WORST_GRADE].max() >= 2.0 and (per_cycle[L.C_DELAY_DAYS] > 0).any()
+    given = ~np.isnan(per_cycle[L.C_TIME_DAYS])
+    np.testing.assert_array_equal(given.sum(axis=1), per_patient[L.P_CYCLES])
+    assert (per_cycle[L.C_DELAY_DAYS][given] % 7.0 == 0.0).all()
+    for i in range(n):
         c1, p1 = simulate_arm_reference(p[i:i + 1], ids[i:i + 1], *args)
         np.testing.assert_array_equal(c1, per_cycle[:, i:i + 1])
         np.testing.assert_array_equal(p1, per_patient[:, i:i + 1])

@@ -1,7 +1,8 @@
 """Column layout of the arrays exchanged with the kernel (struct of arrays, float64 throughout).
 
 The kernel takes one patient matrix ``patients[n, N_PATIENT]`` (per-arm: the dosimetry columns depend on
-the agent), one model-parameter vector ``model[N_MODEL]`` and one regimen description, and fills
+the agent), one model-parameter vector ``model[N_MODEL]``, one regimen vector ``regimen[N_REGIMEN]`` with the
+per-cycle ``activities``, and fills
 ``per_cycle[N_CYCLE_VARS, n, K]`` and ``per_patient[N_PATIENT_VARS, n]``. Fixed-width float arrays keep
 the kernel's signature, and so its compiled code, the same for every scenario.
 """
@@ -10,8 +11,9 @@ the kernel's signature, and so its compiled code, the same for every scenario.
 (AGE_YEARS, TUMOUR_VOLUME_ML, STROMA_FRACTION, RECEPTOR_NEGATIVE_FRACTION, GROWTH_PER_DAY,
  NEW_LESION_PER_DAY, TUMOUR_ALPHA_PER_GY, ADMIN_CENSOR_DAY, POST_PROGRESSION_DEATH_PER_DAY,
  KIDNEY_GY_PER_GBQ, KIDNEY_TEFF_H, MARROW_GY_PER_GBQ, MARROW_TEFF_H, TUMOUR_GY_PER_GBQ, TUMOUR_TEFF_H,
- ) = range(15)
-N_PATIENT = 15
+ PLATELETS_BASELINE, MARROW_ALPHA_PER_GY, EGFR_BASELINE, KIDNEY_RISK_FACTOR, PRIOR_CHEMOTHERAPY,
+ ) = range(20)
+N_PATIENT = 20
 
 # model[:]
 (KIDNEY_ALPHA_BETA_GY, KIDNEY_REPAIR_H, MARROW_ALPHA_BETA_GY, MARROW_REPAIR_H, TUMOUR_ALPHA_BETA_GY,
@@ -19,24 +21,43 @@ N_PATIENT = 15
  MARROW_MEAS_SIGMA, TUMOUR_MEAS_SIGMA, TUMOUR_DOSE_DECLINE, DEAD_CLEARANCE_PER_DAY, NEW_LESION_EXPONENT,
  CONFIRM_RESPONSE, BACKGROUND_HAZARD_65_PER_YEAR, BACKGROUND_SLOPE_PER_YEAR, PRE_PROGRESSION_DEATH_PER_DAY,
  DROPOUT_PER_DAY,
- ) = range(20)
-N_MODEL = 20
+ # marrow (platelets)
+ MARROW_MTT_DAYS, PLATELET_LIFESPAN_DAYS, MARROW_GAMMA, MARROW_RESERVE_PER_GY, MARROW_MAX_STEP_DAYS,
+ MARROW_WINDOW_DAYS, FATAL_GRADE4_PROBABILITY,
+ # kidney
+ KIDNEY_BED50_GY, KIDNEY_LKB_M, KIDNEY_RISK_FACTOR_SHIFT_GY, NEPHROPATHY_LATENCY_DAYS, NEPHROPATHY_LATENCY_SIGMA,
+ NEPHROPATHY_EGFR_LOSS, EGFR_AGE_DECLINE_PER_YEAR, EGFR_RADIATION_DECLINE_PER_GY_YEAR,
+ EGFR_RISK_FACTOR_MULTIPLIER, EGFR_SUBCLINICAL_LATENCY_DAYS,
+ # MDS / AML
+ MDS_RISK_PER_GY, MDS_CHEMO_MULTIPLIER, MDS_LATENCY_DAYS, MDS_LATENCY_SIGMA, MDS_DEATH_PER_DAY,
+ ) = range(42)
+N_MODEL = 42
+
+# regimen[:] (a "never" threshold is encoded as a value the rule cannot reach)
+(R_N_CYCLES, R_INTERVAL_DAYS, R_CONTINUE_AFTER, R_WITHHOLD_GRADE, R_WITHHOLD_EGFR_BELOW, R_WITHHOLD_EGFR_DROP,
+ R_REDUCE_GRADE, R_REDUCTION_FRACTION, R_RESTORE, R_MAX_REDUCTIONS, R_RECHECK_DAYS, R_MAX_DELAY_DAYS,
+ R_REDUCE_IF_WITHHELD,
+ ) = range(13)
+N_REGIMEN = 13
+NEVER_GRADE = 99.0
 
 # per_cycle[v, n, k]
 (C_TIME_DAYS, C_ACTIVITY_GBQ, C_KIDNEY_DOSE_GY, C_KIDNEY_DOSE_MEASURED_GY, C_KIDNEY_BED_GY, C_MARROW_DOSE_GY,
  C_MARROW_DOSE_MEASURED_GY, C_MARROW_BED_GY, C_TUMOUR_DOSE_GY, C_TUMOUR_DOSE_MEASURED_GY, C_TUMOUR_BED_GY,
- ) = range(11)
-N_CYCLE_VARS = 11
+ C_DELAY_DAYS, C_REDUCED, C_PLATELET_NADIR, C_PLATELET_NADIR_DAY, C_PLATELET_GRADE,
+ ) = range(16)
+N_CYCLE_VARS = 16
 
 # per_patient[v, n]
 (P_CYCLES, P_PFS_DAYS, P_PFS_EVENT, P_OS_DAYS, P_OS_EVENT, P_DEATH_CAUSE, P_BEST_RESPONSE, P_PROGRESSION_TYPE,
- P_NADIR_RATIO,
- ) = range(9)
-N_PATIENT_VARS = 9
+ P_NADIR_RATIO, P_PLATELET_WORST_GRADE, P_EGFR_END, P_CKD_GRADE, P_RENAL_G3_DAYS, P_RENAL_G3_EVENT, P_MDS_AML,
+ P_MDS_AML_DAY, P_DISCONTINUED_TOXICITY,
+ ) = range(17)
+N_PATIENT_VARS = 17
 
 # Codes (stored as small integers; meanings go into the HDF5 attributes).
-CAUSE_ALIVE, CAUSE_CANCER_AFTER_PROGRESSION, CAUSE_CANCER_BEFORE_PROGRESSION, CAUSE_OTHER = 0, 1, 2, 3
-CAUSE_MEANINGS = "alive_or_censored cancer_after_progression cancer_before_progression other_causes"
+CAUSE_ALIVE, CAUSE_CANCER_AFTER_PROGRESSION, CAUSE_CANCER_BEFORE_PROGRESSION, CAUSE_OTHER, CAUSE_TREATMENT = range(5)
+CAUSE_MEANINGS = "alive_or_censored cancer_after_progression cancer_before_progression other_causes treatment_related"
 RESPONSE_NE, RESPONSE_CR, RESPONSE_PR, RESPONSE_SD, RESPONSE_PD = 0, 1, 2, 3, 4
 RESPONSE_MEANINGS = "not_evaluable complete_response partial_response stable_disease progressive_disease"
 PROGRESSION_NONE, PROGRESSION_TARGET, PROGRESSION_NEW_LESION, PROGRESSION_BOTH = 0, 1, 2, 3
@@ -48,3 +69,7 @@ PROGRESSION_MEANINGS = "none target_growth new_lesion target_growth_and_new_lesi
 PR_VOLUME_RATIO = 0.7**3
 PD_VOLUME_RATIO = 1.2**3
 CR_VOLUME_RATIO = 0.1**3
+
+# CTCAE v5.0 grade thresholds (NCI 2017): platelet count decreased (1e9/L) and chronic kidney disease (eGFR).
+PLATELET_GRADE_BELOW = (150.0, 75.0, 50.0, 25.0)  # grade g if count < PLATELET_GRADE_BELOW[g - 1]
+CKD_GRADE_BELOW = (90.0, 60.0, 30.0, 15.0)
