@@ -44,6 +44,8 @@ CYCLE_VARS = [
      "lowest platelet count from this administration to the next (NaN: not given)"),
     ("platelet_nadir_day", L.C_PLATELET_NADIR_DAY, "f8", "day", "day of the nadir after this administration"),
     ("platelet_grade", L.C_PLATELET_GRADE, "i1", "1", "CTCAE v5 grade of the cycle's platelet nadir"),
+    ("platelet_end_1e9_per_l", L.C_PLATELET_END, "f8", "1e9/L",
+     "platelet count when the cycle's follow-up ended: next administration or end of the marrow window (recovery)"),
 ]
 PATIENT_VARS = [
     ("cycles_given", L.P_CYCLES, "i2", "1", "number of cycles administered", None),

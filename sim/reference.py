@@ -335,7 +335,7 @@ class _Arm:
         self.max_delay = regimen[L.R_MAX_DELAY_DAYS]
 
         self.per_cycle = np.zeros((L.N_CYCLE_VARS, n, k_max))
-        self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY]] = np.nan
+        self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END]] = np.nan
         self.per_patient = np.zeros((L.N_PATIENT_VARS, n))
         self.nadir_day_abs = np.full((n, k_max), np.nan)
 
@@ -456,6 +456,7 @@ class _Arm:
                                                self.committed[mi], self.lam_m[mi], self.s0[mi], self.alpha_m[mi],
                                                self.mp)
         self.y[:, mi], self.dose_rate[mi], self.t_marrow[mi] = y1, r1, t1
+        self.per_cycle[L.C_PLATELET_END, mi, self.k_given[mi] - 1] = y1[_CIRC]
         lower = nadir < self.run_nadir[mi]
         li = mi[lower]
         self.run_nadir[li], self.run_day[li] = nadir[lower], day[lower]
@@ -613,6 +614,7 @@ class _Arm:
         self.run_day[idx] = t
         self.grade4_checked[idx] = False
         pc[L.C_PLATELET_NADIR, idx, k] = self.run_nadir[idx]
+        pc[L.C_PLATELET_END, idx, k] = self.y[_CIRC, idx]
         self.nadir_day_abs[idx, k] = t
 
         self.k_given[idx] += 1

@@ -37,6 +37,8 @@ def test_physical_consistency(netter1_dataset):
     assert float(ds.activity_gbq.sel(arm="control").sum()) == 0.0
     # platelet nadirs exist exactly for the cycles given, and their grades follow CTCAE v5 thresholds
     assert np.array_equal(np.isnan(ds.platelet_nadir_1e9_per_l), ~given)
+    assert np.array_equal(np.isnan(ds.platelet_end_1e9_per_l), ~given)
+    assert np.all((ds.platelet_end_1e9_per_l >= ds.platelet_nadir_1e9_per_l - 1e-9).where(given, True))
     nadir = ds.platelet_nadir_1e9_per_l.where(given)
     expected_grade = (nadir < 150).astype(int) + (nadir < 75) + (nadir < 50) + (nadir < 25)
     assert np.array_equal(expected_grade.where(given, 0), ds.platelet_grade)

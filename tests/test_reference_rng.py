@@ -120,9 +120,9 @@ def _first_cycle_platelets(dose_gy: float, s0: float = 200.0, alpha: float = 1.5
 
 
 def _assert_not_given(per_cycle, i, k):
-    assert np.isnan(per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY], i, k]).all()
-    others = [v for v in range(L.N_CYCLE_VARS) if v not in (L.C_TIME_DAYS, L.C_PLATELET_NADIR,
-                                                             L.C_PLATELET_NADIR_DAY)]
+    missing = (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END)
+    assert np.isnan(per_cycle[list(missing), i, k]).all()
+    others = [v for v in range(L.N_CYCLE_VARS) if v not in missing]
     assert not per_cycle[others, i, k].any()
 
 

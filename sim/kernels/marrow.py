@@ -93,31 +93,22 @@ import math
 
 from numba import njit
 
+from sim.kernels.layout import PLATELET_GRADE_BELOW
+
 MARROW_STATE = 5
 PROL, TRANSIT1, TRANSIT2, TRANSIT3, CIRC = range(MARROW_STATE)
 
-DEFAULT_MTT_DAYS = 20.0
-DEFAULT_PLATELET_LIFE_DAYS = 5.0
-DEFAULT_GAMMA = 0.3
-DEFAULT_ALPHA_PER_GY = 1.5
-DEFAULT_RESERVE_PER_GY = 0.15
-DEFAULT_MAX_STEP_DAYS = 0.5
-PLATELET_LLN = 150.0
 
 
 @njit(inline="always", cache=True)
-def platelet_grade(count, lln=PLATELET_LLN):
-    """CTCAE v5.0 grade of "platelet count decreased" from a count in 1e9/L: 0 if ``>= LLN``, 1 for
-    ``[75, LLN)``, 2 for ``[50, 75)``, 3 for ``[25, 50)``, 4 below 25 (NCI CTCAE v5.0, 2017)."""
-    if count >= lln:
-        return 0
-    if count >= 75.0:
-        return 1
-    if count >= 50.0:
-        return 2
-    if count >= 25.0:
-        return 3
-    return 4
+def platelet_grade(count):
+    """CTCAE v5.0 grade of "platelet count decreased" from a count in 1e9/L: 0 if ``>= 150`` (LLN), 1 for
+    ``[75, 150)``, 2 for ``[50, 75)``, 3 for ``[25, 50)``, 4 below 25 (NCI CTCAE v5.0, 2017)."""
+    g = 0
+    for threshold in PLATELET_GRADE_BELOW:
+        if count < threshold:
+            g += 1
+    return g
 
 
 @njit(cache=True)
@@ -141,26 +132,6 @@ def marrow_dose_rate(dose_rate0, lam_per_day, dt_days):
 
 
 @njit(inline="always", cache=True)
-def marrow_forcing_from_cycles(t, doses_gy, days, n_cycles, lam_per_day):
-    """``(Rdot(t), Dsum)`` from the list of cycles (those with ``days[k] <= t`` count); equals chaining
-    ``marrow_after_cycle`` and ``marrow_dose_rate``."""
-    rate = 0.0
-    committed = 0.0
-    for k in range(n_cycles):
-        if days[k] <= t:
-            rate += doses_gy[k] * lam_per_day * math.exp(-lam_per_day * (t - days[k]))
-            committed += doses_gy[k]
-    return rate, committed
-
-
-@njit(inline="always", cache=True)
-def marrow_setpoint(baseline, reserve_per_gy, committed_dose, dose_rate, lam_per_day):
-    """Set point after reserve loss: ``S0 exp(-beta Dcum)`` with the delivered dose ``Dcum = Dsum - r/lam``."""
-    delivered = committed_dose - dose_rate / lam_per_day if lam_per_day > 0.0 else committed_dose
-    return baseline * math.exp(-reserve_per_gy * delivered)
-
-
-@njit(inline="always", cache=True)
 def _rhs(p, x1, x2, x3, c, k_tr, k_circ, gamma, kill_per_day, log_setpoint):
     """Right-hand side of the five-compartment model (see the module docstring)."""
     feedback = math.exp(gamma * (log_setpoint - math.log(c)))
@@ -173,22 +144,20 @@ def _rhs(p, x1, x2, x3, c, k_tr, k_circ, gamma, kill_per_day, log_setpoint):
 
 @njit(cache=True)
 def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, baseline, mtt_days, gamma,
-                   platelet_life_days, alpha_per_gy, reserve_per_gy, max_step_days, recovery_level):
+                   platelet_life_days, alpha_per_gy, reserve_per_gy, max_step_days):
     """Advance ``state[0:5]`` (Prol, T1, T2, T3, Circ; 1e9/L) in place from day ``t0`` to ``t1`` by RK4.
 
     ``dose_rate0`` (Gy/day) and ``committed_dose`` (Gy) describe the cycles given up to ``t0`` (see
     ``marrow_after_cycle``); no administration may fall inside ``(t0, t1]``. The dose rate at ``t1`` is
     ``marrow_dose_rate(dose_rate0, lam, t1 - t0)``; the committed dose is unchanged.
 
-    Returns ``(nadir, nadir_day, recovery_day)``: the minimum of Circ over ``[t0, t1]`` on the step grid,
-    refined by the parabola through the grid minimum and its neighbours; and the first day after the nadir
-    at which Circ climbs back to ``recovery_level`` (linear interpolation on the grid), NaN if the nadir is not
-    below that level or Circ does not climb back to it within the interval. When a patient's interval is split
-    (scans), the caller keeps the lower nadir and, for the recovery, the interval that holds it.
+    Returns ``(nadir, nadir_day)``: the minimum of Circ over ``[t0, t1]`` on the step grid, refined by the
+    parabola through the grid minimum and its neighbours. When a patient's interval is split (scans), the
+    caller keeps the lower nadir.
     """
     span = t1 - t0
     if span <= 0.0:
-        return state[CIRC], t0, math.nan
+        return state[CIRC], t0
     n = int(math.ceil(span / max_step_days - 1e-9))
     if n < 1:
         n = 1
@@ -206,7 +175,6 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
     prev = c            # Circ at the previous grid point
     before = c          # Circ one grid point before the current minimum
     after = math.nan    # Circ one grid point after the current minimum (NaN until known)
-    recovery = math.nan
     for i in range(1, n + 1):
         r_mid = r * half
         r_end = r_mid * half
@@ -230,12 +198,8 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
             best, best_i = c, i
             before = prev
             after = math.nan
-            recovery = math.nan
-        else:
-            if i == best_i + 1:
-                after = c
-            if math.isnan(recovery) and best < recovery_level <= c:
-                recovery = t0 + h * (i - 1 + (recovery_level - prev) / (c - prev))
+        elif i == best_i + 1:
+            after = c
         prev = c
 
     state[PROL], state[TRANSIT1], state[TRANSIT2], state[TRANSIT3], state[CIRC] = p, x1, x2, x3, c
@@ -246,4 +210,4 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
             offset = 0.5 * (before - after) / curvature      # in steps, within (-0.5, 0.5]
             nadir_day += offset * h
             nadir = best - 0.125 * (before - after) ** 2 / curvature
-    return nadir, nadir_day, recovery
+    return nadir, nadir_day

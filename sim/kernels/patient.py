@@ -141,6 +141,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         per_cycle[L.C_TIME_DAYS, i, c] = math.nan
         per_cycle[L.C_PLATELET_NADIR, i, c] = math.nan
         per_cycle[L.C_PLATELET_NADIR_DAY, i, c] = math.nan
+        per_cycle[L.C_PLATELET_END, i, c] = math.nan
 
     while True:
         t_cycle = due if cycles_open else math.inf
@@ -168,10 +169,10 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         if k > 0:
             t_to = min(t, horizon)
             if t_to > t_marrow:
-                low, low_day, _ = marrow_advance(
+                low, low_day = marrow_advance(
                     state, t_marrow, t_to, dose_rate, committed, lam_marrow, s0, model[L.MARROW_MTT_DAYS],
                     model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
-                    model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS], 0.0)
+                    model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
                 dose_rate = marrow_dose_rate(dose_rate, lam_marrow, t_to - t_marrow)
                 t_marrow = t_to
                 if low < cycle_nadir:
@@ -266,7 +267,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
             v_dead += killed
             tumour_decline *= 1.0 - model[L.TUMOUR_DOSE_DECLINE]
             if k > 0:
-                _record_nadir(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin)
+                _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC])
             dose_rate, committed = marrow_after_cycle(dose_rate, committed, d_mar, lam_marrow)
             marrow_total += d_mar
             cycle_nadir, cycle_nadir_day = state[CIRC], t
@@ -305,17 +306,17 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         horizon = min(horizon, last_admin + window)
         t_to = min(horizon, death_day, censor_day)
         if t_to > t_marrow:
-            low, low_day, _ = marrow_advance(
+            low, low_day = marrow_advance(
                 state, t_marrow, t_to, dose_rate, committed, lam_marrow, s0, model[L.MARROW_MTT_DAYS],
                 model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
-                model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS], 0.0)
+                model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
             if low < cycle_nadir:
                 cycle_nadir, cycle_nadir_day = low, low_day
             if not fatal_checked and low < GRADE4_PLATELETS:
                 if rng.uniform(key_event, rng.EV_FATAL_GRADE4 + k - 1) < model[L.FATAL_GRADE4_PROBABILITY]:
                     if low_day < death_day:
                         death_day, cause = low_day, L.CAUSE_TREATMENT
-        _record_nadir(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin)
+        _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC])
 
     if progressed:
         pfs_day, pfs_event = progression_day, 1.0
@@ -371,7 +372,10 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
 
 
 @njit(inline="always", cache=True)
-def _record_nadir(per_cycle, i, c, nadir, day_after_admin):
+def _record_cycle_marrow(per_cycle, i, c, nadir, day_after_admin, count_at_end):
+    """Cycle c's platelet nadir, its day after the administration, its grade, and the count when the cycle's
+    follow-up ended (next administration, end of the marrow window, death or censoring)."""
+    per_cycle[L.C_PLATELET_END, i, c] = count_at_end
     per_cycle[L.C_PLATELET_NADIR, i, c] = nadir
     per_cycle[L.C_PLATELET_NADIR_DAY, i, c] = day_after_admin
     per_cycle[L.C_PLATELET_GRADE, i, c] = platelet_grade(nadir)
