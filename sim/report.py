@@ -46,4 +46,7 @@ def summary_table(summary: dict) -> Table:
 
 
 def print_summary(summary: dict, console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(summary))
+    console = console or Console()
+    if not console.is_terminal:  # pipes and files get rich's 80 columns, which wraps every label
+        console = Console(width=110, file=console.file)
+    console.print(summary_table(summary))
