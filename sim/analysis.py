@@ -93,10 +93,12 @@ def _rate(flags: np.ndarray) -> float:
 def toxicity_summary(a: xr.Dataset) -> dict:
     """Toxicity and dose-modification rates of one arm (fractions of its patients)."""
     thrombocytopenia = a.platelet_worst_grade.values >= 3
+    neutropenia = a.neutrophil_worst_grade.values >= 3
     return {
         "grade3plus_thrombocytopenia_rate": _rate(thrombocytopenia),
-        # platelets are the only blood line modelled (see README), so the two rates coincide for now
-        "grade3plus_haematological_rate": _rate(thrombocytopenia),
+        "grade3plus_neutropenia_rate": _rate(neutropenia),
+        # the blood lines modelled: platelets and neutrophils (anaemia and lymphopenia are not; see README)
+        "grade3plus_haematological_rate": _rate(thrombocytopenia | neutropenia),
         "grade3plus_renal_rate": _rate(a.renal_grade3_event.values == 1),
         "mds_aml_rate": _rate(a.mds_aml.values == 1),
         "dose_reductions_rate": _rate(a.dose_reduced.values.any(axis=-1)),

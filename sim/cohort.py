@@ -108,6 +108,7 @@ def kernel_patients(cfg: Config, cohort: Cohort, agent: Agent | None) -> np.ndar
     out[:, L.POST_PROGRESSION_DEATH_PER_DAY] = (nh.post_progression_death_per_month / DAYS_PER_MONTH) * (
         growth / median_growth_per_day(cfg)) ** nh.post_progression_growth_exponent
     out[:, L.PLATELETS_BASELINE] = c["platelets_1e9_per_l"]
+    out[:, L.NEUTROPHILS_BASELINE] = c["neutrophils_1e9_per_l"]
     out[:, L.MARROW_ALPHA_PER_GY] = marrow_alpha(cfg, cohort)
     out[:, L.EGFR_BASELINE] = c["egfr_ml_min"]
     out[:, L.KIDNEY_RISK_FACTOR] = has_kidney_risk_factor(cohort)

@@ -137,6 +137,7 @@ class Covariates(Strict):
     new_lesion_rate_per_month: Marginal
     receptor_negative_fraction: Marginal
     tumour_alpha_per_gy: Marginal
+    neutrophils_1e9_per_l: Marginal  # last: adding a covariate at the end keeps every earlier draw
 
 
 COVARIATE_NAMES: tuple[str, ...] = tuple(Covariates.model_fields)
@@ -257,6 +258,15 @@ class NaturalHistory(Strict):
         description="Post-progression hazard x (growth rate / cohort median growth rate)^exponent.")
 
 
+class Neutrophils(Strict):
+    """The same marrow model for neutrophils (docs/model.md 4.7)."""
+
+    mtt_days: PositiveFloat
+    lifespan_days: PositiveFloat = Field(description="Mean residence time of the circulating compartment.")
+    feedback_gamma: Annotated[float, Field(ge=0, le=1)]
+    alpha_ratio: NonNegFloat = Field(description="Progenitor radiosensitivity relative to the platelet line.")
+
+
 class Marrow(Strict):
     """Platelet model (Friberg 2002 form, ``sim/kernels/marrow.py``) and marrow radiosensitivity."""
 
@@ -272,6 +282,7 @@ class Marrow(Strict):
     max_step_days: Annotated[float, Field(gt=0, le=2)] = 0.5
     window_after_last_cycle_days: PositiveFloat = Field(description="Follow-up of the last cycle's nadir.")
     fatal_grade4_probability: Probability = Field(description="Death at a cycle's grade-4 nadir.")
+    neutrophils: Neutrophils
 
 
 class Kidney(Strict):
@@ -318,10 +329,12 @@ class DoseModification(Strict):
     """Protocol rules applied at each cycle's due day (docs/model.md 4.5); omitted rules never trigger."""
 
     withhold_platelet_grade: int | None = Field(None, ge=1, le=4, description="Withhold while grade >= this.")
+    withhold_neutrophil_grade: int | None = Field(None, ge=1, le=4)
     withhold_egfr_below_ml_min: PositiveFloat | None = None
     withhold_egfr_drop_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     reduce_after_platelet_grade: int | None = Field(
         None, ge=1, le=4, description="Reduce when the worst grade since the last cycle reached this.")
+    reduce_after_neutrophil_grade: int | None = Field(None, ge=1, le=4)
     reduce_after_withholding: bool = Field(False, description="A withheld cycle resumes at reduced activity.")
     reduction_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     restore_after_tolerated: bool = False

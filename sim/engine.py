@@ -61,6 +61,9 @@ def model_vector(cfg: Config, agent_name: str | None) -> np.ndarray:
     m[L.DROPOUT_PER_DAY] = cfg.trial.dropout_per_year / DAYS_PER_YEAR
     mw, kd, le = cfg.marrow, cfg.kidney, cfg.late_effects
     m[L.MARROW_MTT_DAYS], m[L.PLATELET_LIFESPAN_DAYS] = mw.mtt_days, mw.platelet_lifespan_days
+    ne = mw.neutrophils
+    m[L.NEUTROPHIL_MTT_DAYS], m[L.NEUTROPHIL_LIFESPAN_DAYS] = ne.mtt_days, ne.lifespan_days
+    m[L.NEUTROPHIL_GAMMA], m[L.NEUTROPHIL_ALPHA_RATIO] = ne.feedback_gamma, ne.alpha_ratio
     m[L.MARROW_GAMMA], m[L.MARROW_RESERVE_PER_GY] = mw.feedback_gamma, mw.reserve_loss_per_gy
     m[L.MARROW_MAX_STEP_DAYS], m[L.MARROW_WINDOW_DAYS] = mw.max_step_days, mw.window_after_last_cycle_days
     m[L.FATAL_GRADE4_PROBABILITY] = mw.fatal_grade4_probability

@@ -44,6 +44,9 @@ CYCLE_VARS = [
      "lowest platelet count from this administration to the next (NaN: not given)"),
     ("platelet_nadir_day", L.C_PLATELET_NADIR_DAY, "f8", "day", "day of the nadir after this administration"),
     ("platelet_grade", L.C_PLATELET_GRADE, "i1", "1", "CTCAE v5 grade of the cycle's platelet nadir"),
+    ("neutrophil_nadir_1e9_per_l", L.C_NEUTROPHIL_NADIR, "f8", "1e9/L",
+     "lowest neutrophil count from this administration to the next (NaN: not given)"),
+    ("neutrophil_grade", L.C_NEUTROPHIL_GRADE, "i1", "1", "CTCAE v5 grade of the cycle's neutrophil nadir"),
     ("platelet_end_1e9_per_l", L.C_PLATELET_END, "f8", "1e9/L",
      "platelet count when the cycle's follow-up ended: next administration or end of the marrow window (recovery)"),
 ]
@@ -58,6 +61,7 @@ PATIENT_VARS = [
     ("progression_type", L.P_PROGRESSION_TYPE, "i1", "1", "what defined progression", L.PROGRESSION_MEANINGS),
     ("tumour_nadir_ratio", L.P_NADIR_RATIO, "f8", "1", "smallest tumour volume at a scan / baseline", None),
     ("platelet_worst_grade", L.P_PLATELET_WORST_GRADE, "i1", "1", "worst CTCAE v5 thrombocytopenia grade", None),
+    ("neutrophil_worst_grade", L.P_NEUTROPHIL_WORST_GRADE, "i1", "1", "worst CTCAE v5 neutropenia grade", None),
     ("egfr_end_ml_min", L.P_EGFR_END, "f8", "mL/min/1.73m2", "eGFR at the end of follow-up", None),
     ("ckd_grade", L.P_CKD_GRADE, "i1", "1", "CTCAE v5 chronic kidney disease grade at the end of follow-up",
      None),
@@ -70,6 +74,7 @@ PATIENT_VARS = [
      "1 = treatment stopped by the dose-modification rules", None),
 ]
 COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platelets_1e9_per_l": "1e9/L",
+                   "neutrophils_1e9_per_l": "1e9/L",
                    "tumour_volume_ml": "mL", "doubling_time_months": "month", "new_lesion_rate_per_month": "1/month",
                    "tumour_alpha_per_gy": "1/Gy"}
 

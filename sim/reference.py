@@ -2,8 +2,9 @@
 
 Used as the test oracle of ``sim/kernels/patient.py`` and as the benchmark baseline. It is written from the
 specification only: the random streams are re-implemented in vectorised ``uint64`` NumPy (SplitMix64,
-Steele et al. 2014), the normal quantile is ``scipy.special.ndtri``, and the platelet model's RK4 stepping and
-nadir rule (``sim/kernels/marrow.py``) are re-implemented on arrays of patients. Since dose modification makes
+Steele et al. 2014), the normal quantile is ``scipy.special.ndtri``, and the marrow model's RK4 stepping and
+nadir rule (``sim/kernels/marrow.py``) are re-implemented on arrays of patients; platelets (4.1) and neutrophils
+(4.7) are stepped together, as one batch with per-row kinetics, over the same intervals. Since dose modification makes
 every patient's timeline its own, the Python loop runs over event rounds: in each round every still-active
 patient takes its own next event (scan, due day or re-check), with per-patient state arrays and index masks;
 the marrow integration inside a round loops over RK4 steps, patients sorted by step count so that the patients
@@ -183,7 +184,7 @@ _ORGANS = tuple(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Grades and the platelet model (docs/model.md 4.1, sim/kernels/marrow.py), vectorised over patients.
+# Grades and the marrow model (docs/model.md 4.1, 4.7, sim/kernels/marrow.py), vectorised over patients.
 # --------------------------------------------------------------------------------------------------------
 _CIRC = 4  # state rows: Prol, T1, T2, T3, Circ
 _GRADE4_BELOW = L.PLATELET_GRADE_BELOW[3]
@@ -198,36 +199,40 @@ def ctcae_grade(values: np.ndarray, thresholds_below) -> np.ndarray:
 
 
 class MarrowParams(NamedTuple):
-    """Shared platelet-model constants (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``."""
+    """Blood-line constants (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``, feedback ``gamma``. These three
+    may be per-row arrays, so that platelets and neutrophils (docs/model.md 4.7) are stepped in one batch; the
+    reserve loss and the step are shared by both lines."""
 
-    k_tr: float
-    k_circ: float
-    gamma: float
+    k_tr: float | np.ndarray
+    k_circ: float | np.ndarray
+    gamma: float | np.ndarray
     beta: float  # permanent set-point loss per Gy delivered
     max_step: float
 
 
-def _platelet_rhs(y: np.ndarray, kill: np.ndarray, log_setpoint: np.ndarray, mp: MarrowParams) -> np.ndarray:
+def _marrow_rhs(y: np.ndarray, kill: np.ndarray, log_setpoint: np.ndarray, k_tr: np.ndarray, k_circ: np.ndarray,
+                gamma: np.ndarray) -> np.ndarray:
     """``d/dt (Prol, T1, T2, T3, Circ)`` for ``y[5, m]``; ``kill = alpha_i Rdot``, ``(S/Circ)^gamma`` via logs."""
     p, x1, x2, x3, c = y
     d = np.empty_like(y)
-    d[0] = mp.k_tr * p * (np.exp(mp.gamma * (log_setpoint - np.log(c))) - 1.0) - kill * p
-    d[1] = mp.k_tr * (p - x1)
-    d[2] = mp.k_tr * (x1 - x2)
-    d[3] = mp.k_tr * (x2 - x3)
-    d[4] = mp.k_circ * (x3 - c)
+    d[0] = k_tr * p * (np.exp(gamma * (log_setpoint - np.log(c))) - 1.0) - kill * p
+    d[1] = k_tr * (p - x1)
+    d[2] = k_tr * (x1 - x2)
+    d[3] = k_tr * (x2 - x3)
+    d[4] = k_circ * (x3 - c)
     return d
 
 
 def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: np.ndarray, committed: np.ndarray,
                       lam: np.ndarray, baseline: np.ndarray, alpha: np.ndarray,
                       mp: MarrowParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Advance the platelet states ``y[5, m]`` of ``m`` patients from ``t0`` to ``t1 > t0`` (per patient).
+    """Advance the marrow states ``y[5, m]`` of ``m`` rows (a blood line of a patient) from ``t0`` to ``t1 > t0``.
 
     Classical RK4 on ``n_i = max(1, ceil((t1 - t0) / h_max - 1e-9))`` equal steps; between administrations the
     forcing is ``Rdot(t) = r0 exp(-lam (t - t0))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``
-    (``Dcum = Dsum - Rdot / lam``), evaluated at the stage times. Patients are sorted by step count, so at step
-    ``s`` the ones still stepping are a prefix of the batch.
+    (``Dcum = Dsum - Rdot / lam``), evaluated at the stage times; ``baseline`` is ``S0`` and ``alpha`` the
+    radiosensitivity of each row, and ``mp.k_tr``, ``mp.k_circ``, ``mp.gamma`` are scalars or per-row arrays. Rows
+    are sorted by step count, so at step ``s`` the ones still stepping are a prefix of the batch.
 
     Returns ``(y1, r1, nadir, nadir_day)``: the state and dose rate at ``t1`` and the interval's nadir of Circ,
     the minimum over the grid ``t0 + i h`` (``i = 0..n``, strict improvements only, so a flat course keeps
@@ -248,6 +253,8 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
     log_fixed = np.log(baseline[order]) - mp.beta * committed[order]
     beta_over_lam = mp.beta / lam_s
     kill = alpha[order]
+    k_tr, k_circ, gamma = (np.broadcast_to(np.asarray(v, dtype=np.float64), (m,))[order]
+                           for v in (mp.k_tr, mp.k_circ, mp.gamma))
 
     best = y[_CIRC].copy()  # grid minimum so far
     best_i = np.zeros(m, dtype=np.int64)
@@ -261,13 +268,14 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
         hq = h[:q]
         hh = 0.5 * hq
         kq, lf, bl = kill[:q], log_fixed[:q], beta_over_lam[:q]
+        kin = k_tr[:q], k_circ[:q], gamma[:q]
         r0 = r[:q]
         r_mid = r0 * half[:q]
         r_end = r_mid * half[:q]
-        k1 = _platelet_rhs(yq, kq * r0, lf + bl * r0, mp)
-        k2 = _platelet_rhs(yq + hh * k1, kq * r_mid, lf + bl * r_mid, mp)
-        k3 = _platelet_rhs(yq + hh * k2, kq * r_mid, lf + bl * r_mid, mp)
-        k4 = _platelet_rhs(yq + hq * k3, kq * r_end, lf + bl * r_end, mp)
+        k1 = _marrow_rhs(yq, kq * r0, lf + bl * r0, *kin)
+        k2 = _marrow_rhs(yq + hh * k1, kq * r_mid, lf + bl * r_mid, *kin)
+        k3 = _marrow_rhs(yq + hh * k2, kq * r_mid, lf + bl * r_mid, *kin)
+        k4 = _marrow_rhs(yq + hq * k3, kq * r_end, lf + bl * r_end, *kin)
         yq += (hq / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
         r[:q] = r_end
         c = yq[_CIRC]
@@ -327,6 +335,8 @@ class _Arm:
         self.withhold_egfr_below = regimen[L.R_WITHHOLD_EGFR_BELOW]
         self.withhold_egfr_drop = regimen[L.R_WITHHOLD_EGFR_DROP]
         self.reduce_grade = regimen[L.R_REDUCE_GRADE]
+        self.withhold_neutrophil_grade = regimen[L.R_WITHHOLD_NEUTROPHIL_GRADE]
+        self.reduce_neutrophil_grade = regimen[L.R_REDUCE_NEUTROPHIL_GRADE]
         self.reduce_if_withheld = regimen[L.R_REDUCE_IF_WITHHELD] != 0.0
         self.reduction = regimen[L.R_REDUCTION_FRACTION]
         self.restore = regimen[L.R_RESTORE] != 0.0
@@ -335,7 +345,8 @@ class _Arm:
         self.max_delay = regimen[L.R_MAX_DELAY_DAYS]
 
         self.per_cycle = np.zeros((L.N_CYCLE_VARS, n, k_max))
-        self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END]] = np.nan
+        self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END,
+                        L.C_NEUTROPHIL_NADIR]] = np.nan
         self.per_patient = np.zeros((L.N_PATIENT_VARS, n))
         self.nadir_day_abs = np.full((n, k_max), np.nan)
 
@@ -346,13 +357,19 @@ class _Arm:
         self.censor_admin = patients[:, L.ADMIN_CENSOR_DAY]
         self.s0 = patients[:, L.PLATELETS_BASELINE]
         self.alpha_m = patients[:, L.MARROW_ALPHA_PER_GY]
+        self.anc0 = patients[:, L.NEUTROPHILS_BASELINE]
+        self.alpha_n = self.alpha_m * model[L.NEUTROPHIL_ALPHA_RATIO]
         with np.errstate(divide="ignore"):  # T_eff 0 in control arms: never used
             self.lam_m = _LN2 / (patients[:, L.MARROW_TEFF_H] / 24.0)  # per day
         self.e0 = patients[:, L.EGFR_BASELINE]
         self.risk = patients[:, L.KIDNEY_RISK_FACTOR]
         self.chemo = patients[:, L.PRIOR_CHEMOTHERAPY]
-        self.mp = MarrowParams(4.0 / model[L.MARROW_MTT_DAYS], 1.0 / model[L.PLATELET_LIFESPAN_DAYS],
-                               model[L.MARROW_GAMMA], model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+        # Platelet (4.1) and neutrophil (4.7) kinetics; reserve loss and step shared.
+        self.kinetics = np.array([[4.0 / model[L.MARROW_MTT_DAYS], 1.0 / model[L.PLATELET_LIFESPAN_DAYS],
+                                   model[L.MARROW_GAMMA]],
+                                  [4.0 / model[L.NEUTROPHIL_MTT_DAYS], 1.0 / model[L.NEUTROPHIL_LIFESPAN_DAYS],
+                                   model[L.NEUTROPHIL_GAMMA]]])
+        self.beta, self.max_step = model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS]
         self.window = model[L.MARROW_WINDOW_DAYS]
         self.c_egfr = model[L.EGFR_RADIATION_DECLINE_PER_GY_YEAR] * model[L.EGFR_RISK_FACTOR_MULTIPLIER] ** self.risk
 
@@ -411,14 +428,16 @@ class _Arm:
         self.discontinued = np.zeros(n, dtype=bool)
         self.t_last = np.full(n, np.nan)
 
-        # Marrow.
+        # Marrow: platelet state y and neutrophil state y_neu, advanced together.
         self.treated = np.zeros(n, dtype=bool)
         self.y = np.tile(self.s0, (5, 1))
+        self.y_neu = np.tile(self.anc0, (5, 1))
         self.t_marrow = np.zeros(n)
         self.dose_rate = np.zeros(n)
         self.committed = np.zeros(n)
         self.run_nadir = self.s0.copy()
         self.run_day = np.zeros(n)
+        self.run_nadir_neu = self.anc0.copy()
         self.grade4_checked = np.zeros(n, dtype=bool)
 
         # MDS / AML.
@@ -445,17 +464,30 @@ class _Arm:
         self.t_tumour[idx] = t
 
     def _advance_marrow(self, idx: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance treated patients of ``idx`` whose marrow lies before ``target``; track the running nadir of the
-        current cycle and draw the fatal grade 4 the first time it is below 25. Returns the patients who die
-        and their death days (the nadir day)."""
+        """Advance treated patients of ``idx`` whose marrow lies before ``target``: platelets and neutrophils over
+        the same interval, with the same forcing and step rule (one batch of ``2 m`` rows); track the running
+        nadirs of the current cycle and draw the fatal grade 4 the first time the platelet one is below 25.
+        Returns the patients who die and their death days (the platelet nadir day)."""
         sel = self.treated[idx] & (target > self.t_marrow[idx])
         mi, t1 = idx[sel], target[sel]
         if mi.size == 0:
             return mi, np.empty(0)
-        y1, r1, nadir, day = marrow_advance_np(self.y[:, mi], self.t_marrow[mi], t1, self.dose_rate[mi],
-                                               self.committed[mi], self.lam_m[mi], self.s0[mi], self.alpha_m[mi],
-                                               self.mp)
-        self.y[:, mi], self.dose_rate[mi], self.t_marrow[mi] = y1, r1, t1
+        m = mi.size
+        kin = np.repeat(self.kinetics, m, axis=0)  # rows 0..m-1 platelets, m..2m-1 neutrophils
+        mp = MarrowParams(kin[:, 0], kin[:, 1], kin[:, 2], self.beta, self.max_step)
+        shared = (np.tile(a, 2) for a in (self.t_marrow[mi], t1, self.dose_rate[mi], self.committed[mi],
+                                          self.lam_m[mi]))
+        y1, r1, nadir, day = marrow_advance_np(np.hstack((self.y[:, mi], self.y_neu[:, mi])), *shared,
+                                               np.hstack((self.s0[mi], self.anc0[mi])),
+                                               np.hstack((self.alpha_m[mi], self.alpha_n[mi])), mp)
+        y1, y1_neu, r1, nadir_neu, nadir, day = y1[:, :m], y1[:, m:], r1[:m], nadir[m:], nadir[:m], day[:m]
+        self.y[:, mi], self.y_neu[:, mi], self.dose_rate[mi], self.t_marrow[mi] = y1, y1_neu, r1, t1
+
+        lower_neu = nadir_neu < self.run_nadir_neu[mi]
+        ni = mi[lower_neu]
+        self.run_nadir_neu[ni] = nadir_neu[lower_neu]
+        self.per_cycle[L.C_NEUTROPHIL_NADIR, ni, self.k_given[ni] - 1] = nadir_neu[lower_neu]
+
         self.per_cycle[L.C_PLATELET_END, mi, self.k_given[mi] - 1] = y1[_CIRC]
         lower = nadir < self.run_nadir[mi]
         li = mi[lower]
@@ -554,7 +586,8 @@ class _Arm:
         if later.size:
             li, tl = idx[later], t[later]
             e = self.egfr(li, tl)
-            hold = ctcae_grade(self.y[_CIRC, li], L.PLATELET_GRADE_BELOW) >= self.withhold_grade
+            hold = ((ctcae_grade(self.y[_CIRC, li], L.PLATELET_GRADE_BELOW) >= self.withhold_grade)
+                    | (ctcae_grade(self.y_neu[_CIRC, li], L.NEUTROPHIL_GRADE_BELOW) >= self.withhold_neutrophil_grade))
             if self.withhold_egfr_below > 0.0:
                 hold |= e < self.withhold_egfr_below
             if self.withhold_egfr_drop < 1.0:
@@ -568,7 +601,9 @@ class _Arm:
 
             gi = li[~hold]
             worst = ctcae_grade(self.run_nadir[gi], L.PLATELET_GRADE_BELOW)
-            reduce = (worst >= self.reduce_grade) | (self.withheld[gi] & self.reduce_if_withheld)
+            worst_neu = ctcae_grade(self.run_nadir_neu[gi], L.NEUTROPHIL_GRADE_BELOW)
+            reduce = ((worst >= self.reduce_grade) | (worst_neu >= self.reduce_neutrophil_grade)
+                      | (self.withheld[gi] & self.reduce_if_withheld))
             exhausted = reduce & (self.n_reductions[gi] >= self.max_reductions)
             self._discontinue(gi[exhausted])
             ri = gi[reduce & ~exhausted]
@@ -616,6 +651,8 @@ class _Arm:
         pc[L.C_PLATELET_NADIR, idx, k] = self.run_nadir[idx]
         pc[L.C_PLATELET_END, idx, k] = self.y[_CIRC, idx]
         self.nadir_day_abs[idx, k] = t
+        self.run_nadir_neu[idx] = self.y_neu[_CIRC, idx]
+        pc[L.C_NEUTROPHIL_NADIR, idx, k] = self.run_nadir_neu[idx]
 
         self.k_given[idx] += 1
         self.t_last[idx] = t
@@ -696,12 +733,16 @@ class _Arm:
         pp[L.P_NADIR_RATIO] = self.nadir_vol / self.v0
         pp[L.P_DISCONTINUED_TOXICITY] = self.discontinued
 
-        # Platelets per cycle and worst grade.
+        # Platelets and neutrophils per cycle, and worst grades.
         given = ~np.isnan(pc[L.C_TIME_DAYS])
         pc[L.C_PLATELET_GRADE] = np.where(given, ctcae_grade(pc[L.C_PLATELET_NADIR], L.PLATELET_GRADE_BELOW), 0.0)
         pc[L.C_PLATELET_NADIR_DAY] = self.nadir_day_abs - pc[L.C_TIME_DAYS]
         pp[L.P_PLATELET_WORST_GRADE] = np.where(treated, pc[L.C_PLATELET_GRADE].max(axis=1),
                                                 ctcae_grade(self.s0, L.PLATELET_GRADE_BELOW))
+        pc[L.C_NEUTROPHIL_GRADE] = np.where(given, ctcae_grade(pc[L.C_NEUTROPHIL_NADIR], L.NEUTROPHIL_GRADE_BELOW),
+                                            0.0)
+        pp[L.P_NEUTROPHIL_WORST_GRADE] = np.where(treated, pc[L.C_NEUTROPHIL_GRADE].max(axis=1),
+                                                  ctcae_grade(self.anc0, L.NEUTROPHIL_GRADE_BELOW))
 
         # MDS/AML recorded when its onset comes before the death day and not after censoring.
         recorded = self.mds & (self.mds_onset < death) & (self.mds_onset <= censor)
@@ -743,8 +784,8 @@ def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: 
 
     Model and column meanings: ``docs/model.md`` sections 3 and 4 and ``sim/kernels/layout.py``. ``regimen`` is
     the ``R_*`` vector (``R_N_CYCLES = 0``: control arm); cycle ``k`` has nominal activity ``activities[k]``,
-    given x ``(1 - R_REDUCTION_FRACTION)`` while reduced. Cycles not given have day, platelet nadir and nadir day
-    NaN and zeros elsewhere; codes and flags are stored as floats.
+    given x ``(1 - R_REDUCTION_FRACTION)`` while reduced. Cycles not given have day, platelet nadir, nadir day and
+    end count, and neutrophil nadir NaN, and zeros elsewhere; codes and flags are stored as floats.
     """
     arm = _Arm(patients, patient_ids, seed, model, regimen, activities, scan_days, max_cycles)
     if arm.n == 0:

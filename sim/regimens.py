@@ -25,7 +25,8 @@ def encode(arm: FixedArm | ControlArm) -> RegimenPlan:
     """Translate an arm's regimen and dose-modification rules into the kernel's arguments."""
     v = np.zeros(L.N_REGIMEN)
     v[L.R_INTERVAL_DAYS] = 1.0
-    v[L.R_WITHHOLD_GRADE] = v[L.R_REDUCE_GRADE] = L.NEVER_GRADE
+    for rule in (L.R_WITHHOLD_GRADE, L.R_REDUCE_GRADE, L.R_WITHHOLD_NEUTROPHIL_GRADE, L.R_REDUCE_NEUTROPHIL_GRADE):
+        v[rule] = L.NEVER_GRADE
     v[L.R_WITHHOLD_EGFR_DROP] = 1.0
     v[L.R_RECHECK_DAYS] = DAYS_PER_WEEK
     if isinstance(arm, ControlArm):
@@ -42,6 +43,10 @@ def encode(arm: FixedArm | ControlArm) -> RegimenPlan:
         v[L.R_WITHHOLD_EGFR_DROP] = dm.withhold_egfr_drop_fraction
     if dm.reduce_after_platelet_grade is not None:
         v[L.R_REDUCE_GRADE] = dm.reduce_after_platelet_grade
+    if dm.withhold_neutrophil_grade is not None:
+        v[L.R_WITHHOLD_NEUTROPHIL_GRADE] = dm.withhold_neutrophil_grade
+    if dm.reduce_after_neutrophil_grade is not None:
+        v[L.R_REDUCE_NEUTROPHIL_GRADE] = dm.reduce_after_neutrophil_grade
     v[L.R_REDUCTION_FRACTION] = dm.reduction_fraction
     v[L.R_RESTORE] = float(dm.restore_after_tolerated)
     v[L.R_REDUCE_IF_WITHHELD] = float(dm.reduce_after_withholding)

@@ -89,7 +89,8 @@ def hand_patient(**values) -> np.ndarray:
                 GROWTH_PER_DAY=np.log(2) / 300.0, NEW_LESION_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=0.0,
                 ADMIN_CENSOR_DAY=3000.0, POST_PROGRESSION_DEATH_PER_DAY=1e-3, KIDNEY_GY_PER_GBQ=0.5,
                 KIDNEY_TEFF_H=55.0, MARROW_GY_PER_GBQ=0.03, MARROW_TEFF_H=40.0, TUMOUR_GY_PER_GBQ=4.0,
-                TUMOUR_TEFF_H=90.0, PLATELETS_BASELINE=250.0, MARROW_ALPHA_PER_GY=1.5, EGFR_BASELINE=90.0)
+                TUMOUR_TEFF_H=90.0, PLATELETS_BASELINE=250.0, MARROW_ALPHA_PER_GY=1.5, EGFR_BASELINE=90.0,
+                NEUTROPHILS_BASELINE=4.0)
     base.update(values)
     for name, v in base.items():
         p[0, getattr(L, name)] = v
@@ -106,7 +107,8 @@ def hand_model(**values) -> np.ndarray:
                 NEPHROPATHY_LATENCY_DAYS=540.0, NEPHROPATHY_LATENCY_SIGMA=0.5, NEPHROPATHY_EGFR_LOSS=0.6,
                 EGFR_AGE_DECLINE_PER_YEAR=1.0, EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.0015,
                 EGFR_RISK_FACTOR_MULTIPLIER=1.5, EGFR_SUBCLINICAL_LATENCY_DAYS=180.0, MDS_CHEMO_MULTIPLIER=2.0,
-                MDS_LATENCY_DAYS=880.0, MDS_LATENCY_SIGMA=0.45, MDS_DEATH_PER_DAY=0.002)
+                MDS_LATENCY_DAYS=880.0, MDS_LATENCY_SIGMA=0.45, MDS_DEATH_PER_DAY=0.002, NEUTROPHIL_MTT_DAYS=5.2,
+                NEUTROPHIL_LIFESPAN_DAYS=1.3, NEUTROPHIL_GAMMA=0.16, NEUTROPHIL_ALPHA_RATIO=1.0)
     base.update(values)
     for name, v in base.items():
         m[getattr(L, name)] = v
@@ -120,6 +122,7 @@ def hand_regimen(n_cycles, interval_days=56.0, continue_after=0, **rules) -> np.
     r = np.zeros(L.N_REGIMEN)
     base = dict(R_N_CYCLES=n_cycles, R_INTERVAL_DAYS=interval_days, R_CONTINUE_AFTER=continue_after,
                 R_WITHHOLD_GRADE=L.NEVER_GRADE, R_REDUCE_GRADE=L.NEVER_GRADE, R_WITHHOLD_EGFR_DROP=1.0,
+                R_WITHHOLD_NEUTROPHIL_GRADE=L.NEVER_GRADE, R_REDUCE_NEUTROPHIL_GRADE=L.NEVER_GRADE,
                 R_RECHECK_DAYS=7.0, R_MAX_DELAY_DAYS=112.0, R_MAX_REDUCTIONS=1)
     base.update(rules)
     for name, v in base.items():
@@ -232,6 +235,21 @@ def test_withhold_delay_and_reduction():
     plain, _ = run_one(p, hand_model(), [7.4] * 4, 4)
     np.testing.assert_array_equal(plain[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
     assert np.all(plain[L.C_ACTIVITY_GBQ, :4] == 7.4)
+
+
+def test_neutrophil_rules_act_alone():
+    # a neutropenic course (low baseline ANC, radiosensitive neutrophil progenitors) with the platelet rules off
+    p = hand_patient(MARROW_GY_PER_GBQ=0.1, GROWTH_PER_DAY=1e-6, NEUTROPHILS_BASELINE=2.0)
+    model = hand_model(NEUTROPHIL_ALPHA_RATIO=3.0)
+    plain, pat = run_one(p, model, [7.4] * 4, 4)
+    assert plain[L.C_NEUTROPHIL_GRADE, 0] >= 3 and plain[L.C_PLATELET_GRADE, 0] < 2
+    assert pat[L.P_NEUTROPHIL_WORST_GRADE] == plain[L.C_NEUTROPHIL_GRADE, :4].max()
+    cyc, _ = run_one(p, model, [7.4] * 4, 4, R_REDUCE_NEUTROPHIL_GRADE=3, R_REDUCTION_FRACTION=0.2)
+    assert cyc[L.C_REDUCED, 1] == 1 and cyc[L.C_ACTIVITY_GBQ, 1] == pytest.approx(7.4 * 0.8)
+    # more marrow dose, deeper neutrophil nadir
+    deeper, _ = run_one(hand_patient(MARROW_GY_PER_GBQ=0.2, GROWTH_PER_DAY=1e-6, NEUTROPHILS_BASELINE=2.0), model,
+                        [7.4] * 4, 4)
+    assert deeper[L.C_NEUTROPHIL_NADIR, 0] < plain[L.C_NEUTROPHIL_NADIR, 0]
 
 
 def test_discontinue_after_max_delay_and_after_reductions():

@@ -43,6 +43,10 @@ def test_physical_consistency(netter1_dataset):
     expected_grade = (nadir < 150).astype(int) + (nadir < 75) + (nadir < 50) + (nadir < 25)
     assert np.array_equal(expected_grade.where(given, 0), ds.platelet_grade)
     assert np.all(ds.platelet_worst_grade >= ds.platelet_grade.max("cycle"))
+    anc = ds.neutrophil_nadir_1e9_per_l.where(given)
+    anc_grade = (anc < 2.0).astype(int) + (anc < 1.5) + (anc < 1.0) + (anc < 0.5)
+    assert np.array_equal(anc_grade.where(given, 0), ds.neutrophil_grade)
+    assert np.all(ds.neutrophil_worst_grade >= ds.neutrophil_grade.max("cycle"))
     assert np.all((ds.renal_grade3_time_days <= ds.os_time_days) & (ds.egfr_end_ml_min >= 0))
     assert np.array_equal(np.isnan(ds.mds_aml_day), ds.mds_aml == 0)
     assert np.all(ds.delay_days >= 0)
@@ -98,7 +102,7 @@ def test_summary_keys(netter1_dataset):
     keys = {"n_patients", "median_pfs_months", "median_os_months", "pfs_at_months", "os_at_months",
             "objective_response_rate", "cycles_median", "cycles_mean", "cumulative_activity_gbq_median",
             "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median",
-            "grade3plus_thrombocytopenia_rate", "grade3plus_haematological_rate", "grade3plus_renal_rate",
+            "grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate", "grade3plus_haematological_rate", "grade3plus_renal_rate",
             "mds_aml_rate", "dose_reductions_rate", "delays_rate"}
     for arm in s["arms"].values():
         assert keys <= set(arm)

@@ -60,6 +60,8 @@ def _model(**kw) -> np.ndarray:
     m[L.NEPHROPATHY_LATENCY_DAYS], m[L.NEPHROPATHY_EGFR_LOSS] = 365.0, 0.3
     m[L.EGFR_RISK_FACTOR_MULTIPLIER] = 1.0
     m[L.MDS_CHEMO_MULTIPLIER], m[L.MDS_LATENCY_DAYS], m[L.MDS_DEATH_PER_DAY] = 1.0, 1000.0, 1e-3
+    m[L.NEUTROPHIL_MTT_DAYS], m[L.NEUTROPHIL_LIFESPAN_DAYS], m[L.NEUTROPHIL_GAMMA] = 5.2, 1.3, 0.16
+    m[L.NEUTROPHIL_ALPHA_RATIO] = 1.0
     for name, value in kw.items():
         m[getattr(L, name)] = value
     return m
@@ -69,6 +71,7 @@ def _regimen(n_cycles: int, interval: float, continue_after: int = 0, **kw) -> n
     r = np.zeros(L.N_REGIMEN)
     r[L.R_N_CYCLES], r[L.R_INTERVAL_DAYS], r[L.R_CONTINUE_AFTER] = n_cycles, interval, continue_after
     r[L.R_WITHHOLD_GRADE] = r[L.R_REDUCE_GRADE] = L.NEVER_GRADE
+    r[L.R_WITHHOLD_NEUTROPHIL_GRADE] = r[L.R_REDUCE_NEUTROPHIL_GRADE] = L.NEVER_GRADE
     r[L.R_WITHHOLD_EGFR_BELOW], r[L.R_WITHHOLD_EGFR_DROP] = 0.0, 1.0
     r[L.R_MAX_REDUCTIONS], r[L.R_RECHECK_DAYS], r[L.R_MAX_DELAY_DAYS] = 1.0, 7.0, 112.0
     for name, value in kw.items():
@@ -91,6 +94,7 @@ def _patient(**kw) -> np.ndarray:
     p[0, L.TUMOUR_GY_PER_GBQ], p[0, L.TUMOUR_TEFF_H] = 3.0, 90.0
     p[0, L.PLATELETS_BASELINE], p[0, L.MARROW_ALPHA_PER_GY] = 200.0, 1.5
     p[0, L.EGFR_BASELINE] = 90.0
+    p[0, L.NEUTROPHILS_BASELINE] = 4.0
     for name, value in kw.items():
         p[0, getattr(L, name)] = value
     return p
@@ -102,9 +106,10 @@ def _stable_patient(**kw) -> np.ndarray:
 
 
 def _first_cycle_platelets(dose_gy: float, s0: float = 200.0, alpha: float = 1.5, lam: float = LAM_MARROW_60H,
-                           t_end: float = 120.0):
-    """Dense DOP853 solution of the platelet model (docs/model.md 4.1) after one cycle at day 0."""
-    k_tr, k_circ, gamma, beta = 4.0 / 20.0, 1.0 / 5.0, 0.3, 0.15
+                           t_end: float = 120.0, mtt: float = 20.0, lifespan: float = 5.0, gamma: float = 0.3):
+    """Dense DOP853 solution of the marrow model (docs/model.md 4.1; the platelet kinetics of ``_model`` unless
+    told otherwise) after one cycle at day 0."""
+    k_tr, k_circ, beta = 4.0 / mtt, 1.0 / lifespan, 0.15
 
     def rhs(t, y):
         p, x1, x2, x3, c = y
@@ -113,14 +118,19 @@ def _first_cycle_platelets(dose_gy: float, s0: float = 200.0, alpha: float = 1.5
         return [k_tr * p * (setpoint / c) ** gamma - k_tr * p - alpha * dose_gy * lam * decay * p,
                 k_tr * (p - x1), k_tr * (x1 - x2), k_tr * (x2 - x3), k_circ * (x3 - c)]
 
-    sol = integrate.solve_ivp(rhs, (0.0, t_end), [s0] * 5, method="DOP853", rtol=1e-10, atol=1e-8,
+    sol = integrate.solve_ivp(rhs, (0.0, t_end), [s0] * 5, method="DOP853", rtol=1e-10, atol=1e-8 * s0 / 200.0,
                               dense_output=True)
     assert sol.success
     return lambda t: sol.sol(t)[4]
 
 
+def _first_cycle_neutrophils(dose_gy: float, anc0: float = 4.0, alpha: float = 1.5, t_end: float = 120.0):
+    """The same model with the neutrophil kinetics of ``_model`` (docs/model.md 4.7)."""
+    return _first_cycle_platelets(dose_gy, anc0, alpha, t_end=t_end, mtt=5.2, lifespan=1.3, gamma=0.16)
+
+
 def _assert_not_given(per_cycle, i, k):
-    missing = (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END)
+    missing = (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END, L.C_NEUTROPHIL_NADIR)
     assert np.isnan(per_cycle[list(missing), i, k]).all()
     others = [v for v in range(L.N_CYCLE_VARS) if v not in missing]
     assert not per_cycle[others, i, k].any()
@@ -160,6 +170,7 @@ def test_control_arm_exponential_growth_progresses_on_first_scan_over_pd_ratio()
     # Untreated: platelets stay at S0 (grade 1 for 140), eGFR declines with age only, no toxicity.
     t_end = per_patient[L.P_OS_DAYS, 0]
     assert per_patient[L.P_PLATELET_WORST_GRADE, 0] == 1.0
+    assert per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0] == 0.0  # ANC0 4.0
     assert per_patient[L.P_EGFR_END, 0] == pytest.approx(59.0 - 1.5 * t_end / 365.25, rel=1e-14)
     assert per_patient[L.P_CKD_GRADE, 0] == 2.0  # 50.8-59 mL/min
     assert per_patient[L.P_RENAL_G3_DAYS, 0] == t_end and per_patient[L.P_RENAL_G3_EVENT, 0] == 0.0
@@ -435,6 +446,95 @@ def test_mds_aml_forced_kills_at_onset_plus_exponential():
     assert per_patient[L.P_OS_EVENT, 0] == 0.0 and per_patient[L.P_OS_DAYS, 0] == onset - 1.0
 
 
+# ---------------------------------------------------------------------------------------------------------- 4.7
+def test_zero_marrow_dose_neutrophils_stay_at_baseline():
+    p = _patient(MARROW_GY_PER_GBQ=0.0, NEUTROPHILS_BASELINE=1.8)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([4]), 3, _model(), _regimen(3, 42.0),
+                                                    np.full(3, 7.4), np.array([56.0, 112.0]), 4)
+    given = int(per_patient[L.P_CYCLES, 0])
+    assert given >= 1
+    np.testing.assert_array_equal(per_cycle[L.C_NEUTROPHIL_NADIR, 0, :given], 1.8)
+    np.testing.assert_array_equal(per_cycle[L.C_NEUTROPHIL_GRADE, 0, :given], 1.0)  # 1.8 < 2.0
+    assert per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0] == 1.0
+    assert np.isnan(per_cycle[L.C_NEUTROPHIL_NADIR, 0, given:]).all()
+    assert not per_cycle[L.C_NEUTROPHIL_GRADE, 0, given:].any()
+
+
+@pytest.mark.parametrize(("anc0", "grade"), [(4.0, 0.0), (1.8, 1.0), (1.2, 2.0), (0.7, 3.0), (0.3, 4.0)])
+def test_untreated_worst_neutrophil_grade_is_the_baseline_grade(anc0, grade):
+    p = _patient(NEUTROPHILS_BASELINE=anc0)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([6]), 2, _model(), _regimen(0, 28.0), np.zeros(1),
+                                                    np.arange(1, 10) * 56.0, 2)
+    assert per_patient[L.P_CYCLES, 0] == 0.0
+    assert per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0] == grade
+    for k in range(2):
+        _assert_not_given(per_cycle, 0, k)
+
+
+def test_first_cycle_neutrophil_nadir_matches_solve_ivp():
+    # The run of test_first_cycle_nadir_matches_solve_ivp: 1.2 Gy at day 0, intervals split at the scans (30, 60)
+    # and ended by the window (84 d); neutrophil kinetics MTT 5.2 d, lifespan 1.3 d, gamma 0.16, ratio 1.
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(), _regimen(1, 42.0),
+                                                    np.array([6.0]), np.array([30.0, 60.0, 120.0]), 1)
+    nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2), 84.0)  # ~1.079 at day ~13.2
+    assert per_cycle[L.C_NEUTROPHIL_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-3)
+    assert 1.5 - nadir > 0.1 and nadir - 1.0 > 0.05  # grade 2, clear of the thresholds
+    assert per_cycle[L.C_NEUTROPHIL_GRADE, 0, 0] == 2.0 == per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0]
+    # The ratio scales the radiosensitivity: half as sensitive, a shallower nadir (grade 1).
+    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(NEUTROPHIL_ALPHA_RATIO=0.5),
+                                                    _regimen(1, 42.0), np.array([6.0]), np.array([30.0, 60.0]), 1)
+    nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2, alpha=0.75), 84.0)
+    assert per_cycle[L.C_NEUTROPHIL_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-3)
+    assert per_cycle[L.C_NEUTROPHIL_GRADE, 0, 0] == 1.0 == per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0]
+
+
+def _neutropenic_run(**regimen_kw):
+    # 1.2 Gy per cycle, cycles every 14 days: neutrophils ~1.09 at day 14 (grade 2), ~2.23 at day 21 (grade 0).
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    reg = _regimen(2, 14.0, **{"R_REDUCTION_FRACTION": 0.5, **regimen_kw})
+    return simulate_arm_reference(p, np.array([31]), 6, _model(), reg, np.full(2, 6.0), np.array([56.0]), 2)
+
+
+def test_neutrophil_rule_alone_withholds_the_cycle():
+    counts = _first_cycle_neutrophils(1.2)(np.array([14.0, 21.0]))
+    assert counts[0] < 1.5 - 0.2 and counts[1] > 2.0 + 0.2  # grade 2, then grade 0, clear of the thresholds
+    per_cycle, per_patient = _neutropenic_run()  # no rule: given when due
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 14.0 and per_cycle[L.C_DELAY_DAYS, 0, 1] == 0.0
+    per_cycle, per_patient = _neutropenic_run(R_WITHHOLD_NEUTROPHIL_GRADE=2.0)  # platelet rule off
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 21.0 and per_cycle[L.C_DELAY_DAYS, 0, 1] == 7.0
+    assert per_cycle[L.C_REDUCED, 0, 1] == 0.0 and per_cycle[L.C_ACTIVITY_GBQ, 0, 1] == 6.0
+    assert per_patient[L.P_CYCLES, 0] == 2.0 and per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+    # A grade-3 threshold is not reached (grade 2 at day 14).
+    per_cycle, _ = _neutropenic_run(R_WITHHOLD_NEUTROPHIL_GRADE=3.0)
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 14.0
+
+
+@pytest.mark.parametrize(("reduce_grade", "reduced"), [(2.0, True), (3.0, False)])
+def test_neutrophil_rule_alone_reduces_the_next_cycle(reduce_grade, reduced):
+    # Worst neutrophil grade since cycle 0: 2 (nadir ~1.08 at day ~13.2, before the due day 14).
+    per_cycle, per_patient = _neutropenic_run(R_REDUCE_NEUTROPHIL_GRADE=reduce_grade)
+    assert per_cycle[L.C_NEUTROPHIL_GRADE, 0, 0] == 2.0
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 14.0
+    assert per_cycle[L.C_REDUCED, 0, 1] == float(reduced)
+    assert per_cycle[L.C_ACTIVITY_GBQ, 0, 1] == (3.0 if reduced else 6.0)
+
+
+def test_neutrophils_leave_platelets_unchanged():
+    # The neutrophil line shares the forcing but feeds nothing back: without neutrophil rules the other outputs do
+    # not depend on its parameters.
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    runs = [simulate_arm_reference(p2, np.array([8]), 1, m, _regimen(3, 42.0), np.full(3, 6.0),
+                                   np.array([30.0, 60.0, 120.0]), 3)
+            for p2, m in ((p, _model()), (_stable_patient(MARROW_GY_PER_GBQ=0.2, NEUTROPHILS_BASELINE=2.5),
+                                          _model(NEUTROPHIL_MTT_DAYS=7.0, NEUTROPHIL_ALPHA_RATIO=2.0)))]
+    others = [v for v in range(L.N_CYCLE_VARS) if v not in (L.C_NEUTROPHIL_NADIR, L.C_NEUTROPHIL_GRADE)]
+    np.testing.assert_array_equal(runs[0][0][others], runs[1][0][others])
+    keep = [v for v in range(L.N_PATIENT_VARS) if v != L.P_NEUTROPHIL_WORST_GRADE]
+    np.testing.assert_array_equal(runs[0][1][keep], runs[1][1][keep])
+    assert (runs[0][0][L.C_NEUTROPHIL_NADIR] != runs[1][0][L.C_NEUTROPHIL_NADIR]).all()
+
+
 # ----------------------------------------------------------------------------------------------------------
 def _cohort(n: int, seed: int = 0) -> np.ndarray:
     rs = np.random.default_rng(seed)
@@ -450,6 +550,7 @@ def _cohort(n: int, seed: int = 0) -> np.ndarray:
     p[:, L.EGFR_BASELINE] = rs.uniform(40.0, 100.0, n)
     p[:, L.KIDNEY_RISK_FACTOR] = rs.uniform(size=n) < 0.3
     p[:, L.PRIOR_CHEMOTHERAPY] = rs.uniform(size=n) < 0.5
+    p[:, L.NEUTROPHILS_BASELINE] = rs.lognormal(math.log(4.0), 0.35, n)
     return p
 
 
@@ -464,10 +565,11 @@ def test_batch_invariance_with_toxicity_and_dose_modification():
                MDS_CHEMO_MULTIPLIER=2.0, MDS_LATENCY_DAYS=400.0, MDS_LATENCY_SIGMA=0.5)
     reg = _regimen(6, 42.0, 4, R_WITHHOLD_GRADE=2.0, R_WITHHOLD_EGFR_BELOW=30.0, R_WITHHOLD_EGFR_DROP=0.4,
                    R_REDUCE_GRADE=3.0, R_REDUCTION_FRACTION=0.5, R_RESTORE=1.0, R_MAX_DELAY_DAYS=35.0,
-                   R_REDUCE_IF_WITHHELD=1.0)
+                   R_REDUCE_IF_WITHHELD=1.0, R_WITHHOLD_NEUTROPHIL_GRADE=2.0, R_REDUCE_NEUTROPHIL_GRADE=3.0)
     args = (17, m, reg, np.full(6, 7.4), np.arange(1, 30) * 42.0, 6)
     per_cycle, per_patient = simulate_arm_reference(p, ids, *args)
     assert per_patient[L.P_PLATELET_WORST_GRADE].max() >= 2.0 and (per_cycle[L.C_DELAY_DAYS] > 0).any()
+    assert per_patient[L.P_NEUTROPHIL_WORST_GRADE].max() >= 3.0
     given = ~np.isnan(per_cycle[L.C_TIME_DAYS])
     np.testing.assert_array_equal(given.sum(axis=1), per_patient[L.P_CYCLES])
     assert (per_cycle[L.C_DELAY_DAYS][given] % 7.0 == 0.0).all()

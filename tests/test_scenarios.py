@@ -55,6 +55,9 @@ def test_netter1_toxicity(netter1_summary):
     ~76 months (label), renal grade >= 3 5 % vs 4 % (long-term safety), 5 % with dose-modifying toxicity."""
     lu, ctl = netter1_summary["arms"]["lu177_dotatate"], netter1_summary["arms"]["control"]
     assert 0.005 <= lu["grade3plus_thrombocytopenia_rate"] <= 0.05
+    assert 0.002 <= lu["grade3plus_neutropenia_rate"] <= 0.05  # 1 % (AE) - 3 % (lab)
+    assert lu["grade3plus_haematological_rate"] >= max(lu["grade3plus_thrombocytopenia_rate"],
+                                                       lu["grade3plus_neutropenia_rate"])
     assert ctl["grade3plus_thrombocytopenia_rate"] == 0.0
     assert 0.01 <= lu["mds_aml_rate"] <= 0.04 and ctl["mds_aml_rate"] == 0.0
     assert lu["grade3plus_renal_rate"] - ctl["grade3plus_renal_rate"] <= 0.03
@@ -62,8 +65,9 @@ def test_netter1_toxicity(netter1_summary):
 
 
 def test_vision_toxicity(vision_summary):
-    """VISION: grade >= 3 thrombocytopenia 7.9 % vs 1.0 % (Pluvicto SmPC), tolerance +/-3 pp."""
+    """VISION: grade >= 3 thrombocytopenia 7.9 % vs 1.0 % and neutropenia 3.4 % (Pluvicto SmPC), +/-3 pp."""
     lu, soc = vision_summary["arms"]["lu177_psma617"], vision_summary["arms"]["soc"]
     assert soc["grade3plus_thrombocytopenia_rate"] == 0.0  # SOC 1.0 %: not modelled (no marrow toxicity without RPT)
     assert 0.049 <= lu["grade3plus_thrombocytopenia_rate"] <= 0.109
+    assert 0.004 <= lu["grade3plus_neutropenia_rate"] <= 0.064  # 3.4 % (Pluvicto SmPC), +/-3 pp
     assert lu["delays_rate"] > lu["dose_reductions_rate"] > 0  # grade 2 withholds, only grade >= 3 reduces

@@ -5,6 +5,7 @@ import math
 from numba import njit
 
 from sim.config import DAYS_PER_YEAR
+from sim.kernels.ctcae import grade_below
 from sim.kernels.layout import CKD_GRADE_BELOW
 
 GRADE3_EGFR = CKD_GRADE_BELOW[2]
@@ -62,8 +63,4 @@ def first_day_below(level, t_end, e0, age_decline_per_year, decline_per_gy_year,
 @njit(inline="always", cache=True)
 def ckd_grade(egfr):
     """CTCAE v5.0 chronic kidney disease grade from eGFR alone (< 90: 1, < 60: 2, < 30: 3, < 15: 4)."""
-    g = 0
-    for threshold in CKD_GRADE_BELOW:
-        if egfr < threshold:
-            g += 1
-    return g
+    return grade_below(egfr, CKD_GRADE_BELOW)

@@ -93,7 +93,8 @@ import math
 
 from numba import njit
 
-from sim.kernels.layout import PLATELET_GRADE_BELOW
+from sim.kernels.ctcae import grade_below
+from sim.kernels.layout import NEUTROPHIL_GRADE_BELOW, PLATELET_GRADE_BELOW
 
 MARROW_STATE = 5
 PROL, TRANSIT1, TRANSIT2, TRANSIT3, CIRC = range(MARROW_STATE)
@@ -104,11 +105,13 @@ PROL, TRANSIT1, TRANSIT2, TRANSIT3, CIRC = range(MARROW_STATE)
 def platelet_grade(count):
     """CTCAE v5.0 grade of "platelet count decreased" from a count in 1e9/L: 0 if ``>= 150`` (LLN), 1 for
     ``[75, 150)``, 2 for ``[50, 75)``, 3 for ``[25, 50)``, 4 below 25 (NCI CTCAE v5.0, 2017)."""
-    g = 0
-    for threshold in PLATELET_GRADE_BELOW:
-        if count < threshold:
-            g += 1
-    return g
+    return grade_below(count, PLATELET_GRADE_BELOW)
+
+
+@njit(inline="always", cache=True)
+def neutrophil_grade(count):
+    """CTCAE v5.0 grade of "neutrophil count decreased" (1e9/L): < 2.0 (LLN): 1, < 1.5: 2, < 1.0: 3, < 0.5: 4."""
+    return grade_below(count, NEUTROPHIL_GRADE_BELOW)
 
 
 @njit(cache=True)

@@ -22,6 +22,7 @@ from sim.kernels.marrow import (
     marrow_after_cycle,
     marrow_dose_rate,
     marrow_init,
+    neutrophil_grade,
     platelet_grade,
 )
 from sim.kernels.radiobiology import LN2, bed, surviving_fraction
@@ -51,16 +52,18 @@ def simulate_arm(patients, patient_ids, seed, model, regimen, activities, scan_d
     """
     n = patients.shape[0]
     seed_u = np.uint64(seed)
-    marrow_states = np.empty((n, MARROW_STATE))  # one allocation per call, none per patient
+    platelets = np.empty((n, MARROW_STATE))  # marrow workspaces: one allocation per call, none per patient
+    neutrophils = np.empty((n, MARROW_STATE))
     for i in prange(n):
         simulate_patient(i, patients[i], patient_ids[i], seed_u, model, regimen, activities, scan_days,
-                         marrow_states[i], per_cycle, per_patient)
+                         platelets[i], neutrophils[i], per_cycle, per_patient)
 
 
 @njit(cache=True)
-def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_days, state, per_cycle,
+def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_days, state, neutro, per_cycle,
                      per_patient):
-    """One patient's whole course (row ``i`` of the outputs); ``state`` is its marrow workspace."""
+    """One patient's whole course (row ``i`` of the outputs); ``state`` and ``neutro`` are its platelet and
+    neutrophil marrow workspaces."""
     n_scans = scan_days.shape[0]
     n_cycles = int(regimen[L.R_N_CYCLES])
     interval = regimen[L.R_INTERVAL_DAYS]
@@ -93,6 +96,9 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
     # Marrow: platelet compartments, dose-rate forcing, and the nadir of the current cycle.
     s0 = p[L.PLATELETS_BASELINE]
     marrow_init(state, s0)
+    anc0 = p[L.NEUTROPHILS_BASELINE]
+    marrow_init(neutro, anc0)
+    cycle_neutro_nadir = anc0
     lam_marrow = LN2 / (p[L.MARROW_TEFF_H] / 24.0)
     dose_rate = 0.0
     committed = 0.0
@@ -142,6 +148,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         per_cycle[L.C_PLATELET_NADIR, i, c] = math.nan
         per_cycle[L.C_PLATELET_NADIR_DAY, i, c] = math.nan
         per_cycle[L.C_PLATELET_END, i, c] = math.nan
+        per_cycle[L.C_NEUTROPHIL_NADIR, i, c] = math.nan
 
     while True:
         t_cycle = due if cycles_open else math.inf
@@ -169,10 +176,9 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         if k > 0:
             t_to = min(t, horizon)
             if t_to > t_marrow:
-                low, low_day = marrow_advance(
-                    state, t_marrow, t_to, dose_rate, committed, lam_marrow, s0, model[L.MARROW_MTT_DAYS],
-                    model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
-                    model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+                low, low_day, low_neutro = _advance_marrow(state, neutro, t_marrow, t_to, dose_rate, committed,
+                                                           lam_marrow, p, model)
+                cycle_neutro_nadir = min(cycle_neutro_nadir, low_neutro)
                 dose_rate = marrow_dose_rate(dose_rate, lam_marrow, t_to - t_marrow)
                 t_marrow = t_to
                 if low < cycle_nadir:
@@ -215,6 +221,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
             e_now = egfr_at(t, e0, model[L.EGFR_AGE_DECLINE_PER_YEAR], decline,
                             model[L.EGFR_SUBCLINICAL_LATENCY_DAYS], times_i, kidney_bed_i, k, math.inf, 0.0)
             if (platelet_grade(state[CIRC]) >= regimen[L.R_WITHHOLD_GRADE]
+                    or neutrophil_grade(neutro[CIRC]) >= regimen[L.R_WITHHOLD_NEUTROPHIL_GRADE]
                     or e_now < regimen[L.R_WITHHOLD_EGFR_BELOW]
                     or e_now < (1.0 - regimen[L.R_WITHHOLD_EGFR_DROP]) * e0):
                 withheld = True
@@ -224,6 +231,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
                     due = t + regimen[L.R_RECHECK_DAYS]
                     continue
             elif (platelet_grade(cycle_nadir) >= regimen[L.R_REDUCE_GRADE]
+                  or neutrophil_grade(cycle_neutro_nadir) >= regimen[L.R_REDUCE_NEUTROPHIL_GRADE]
                   or (withheld and regimen[L.R_REDUCE_IF_WITHHELD] > 0.0)):
                 if n_reductions >= regimen[L.R_MAX_REDUCTIONS]:
                     stop = discontinued = True
@@ -267,10 +275,12 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
             v_dead += killed
             tumour_decline *= 1.0 - model[L.TUMOUR_DOSE_DECLINE]
             if k > 0:
-                _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC])
+                _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC],
+                                     cycle_neutro_nadir)
             dose_rate, committed = marrow_after_cycle(dose_rate, committed, d_mar, lam_marrow)
             marrow_total += d_mar
             cycle_nadir, cycle_nadir_day = state[CIRC], t
+            cycle_neutro_nadir = neutro[CIRC]
             fatal_checked = False
             last_admin = t
             withheld = False
@@ -306,17 +316,17 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         horizon = min(horizon, last_admin + window)
         t_to = min(horizon, death_day, censor_day)
         if t_to > t_marrow:
-            low, low_day = marrow_advance(
-                state, t_marrow, t_to, dose_rate, committed, lam_marrow, s0, model[L.MARROW_MTT_DAYS],
-                model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
-                model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+            low, low_day, low_neutro = _advance_marrow(state, neutro, t_marrow, t_to, dose_rate, committed,
+                                                       lam_marrow, p, model)
+            cycle_neutro_nadir = min(cycle_neutro_nadir, low_neutro)
             if low < cycle_nadir:
                 cycle_nadir, cycle_nadir_day = low, low_day
             if not fatal_checked and low < GRADE4_PLATELETS:
                 if rng.uniform(key_event, rng.EV_FATAL_GRADE4 + k - 1) < model[L.FATAL_GRADE4_PROBABILITY]:
                     if low_day < death_day:
                         death_day, cause = low_day, L.CAUSE_TREATMENT
-        _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC])
+        _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC],
+                             cycle_neutro_nadir)
 
     if progressed:
         pfs_day, pfs_event = progression_day, 1.0
@@ -348,8 +358,10 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
                                 nephropathy_day, model[L.NEPHROPATHY_EGFR_LOSS])
 
     worst = platelet_grade(s0)  # untreated; a treated patient's first cycle nadir starts at s0
+    worst_neutro = neutrophil_grade(anc0)
     for c in range(k):
         worst = max(worst, per_cycle[L.C_PLATELET_GRADE, i, c])
+        worst_neutro = max(worst_neutro, per_cycle[L.C_NEUTROPHIL_GRADE, i, c])
 
     per_patient[L.P_CYCLES, i] = k
     per_patient[L.P_PFS_DAYS, i] = pfs_day
@@ -361,6 +373,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
     per_patient[L.P_PROGRESSION_TYPE, i] = progression_type
     per_patient[L.P_NADIR_RATIO, i] = nadir / v0
     per_patient[L.P_PLATELET_WORST_GRADE, i] = worst
+    per_patient[L.P_NEUTROPHIL_WORST_GRADE, i] = worst_neutro
     per_patient[L.P_EGFR_END, i] = e_end
     per_patient[L.P_CKD_GRADE, i] = ckd_grade(e_end)
     per_patient[L.P_RENAL_G3_DAYS, i] = min(renal_day, os_day)
@@ -372,9 +385,28 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
 
 
 @njit(inline="always", cache=True)
-def _record_cycle_marrow(per_cycle, i, c, nadir, day_after_admin, count_at_end):
-    """Cycle c's platelet nadir, its day after the administration, its grade, and the count when the cycle's
-    follow-up ended (next administration, end of the marrow window, death or censoring)."""
+def _advance_marrow(platelets, neutrophils, t0, t1, dose_rate, committed, lam, p, model):
+    """Advance both blood lines over ``[t0, t1]`` (docs/model.md 4.1, 4.7); returns the platelet nadir, its day,
+    and the neutrophil nadir."""
+    low, low_day = marrow_advance(
+        platelets, t0, t1, dose_rate, committed, lam, p[L.PLATELETS_BASELINE], model[L.MARROW_MTT_DAYS],
+        model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
+        model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+    low_neutro, _ = marrow_advance(
+        neutrophils, t0, t1, dose_rate, committed, lam, p[L.NEUTROPHILS_BASELINE], model[L.NEUTROPHIL_MTT_DAYS],
+        model[L.NEUTROPHIL_GAMMA], model[L.NEUTROPHIL_LIFESPAN_DAYS],
+        p[L.MARROW_ALPHA_PER_GY] * model[L.NEUTROPHIL_ALPHA_RATIO], model[L.MARROW_RESERVE_PER_GY],
+        model[L.MARROW_MAX_STEP_DAYS])
+    return low, low_day, low_neutro
+
+
+@njit(inline="always", cache=True)
+def _record_cycle_marrow(per_cycle, i, c, nadir, day_after_admin, count_at_end, neutro_nadir):
+    """Cycle c's platelet nadir, its day after the administration, its grade, the count when the cycle's
+    follow-up ended (next administration, end of the marrow window, death or censoring), and the neutrophil
+    nadir and grade."""
+    per_cycle[L.C_NEUTROPHIL_NADIR, i, c] = neutro_nadir
+    per_cycle[L.C_NEUTROPHIL_GRADE, i, c] = neutrophil_grade(neutro_nadir)
     per_cycle[L.C_PLATELET_END, i, c] = count_at_end
     per_cycle[L.C_PLATELET_NADIR, i, c] = nadir
     per_cycle[L.C_PLATELET_NADIR_DAY, i, c] = day_after_admin
