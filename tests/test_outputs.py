@@ -102,7 +102,8 @@ def test_summary_keys(netter1_dataset):
     keys = {"n_patients", "median_pfs_months", "median_os_months", "pfs_at_months", "os_at_months",
             "objective_response_rate", "cycles_median", "cycles_mean", "cumulative_activity_gbq_median",
             "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median",
-            "grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate", "grade3plus_haematological_rate", "grade3plus_renal_rate",
+            "grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate", "grade3plus_haematological_rate",
+            "grade3plus_renal_rate",
             "mds_aml_rate", "dose_reductions_rate", "delays_rate"}
     for arm in s["arms"].values():
         assert keys <= set(arm)
