@@ -60,10 +60,10 @@ def simulate_arm(patients, patient_ids, seed, model, regimen, activities, scan_d
 
 
 @njit(cache=True)
-def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_days, state, neutro, per_cycle,
+def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_days, platelets, neutro, per_cycle,
                      per_patient):
-    """One patient's whole course (row ``i`` of the outputs); ``state`` and ``neutro`` are its platelet and
-    neutrophil marrow workspaces."""
+    """One patient's whole course (row ``i`` of the outputs); ``platelets`` and ``neutro`` are its two marrow
+    workspaces."""
     n_scans = scan_days.shape[0]
     n_cycles = int(regimen[L.R_N_CYCLES])
     interval = regimen[L.R_INTERVAL_DAYS]
@@ -95,7 +95,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
 
     # Marrow: platelet compartments, dose-rate forcing, and the nadir of the current cycle.
     s0 = p[L.PLATELETS_BASELINE]
-    marrow_init(state, s0)
+    marrow_init(platelets, s0)
     anc0 = p[L.NEUTROPHILS_BASELINE]
     marrow_init(neutro, anc0)
     cycle_neutro_nadir = anc0
@@ -176,7 +176,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         if k > 0:
             t_to = min(t, horizon)
             if t_to > t_marrow:
-                low, low_day, low_neutro = _advance_marrow(state, neutro, t_marrow, t_to, dose_rate, committed,
+                low, low_day, low_neutro = _advance_marrow(platelets, neutro, t_marrow, t_to, dose_rate, committed,
                                                            lam_marrow, p, model)
                 cycle_neutro_nadir = min(cycle_neutro_nadir, low_neutro)
                 dose_rate = marrow_dose_rate(dose_rate, lam_marrow, t_to - t_marrow)
@@ -220,7 +220,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         if not stop and k > 0:
             e_now = egfr_at(t, e0, model[L.EGFR_AGE_DECLINE_PER_YEAR], decline,
                             model[L.EGFR_SUBCLINICAL_LATENCY_DAYS], times_i, kidney_bed_i, k, math.inf, 0.0)
-            if (platelet_grade(state[CIRC]) >= regimen[L.R_WITHHOLD_GRADE]
+            if (platelet_grade(platelets[CIRC]) >= regimen[L.R_WITHHOLD_GRADE]
                     or neutrophil_grade(neutro[CIRC]) >= regimen[L.R_WITHHOLD_NEUTROPHIL_GRADE]
                     or e_now < regimen[L.R_WITHHOLD_EGFR_BELOW]
                     or e_now < (1.0 - regimen[L.R_WITHHOLD_EGFR_DROP]) * e0):
@@ -275,11 +275,11 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
             v_dead += killed
             tumour_decline *= 1.0 - model[L.TUMOUR_DOSE_DECLINE]
             if k > 0:
-                _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC],
+                _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, platelets[CIRC],
                                      cycle_neutro_nadir)
             dose_rate, committed = marrow_after_cycle(dose_rate, committed, d_mar, lam_marrow)
             marrow_total += d_mar
-            cycle_nadir, cycle_nadir_day = state[CIRC], t
+            cycle_nadir, cycle_nadir_day = platelets[CIRC], t
             cycle_neutro_nadir = neutro[CIRC]
             fatal_checked = False
             last_admin = t
@@ -316,7 +316,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         horizon = min(horizon, last_admin + window)
         t_to = min(horizon, death_day, censor_day)
         if t_to > t_marrow:
-            low, low_day, low_neutro = _advance_marrow(state, neutro, t_marrow, t_to, dose_rate, committed,
+            low, low_day, low_neutro = _advance_marrow(platelets, neutro, t_marrow, t_to, dose_rate, committed,
                                                        lam_marrow, p, model)
             cycle_neutro_nadir = min(cycle_neutro_nadir, low_neutro)
             if low < cycle_nadir:
@@ -325,7 +325,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
                 if rng.uniform(key_event, rng.EV_FATAL_GRADE4 + k - 1) < model[L.FATAL_GRADE4_PROBABILITY]:
                     if low_day < death_day:
                         death_day, cause = low_day, L.CAUSE_TREATMENT
-        _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, state[CIRC],
+        _record_cycle_marrow(per_cycle, i, k - 1, cycle_nadir, cycle_nadir_day - last_admin, platelets[CIRC],
                              cycle_neutro_nadir)
 
     if progressed:
