@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from sim.config import DAYS_PER_MONTH
+from sim import config
+from sim.config import DAYS_PER_MONTH, Config, GuidedArm
 from sim.kernels import layout as L
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
@@ -60,8 +62,8 @@ def _median(x: np.ndarray) -> float:
     return round(float(np.median(x)), 4)
 
 
-def arm_summary(ds: xr.Dataset, arm: str) -> dict:
-    """Efficacy, exposure and dosimetry summary of one arm (keys stable across versions)."""
+def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
+    """Efficacy, exposure, dosimetry, toxicity and resource summary of one arm (keys stable across versions)."""
     a = ds.sel(arm=arm)
     pfs = kaplan_meier(a.pfs_time_days.values, a.pfs_event.values)
     os_ = kaplan_meier(a.os_time_days.values, a.os_event.values)
@@ -83,6 +85,7 @@ def arm_summary(ds: xr.Dataset, arm: str) -> dict:
         "marrow_dose_gy_median": _median(a.marrow_dose_gy.sum("cycle").values),
         "tumour_dose_gy_median": _median(a.tumour_dose_gy.sum("cycle").values),
         **toxicity_summary(a),
+        **resource_summary(a, cfg, arm),
     }
 
 
@@ -108,12 +111,46 @@ def toxicity_summary(a: xr.Dataset) -> dict:
     }
 
 
+def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
+    """Resource use per patient (docs/model.md 5.3), the spread of cumulative kidney BED, and target attainment."""
+    arm = cfg.arm(arm_name)
+    measured = a.dosimetry_measured.values.sum(axis=-1)
+    cycles = a.cycles_given.values.astype(np.float64)
+    activity = a.activity_gbq.values.sum(axis=-1)
+    method = cfg.dosimetry_methods[arm.dosimetry.method] if getattr(arm, "dosimetry", None) else None
+    sessions = measured * (method.sessions_per_cycle if method else 0)
+    hours = measured * (method.physicist_hours_per_cycle if method else 0.0)
+    visits = cycles + measured * (method.extra_visits_per_cycle if method else 0)
+    treated = cycles > 0
+    kidney_bed = a.kidney_bed_gy.values.sum(axis=-1)[treated]
+    out = {
+        "activity_gbq_total_mean": round(float(activity.mean()), 4),
+        "spect_sessions_mean": round(float(sessions.mean()), 4),
+        "physicist_hours_mean": round(float(hours.mean()), 4),
+        "hospital_visits_mean": round(float(visits.mean()), 4),
+        "kidney_bed_gy_cv": round(float(kidney_bed.std() / kidney_bed.mean()), 4) if treated.any() else None,
+    }
+    if cfg.costs is not None:
+        c = cfg.costs
+        cost = (activity * c.per_gbq + cycles * c.per_administration + sessions * c.per_imaging_session
+                + hours * c.per_physicist_hour)
+        out["cost_mean"] = round(float(cost.mean()), 2)
+        out["cost_currency"] = c.currency
+    if isinstance(arm, GuidedArm):
+        reached = _rate(a.reached_target.values == 1)
+        out["fraction_reaching_target"] = reached
+        if arm.rule != "tumour_dose_target":
+            out["fraction_reaching_kidney_target"] = reached
+    return out
+
+
 def summary(ds: xr.Dataset) -> dict:
     """The run summary written beside the HDF5 file (``OUT.summary.json``)."""
+    cfg = config.validate(json.loads(ds.attrs["config_json"]), "config_json")
     return {
         "scenario": ds.attrs["scenario"],
         "seed": int(ds.attrs["seed"]),
         "n_patients": int(ds.sizes["patient"]),
         "rptsim_version": ds.attrs["rptsim_version"],
-        "arms": {str(arm): arm_summary(ds, str(arm)) for arm in ds.arm.values},
+        "arms": {str(arm): arm_summary(ds, str(arm), cfg) for arm in ds.arm.values},
     }

@@ -196,7 +196,6 @@ class OrganDosimetry(Strict):
     intra_patient_cv: NonNegFloat = Field(description="Cycle-to-cycle variation of Gy/GBq (CV).")
     effective_half_life_h_median: PositiveFloat
     effective_half_life_sigma_ln: NonNegFloat = 0.0
-    measurement_cv: NonNegFloat = Field(description="Error of the measured dose (CV of true x lognormal).")
 
 
 class KidneyDosimetry(OrganDosimetry):
@@ -223,6 +222,28 @@ class Agent(Strict):
     tumour: TumourDosimetry
     sink_exponent: NonNegFloat = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
     sink_reference_volume_ml: PositiveFloat
+
+
+class DosimetryMethod(Strict):
+    """A dosimetry protocol: its error per organ and what it costs per measured cycle."""
+
+    label: str
+    kidney_cv: NonNegFloat = Field(description="CV of the measured kidney dose (true x lognormal).")
+    marrow_cv: NonNegFloat
+    tumour_cv: NonNegFloat
+    sessions_per_cycle: int = Field(ge=0, le=20, description="SPECT/CT (or planar) acquisitions per cycle.")
+    physicist_hours_per_cycle: NonNegFloat
+    extra_visits_per_cycle: int = Field(ge=0, le=20, description="Imaging visits besides the treatment day.")
+
+
+class Costs(Strict):
+    """Unit costs for the resource-use summary."""
+
+    currency: str = "EUR"
+    per_gbq: NonNegFloat
+    per_administration: NonNegFloat
+    per_imaging_session: NonNegFloat
+    per_physicist_hour: NonNegFloat
 
 
 class Tissue(Strict):
@@ -343,6 +364,14 @@ class DoseModification(Strict):
     max_delay_weeks: NonNegFloat = Field(16.0, description="Discontinue when withheld longer than this.")
 
 
+class ArmDosimetry(Strict):
+    """Dosimetry performed in an arm: which method, on how many cycles, and an error knob."""
+
+    method: str
+    measured_cycles: int | None = Field(None, ge=1, le=50, description="First N cycles measured (all if omitted).")
+    error_scale: NonNegFloat = Field(1.0, description="Multiplies the method's CVs (0 = exact dosimetry).")
+
+
 class FixedArm(ArmBase):
     """Fixed activity per cycle at a fixed interval; stops at progression."""
 
@@ -355,6 +384,7 @@ class FixedArm(ArmBase):
         None, ge=1, description="Cycles after this one are given only while the tumour is smaller than at "
         "baseline (VISION: 4 cycles, then 2 more with evidence of response).")
     dose_modification: DoseModification = Field(default_factory=DoseModification)
+    dosimetry: ArmDosimetry | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -369,13 +399,58 @@ class FixedArm(ArmBase):
         return list(a) if isinstance(a, list) else [a] * self.cycles
 
 
+class GuidedArm(ArmBase):
+    """Dosimetry-guided regimen (docs/model.md section 5): the measured doses set the number of cycles or the
+    activity of each."""
+
+    regimen: Literal["guided"]
+    agent: str
+    rule: Literal["cycles_to_kidney_limit", "activity_to_kidney_target", "tumour_dose_target"]
+    activity_gbq: PositiveFloat = Field(description="Activity per cycle (first cycle for activity_to_kidney_target).")
+    cycles: int = Field(ge=1, le=50, description="Maximum (or, for activity_to_kidney_target, induction) cycles.")
+    interval_weeks: PositiveFloat
+    kidney_bed_limit_gy: PositiveFloat | None = None
+    kidney_bed_limit_risk_factor_gy: PositiveFloat | None = Field(
+        None, description="Limit with hypertension or diabetes (defaults to kidney_bed_limit_gy).")
+    marrow_limit_gy: PositiveFloat = Field(description="Cumulative measured marrow absorbed dose limit.")
+    target_gy: PositiveFloat | None = Field(None, description="Kidney target (activity_to_kidney_target) or tumour "
+                                            "absorbed-dose target (tumour_dose_target).")
+    target_quantity: Literal["bed", "dose"] = "bed"
+    min_activity_gbq: NonNegFloat = 0.0
+    max_activity_gbq: PositiveFloat | None = None
+    reduce_last_cycle_to_limit: bool = False
+    continue_after_cycle: int | None = Field(None, ge=1)
+    dose_modification: DoseModification = Field(default_factory=DoseModification)
+    dosimetry: ArmDosimetry
+
+    @model_validator(mode="after")
+    def _rule_fields(self) -> GuidedArm:
+        needs = {"cycles_to_kidney_limit": ("kidney_bed_limit_gy",), "activity_to_kidney_target": ("target_gy",),
+                 "tumour_dose_target": ("target_gy", "kidney_bed_limit_gy")}[self.rule]
+        missing = [f for f in needs if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"rule {self.rule!r} needs {', '.join(missing)}")
+        if self.max_activity_gbq is not None and self.max_activity_gbq < self.min_activity_gbq:
+            raise ValueError(f"max_activity_gbq = {self.max_activity_gbq} must be >= min_activity_gbq = "
+                             f"{self.min_activity_gbq}")
+        if self.continue_after_cycle is not None and self.continue_after_cycle >= self.cycles:
+            raise ValueError(f"continue_after_cycle = {self.continue_after_cycle} must be < cycles = {self.cycles}")
+        return self
+
+    def kidney_limits(self) -> tuple[float, float]:
+        """(limit without, with kidney risk factors), infinite when the rule has none."""
+        lim = self.kidney_bed_limit_gy if self.kidney_bed_limit_gy is not None else math.inf
+        rf = self.kidney_bed_limit_risk_factor_gy
+        return lim, (rf if rf is not None else lim)
+
+
 class ControlArm(ArmBase):
     """No radiopharmaceutical (standard of care as encoded in the natural history)."""
 
     regimen: Literal["control"]
 
 
-Arm = Annotated[FixedArm | ControlArm, Field(discriminator="regimen")]
+Arm = Annotated[FixedArm | GuidedArm | ControlArm, Field(discriminator="regimen")]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -392,6 +467,8 @@ class Config(Strict):
     marrow: Marrow
     kidney: Kidney
     late_effects: LateEffects
+    dosimetry_methods: dict[str, DosimetryMethod] = Field(default_factory=dict)
+    costs: Costs | None = None
     arms: list[Arm] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -405,9 +482,13 @@ class Config(Strict):
             if agent is not None and agent not in self.agents:
                 raise ValueError(f"arm {arm.name!r} uses agent {agent!r}, not defined under [agents] "
                                  f"(defined: {sorted(self.agents) or 'none'})")
+            dosimetry = getattr(arm, "dosimetry", None)
+            if dosimetry is not None and dosimetry.method not in self.dosimetry_methods:
+                raise ValueError(f"arm {arm.name!r} uses dosimetry method {dosimetry.method!r}, not defined under "
+                                 f"[dosimetry_methods] (defined: {sorted(self.dosimetry_methods) or 'none'})")
         return self
 
-    def arm(self, name: str) -> FixedArm | ControlArm:
+    def arm(self, name: str) -> FixedArm | GuidedArm | ControlArm:
         for a in self.arms:
             if a.name == name:
                 return a
@@ -422,7 +503,7 @@ class Config(Strict):
 
 
 # Union members' tags appear in pydantic's error locations but not in the file.
-_UNION_TAGS = {"fixed", "control", "normal", "lognormal", "bernoulli", "beta"}
+_UNION_TAGS = {"fixed", "guided", "control", "normal", "lognormal", "bernoulli", "beta"}
 
 
 def _field_path(loc: tuple, data: Any) -> str:
@@ -488,20 +569,51 @@ def _list_item(items: list, key: str, where: str) -> dict:
     raise ConfigError(f"override {where}: no item named {key!r} (have: {names})")
 
 
-def read_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a scenario file. ``extends = "other.toml"`` (relative to the file) starts from that scenario:
+    tables are merged key by key, and anything else (numbers, lists such as ``arms``) replaces the base's."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends = {base!r}: must be a file name")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends = {base!r}: circular")
+    return _merge(read_toml(base_path, (*_seen, path.resolve())), data)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def select_arms(data: dict, names: list[str], source: str) -> None:
+    """Keep only the arms named in ``names`` (in that order)."""
+    arms = {a.get("name"): a for a in data.get("arms", []) if isinstance(a, dict)}
+    unknown = [n for n in names if n not in arms]
+    if unknown or not names:
+        raise ConfigError(f"{source}: select_arms = {names!r}: unknown arm(s) {unknown} (defined: {list(arms)})")
+    data["arms"] = [arms[n] for n in names]
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read, override (dotted paths) and validate a TOML config."""
+    """Read, override (dotted paths) and validate a TOML config. A top-level ``select_arms = [...]`` keeps
+    only those of the (possibly inherited) arms."""
     data = read_toml(path)
+    selected = data.pop("select_arms", None)
+    if selected is not None:
+        select_arms(data, selected if isinstance(selected, list) else [selected], str(path))
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
     return validate(data, str(path))

@@ -10,7 +10,7 @@ import numpy as np
 
 from sim import cohort as cohort_mod
 from sim import regimens
-from sim.config import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR, Config
+from sim.config import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR, Arm, Config
 from sim.kernels import layout as L
 from sim.kernels.patient import simulate_arm
 
@@ -36,22 +36,26 @@ def sigma_ln(cv: float) -> float:
     return math.sqrt(math.log1p(cv * cv))
 
 
-def model_vector(cfg: Config, agent_name: str | None) -> np.ndarray:
+def model_vector(cfg: Config, arm: Arm) -> np.ndarray:
     """The kernel's model-parameter vector (``layout`` entries) for one arm."""
     m = np.zeros(L.N_MODEL)
     rb, tu, nh = cfg.radiobiology, cfg.tumour, cfg.natural_history
     m[L.KIDNEY_ALPHA_BETA_GY], m[L.KIDNEY_REPAIR_H] = rb.kidney.alpha_beta_gy, rb.kidney.repair_half_time_h
     m[L.MARROW_ALPHA_BETA_GY], m[L.MARROW_REPAIR_H] = rb.marrow.alpha_beta_gy, rb.marrow.repair_half_time_h
     m[L.TUMOUR_ALPHA_BETA_GY], m[L.TUMOUR_REPAIR_H] = rb.tumour.alpha_beta_gy, rb.tumour.repair_half_time_h
+    agent_name = getattr(arm, "agent", None)
     if agent_name is not None:
         ag = cfg.agents[agent_name]
         m[L.KIDNEY_INTRA_SIGMA] = sigma_ln(ag.kidney.intra_patient_cv)
         m[L.MARROW_INTRA_SIGMA] = sigma_ln(ag.marrow.intra_patient_cv)
         m[L.TUMOUR_INTRA_SIGMA] = sigma_ln(ag.tumour.intra_patient_cv)
-        m[L.KIDNEY_MEAS_SIGMA] = sigma_ln(ag.kidney.measurement_cv)
-        m[L.MARROW_MEAS_SIGMA] = sigma_ln(ag.marrow.measurement_cv)
-        m[L.TUMOUR_MEAS_SIGMA] = sigma_ln(ag.tumour.measurement_cv)
         m[L.TUMOUR_DOSE_DECLINE] = ag.tumour.dose_decline_per_cycle
+    dosimetry = getattr(arm, "dosimetry", None)
+    if dosimetry is not None:
+        method, scale = cfg.dosimetry_methods[dosimetry.method], dosimetry.error_scale
+        m[L.KIDNEY_MEAS_SIGMA] = sigma_ln(scale * method.kidney_cv)
+        m[L.MARROW_MEAS_SIGMA] = sigma_ln(scale * method.marrow_cv)
+        m[L.TUMOUR_MEAS_SIGMA] = sigma_ln(scale * method.tumour_cv)
     m[L.DEAD_CLEARANCE_PER_DAY] = math.log(2.0) / tu.dead_cell_clearance_half_life_days
     m[L.NEW_LESION_EXPONENT] = tu.new_lesion_burden_exponent
     m[L.CONFIRM_RESPONSE] = float(tu.response_confirmation)
@@ -109,7 +113,7 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK,
     k_max = max(1, *(plan.n_cycles for plan in plans.values()))
     scans = scan_days(cfg)
     seed = np.int64(cfg.trial.seed)
-    models = {arm.name: model_vector(cfg, plans[arm.name].agent) for arm in cfg.arms}
+    models = {arm.name: model_vector(cfg, arm) for arm in cfg.arms}
     arms = {name: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
             for name in plans}
     cohorts = []

@@ -1,4 +1,4 @@
-"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` 1, 3 and 4).
+"""Independent, vectorised pure-NumPy implementation of the per-patient kernel (``docs/model.md`` 1, 3, 4 and 5).
 
 Used as the test oracle of ``sim/kernels/patient.py`` and as the benchmark baseline. It is written from the
 specification only: the random streams are re-implemented in vectorised ``uint64`` NumPy (SplitMix64,
@@ -8,7 +8,8 @@ nadir rule (``sim/kernels/marrow.py``) are re-implemented on arrays of patients;
 every patient's timeline its own, the Python loop runs over event rounds: in each round every still-active
 patient takes its own next event (scan, due day or re-check), with per-patient state arrays and index masks;
 the marrow integration inside a round loops over RK4 steps, patients sorted by step count so that the patients
-still stepping form a prefix of the batch.
+still stepping form a prefix of the batch. Dosimetry-guided regimens (section 5) keep, per patient, the sums of the
+measured doses and activities and the known cumulative doses, and prescribe each cycle from them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ _SH30, _SH27, _SH31, _SH11 = _U64(30), _U64(27), _U64(31), _U64(11)
 _INV53 = 2.0**-53
 _LN2 = math.log(2.0)
 _DAYS_PER_YEAR = 365.25
+_EPS = 1e-9  # relative tolerance of the guided rules' target and limit tests (docs/model.md 5.2)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -327,6 +329,12 @@ class _Arm:
             raise ValueError("need 0 <= n_cycles <= max_cycles, max_cycles >= 1, len(activities) >= n_cycles")
         if n_cycles > 1 and not regimen[L.R_RECHECK_DAYS] > 0.0:
             raise ValueError("R_RECHECK_DAYS must be > 0")
+        self.rule = rule = int(regimen[L.R_RULE])
+        if rule not in (L.RULE_FIXED, L.RULE_KIDNEY_LIMIT, L.RULE_KIDNEY_TARGET, L.RULE_TUMOUR_TARGET):
+            raise ValueError("unknown R_RULE")
+        self.n_measured = int(regimen[L.R_MEASURED_CYCLES])
+        if rule != L.RULE_FIXED and n_cycles > 0 and self.n_measured < 1:
+            raise ValueError("guided rules need R_MEASURED_CYCLES >= 1 (the measured Gy/GBq of cycle 0)")
 
         # Regimen (docs/model.md 4.5).
         self.interval = regimen[L.R_INTERVAL_DAYS]
@@ -344,9 +352,23 @@ class _Arm:
         self.recheck = regimen[L.R_RECHECK_DAYS]
         self.max_delay = regimen[L.R_MAX_DELAY_DAYS]
 
+        # Guided rules (docs/model.md 5.2): kidney limit by risk factor, kidney G = T_rep / (T_rep + T_eff).
+        self.guided_activity = regimen[L.R_GUIDED_ACTIVITY]
+        self.kidney_limit = np.where(patients[:, L.KIDNEY_RISK_FACTOR] > 0.0, regimen[L.R_KIDNEY_LIMIT_RF_GY],
+                                     regimen[L.R_KIDNEY_LIMIT_GY])
+        self.marrow_limit = regimen[L.R_MARROW_LIMIT_GY]
+        self.target = regimen[L.R_TARGET]
+        self.kidney_known_is_dose = rule == L.RULE_KIDNEY_TARGET and regimen[L.R_TARGET_IS_BED] == 0.0
+        self.min_activity, self.max_activity = regimen[L.R_MIN_ACTIVITY], regimen[L.R_MAX_ACTIVITY]
+        self.reduce_last = regimen[L.R_REDUCE_LAST] != 0.0
+        repair_k = model[L.KIDNEY_REPAIR_H]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.g_kidney = repair_k / (repair_k + patients[:, L.KIDNEY_TEFF_H])
+
         self.per_cycle = np.zeros((L.N_CYCLE_VARS, n, k_max))
         self.per_cycle[[L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END,
-                        L.C_NEUTROPHIL_NADIR]] = np.nan
+                        L.C_NEUTROPHIL_NADIR, L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
+                        L.C_TUMOUR_DOSE_MEASURED_GY]] = np.nan
         self.per_patient = np.zeros((L.N_PATIENT_VARS, n))
         self.nadir_day_abs = np.full((n, k_max), np.nan)
 
@@ -427,6 +449,13 @@ class _Arm:
         self.n_reductions = np.zeros(n)
         self.discontinued = np.zeros(n, dtype=bool)
         self.t_last = np.full(n, np.nan)
+
+        # Dosimetry as the regimen sees it (docs/model.md 5.1), organs in _ORGANS order (kidney, marrow, tumour).
+        self.activity_next = np.full(n, self.guided_activity)  # guided activity of the pending cycle
+        self.measured_activity = np.zeros(n)  # sum of the activities of the measured cycles
+        self.measured_dose = np.zeros((3, n))  # sum of their measured doses
+        self.known = np.zeros((3, n))  # Bk (kidney BED, or dose for a dose target), Mk, Tk
+        self.reached = np.zeros(n, dtype=bool)
 
         # Marrow: platelet state y and neutrophil state y_neu, advanced together.
         self.treated = np.zeros(n, dtype=bool)
@@ -575,12 +604,23 @@ class _Arm:
         self.n_evaluated[ei] += 1
 
     def _cycle_event(self, idx: np.ndarray, t: np.ndarray) -> None:
-        """A due day or re-check: continue_after_cycle, then the dose-modification rules (cycles after the
-        first), then the administration."""
+        """A due day or re-check: continue_after_cycle, then (cycles after the first) the guided rule's stop test
+        and the dose-modification rules, then the administration."""
         if self.continue_after > 0:
             stop = (self.k_given[idx] >= self.continue_after) & ~(self.last_scan_volume[idx] < self.v0[idx])
             self._end_cycles(idx[stop])
             idx, t = idx[~stop], t[~stop]
+        if self.rule != L.RULE_FIXED:
+            later = self.k_given[idx] >= 1
+            li = idx[later]
+            stop, reached, activity = self._prescribe(li)
+            self.activity_next[li] = activity
+            si = li[stop]
+            self.reached[si] |= reached[stop]
+            self._end_cycles(si)  # a guided stop ends treatment, not for toxicity
+            keep = np.ones(idx.size, dtype=bool)
+            keep[np.flatnonzero(later)[stop]] = False
+            idx, t = idx[keep], t[keep]
         give = np.ones(idx.size, dtype=bool)
         later = np.flatnonzero(self.k_given[idx] >= 1)
         if later.size:
@@ -619,7 +659,9 @@ class _Arm:
         if idx.size == 0:
             return
         pc, m, k = self.per_cycle, self.model, self.k_given[idx]
-        activity = self.activities[k] * np.where(self.reduced[idx], 1.0 - self.reduction, 1.0)
+        nominal = self.activities[k] if self.rule == L.RULE_FIXED else self.activity_next[idx]
+        activity = nominal * np.where(self.reduced[idx], 1.0 - self.reduction, 1.0)
+        measured = k < self.n_measured
         pc[L.C_TIME_DAYS, idx, k] = t
         pc[L.C_ACTIVITY_GBQ, idx, k] = activity
         pc[L.C_DELAY_DAYS, idx, k] = t - self.t_due[idx]
@@ -631,8 +673,11 @@ class _Arm:
             z = self.z_cyc[idx[:, None], CYCLE_SLOTS * k[:, None] + np.array([o.slot, o.slot_meas])]
             dose = activity * self.patients[idx, o.gy_per_gbq] * trend * np.exp(m[o.intra_sigma] * z[rows, 0])
             pc[o.c_dose, idx, k] = dose
-            pc[o.c_measured, idx, k] = dose * np.exp(m[o.meas_sigma] * z[rows, 1])
+            pc[o.c_measured, idx, k] = np.where(measured, dose * np.exp(m[o.meas_sigma] * z[rows, 1]), np.nan)
             pc[o.c_bed, idx, k] = bed_gy(dose, self.patients[idx, o.teff_h], m[o.repair_h], m[o.alpha_beta])
+        pc[L.C_MEASURED, idx, k] = measured
+        if self.rule != L.RULE_FIXED:
+            self._record_known(idx, k, activity, measured)
 
         killed = self.p_vol[idx] * -np.expm1(-self.patients[idx, L.TUMOUR_ALPHA_PER_GY] * pc[L.C_TUMOUR_BED_GY, idx, k])
         self.p_vol[idx] -= killed
@@ -662,6 +707,65 @@ class _Arm:
         self._end_cycles(idx[self.k_given[idx] >= self.n_cycles])
 
     # ---------------------------------------------------------------------------------------------------
+    def _dose_for_bed(self, idx: np.ndarray, bed: np.ndarray) -> np.ndarray:
+        """``D_inv(b) = (-1 + sqrt(1 + 4 G b / ab)) / (2 G / ab)``: the one-cycle kidney dose of BED ``b``
+        (``b`` when ``G = 0``), ``G = T_rep / (T_rep + T_eff)``."""
+        c = self.g_kidney[idx] / self.model[L.KIDNEY_ALPHA_BETA_GY]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(c == 0.0, bed, (-1.0 + np.sqrt(1.0 + 4.0 * c * bed)) / (2.0 * c))
+
+    def _kidney_bed(self, idx: np.ndarray, dose: np.ndarray) -> np.ndarray:
+        return bed_gy(dose, self.patients[idx, L.KIDNEY_TEFF_H], self.model[L.KIDNEY_REPAIR_H],
+                      self.model[L.KIDNEY_ALPHA_BETA_GY])
+
+    def _record_known(self, idx: np.ndarray, k: np.ndarray, activity: np.ndarray, measured: np.ndarray) -> None:
+        """The known doses of the cycle just given (docs/model.md 5.1): measured, else ``A_k g`` with ``g`` the
+        measured Gy/GBq of the cycles measured before it; then add the measured ones to the sums."""
+        if not (measured | (self.measured_activity[idx] > 0.0)).all():
+            raise AssertionError("a dose is predicted before any cycle was measured")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j, o in enumerate(_ORGANS):
+                value = self.per_cycle[o.c_measured, idx, k]
+                known = np.where(measured, value, activity * self.measured_dose[j, idx] / self.measured_activity[idx])
+                if j == 0 and not self.kidney_known_is_dose:
+                    known = self._kidney_bed(idx, known)
+                self.known[j, idx] += known
+                self.measured_dose[j, idx] += np.where(measured, value, 0.0)
+        self.measured_activity[idx] += np.where(measured, activity, 0.0)
+
+    def _prescribe(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The guided rule at a due day or re-check of cycle ``k >= 1`` (docs/model.md 5.2): ``(stop, reached,
+        activity)`` per patient, the activity before any reduction."""
+        bk, mk, tk = self.known[:, idx]
+        lk, lm, target, a = self.kidney_limit[idx], self.marrow_limit, self.target, self.guided_activity
+        activity = np.full(idx.size, a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gk = self.measured_dose[0, idx] / self.measured_activity[idx]
+            gm = self.measured_dose[1, idx] / self.measured_activity[idx]
+            if self.rule == L.RULE_KIDNEY_LIMIT:
+                reached = bk >= lk * (1.0 - _EPS)
+                stop = reached | (mk >= lm * (1.0 - _EPS))
+                if self.reduce_last:
+                    a_kidney = self._dose_for_bed(idx, lk - bk) / gk
+                    a_marrow = (lm - mk) / gm
+                    activity = np.minimum(np.minimum(activity, a_kidney), a_marrow)
+                    low = ~stop & (activity < self.min_activity)
+                    reached |= low & (a_kidney <= a) & (a_kidney <= a_marrow)
+                    stop |= low
+            elif self.rule == L.RULE_KIDNEY_TARGET:
+                reached = bk >= target * (1.0 - _EPS)
+                left = self.n_cycles - self.k_given[idx]
+                q = (target - bk) / left
+                need = q if self.kidney_known_is_dose else self._dose_for_bed(idx, q)
+                cap = (lm - mk) / (gm * left)
+                stop = reached | (cap < self.min_activity)
+                activity = np.minimum(np.maximum(np.minimum(need / gk, cap), self.min_activity), self.max_activity)
+            else:  # RULE_TUMOUR_TARGET
+                reached = tk >= target * (1.0 - _EPS)
+                over = (bk + self._kidney_bed(idx, a * gk) > lk) | (mk + a * gm > lm)
+                stop = reached | over
+        return stop, reached & stop, activity
+
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         n_scans = self.scans.size
         while True:
@@ -733,6 +837,14 @@ class _Arm:
         pp[L.P_NADIR_RATIO] = self.nadir_vol / self.v0
         pp[L.P_DISCONTINUED_TOXICITY] = self.discontinued
 
+        # Guided rules: reached by a stop test, or by the known cumulative quantity after the last cycle.
+        if self.rule != L.RULE_FIXED:
+            quantity, goal = {L.RULE_KIDNEY_LIMIT: (self.known[0], self.kidney_limit),
+                              L.RULE_KIDNEY_TARGET: (self.known[0], self.target),
+                              L.RULE_TUMOUR_TARGET: (self.known[2], self.target)}[self.rule]
+            self.reached |= quantity >= goal * (1.0 - _EPS)
+        pp[L.P_REACHED_TARGET] = self.reached
+
         # Platelets and neutrophils per cycle, and worst grades.
         given = ~np.isnan(pc[L.C_TIME_DAYS])
         pc[L.C_PLATELET_GRADE] = np.where(given, ctcae_grade(pc[L.C_PLATELET_NADIR], L.PLATELET_GRADE_BELOW), 0.0)
@@ -783,9 +895,11 @@ def simulate_arm_reference(patients: np.ndarray, patient_ids: np.ndarray, seed: 
     """Simulate one arm; returns ``per_cycle[N_CYCLE_VARS, n, K]`` and ``per_patient[N_PATIENT_VARS, n]``.
 
     Model and column meanings: ``docs/model.md`` sections 3 and 4 and ``sim/kernels/layout.py``. ``regimen`` is
-    the ``R_*`` vector (``R_N_CYCLES = 0``: control arm); cycle ``k`` has nominal activity ``activities[k]``,
-    given x ``(1 - R_REDUCTION_FRACTION)`` while reduced. Cycles not given have day, platelet nadir, nadir day and
-    end count, and neutrophil nadir NaN, and zeros elsewhere; codes and flags are stored as floats.
+    the ``R_*`` vector (``R_N_CYCLES = 0``: control arm); cycle ``k`` has nominal activity ``activities[k]`` under
+    ``RULE_FIXED``, else ``R_GUIDED_ACTIVITY`` for cycle 0 and the guided rule's activity (section 5.2) after it,
+    given x ``(1 - R_REDUCTION_FRACTION)`` while reduced. Cycles ``k < R_MEASURED_CYCLES`` are measured; the
+    measured doses of the others are NaN. Cycles not given have day, platelet nadir, nadir day and end count,
+    neutrophil nadir and measured doses NaN, and zeros elsewhere; codes and flags are stored as floats.
     """
     arm = _Arm(patients, patient_ids, seed, model, regimen, activities, scan_days, max_cycles)
     if arm.n == 0:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.config import DAYS_PER_WEEK, ControlArm, FixedArm
+from sim.config import DAYS_PER_WEEK, ControlArm, FixedArm, GuidedArm
 from sim.kernels import layout as L
 
 
@@ -21,8 +21,12 @@ class RegimenPlan:
         return int(self.vector[L.R_N_CYCLES])
 
 
-def encode(arm: FixedArm | ControlArm) -> RegimenPlan:
-    """Translate an arm's regimen and dose-modification rules into the kernel's arguments."""
+RULES = {"cycles_to_kidney_limit": L.RULE_KIDNEY_LIMIT, "activity_to_kidney_target": L.RULE_KIDNEY_TARGET,
+         "tumour_dose_target": L.RULE_TUMOUR_TARGET}
+
+
+def encode(arm: FixedArm | GuidedArm | ControlArm) -> RegimenPlan:
+    """Translate an arm's regimen, dosimetry and dose-modification rules into the kernel's arguments."""
     v = np.zeros(L.N_REGIMEN)
     v[L.R_INTERVAL_DAYS] = 1.0
     for rule in (L.R_WITHHOLD_GRADE, L.R_REDUCE_GRADE, L.R_WITHHOLD_NEUTROPHIL_GRADE, L.R_REDUCE_NEUTROPHIL_GRADE):
@@ -53,4 +57,18 @@ def encode(arm: FixedArm | ControlArm) -> RegimenPlan:
     v[L.R_MAX_REDUCTIONS] = dm.max_reductions
     v[L.R_RECHECK_DAYS] = dm.recheck_weeks * DAYS_PER_WEEK
     v[L.R_MAX_DELAY_DAYS] = dm.max_delay_weeks * DAYS_PER_WEEK
-    return RegimenPlan(arm.agent, np.asarray(arm.activities(), dtype=np.float64), v)
+    if arm.dosimetry is not None:
+        measured = arm.dosimetry.measured_cycles
+        v[L.R_MEASURED_CYCLES] = arm.cycles if measured is None else min(measured, arm.cycles)
+    if isinstance(arm, FixedArm):
+        return RegimenPlan(arm.agent, np.asarray(arm.activities(), dtype=np.float64), v)
+    v[L.R_RULE] = RULES[arm.rule]
+    v[L.R_GUIDED_ACTIVITY] = arm.activity_gbq
+    v[L.R_KIDNEY_LIMIT_GY], v[L.R_KIDNEY_LIMIT_RF_GY] = arm.kidney_limits()
+    v[L.R_MARROW_LIMIT_GY] = arm.marrow_limit_gy
+    v[L.R_TARGET] = arm.target_gy if arm.target_gy is not None else np.inf
+    v[L.R_TARGET_IS_BED] = float(arm.target_quantity == "bed")
+    v[L.R_MIN_ACTIVITY] = arm.min_activity_gbq
+    v[L.R_MAX_ACTIVITY] = arm.max_activity_gbq if arm.max_activity_gbq is not None else np.inf
+    v[L.R_REDUCE_LAST] = float(arm.reduce_last_cycle_to_limit)
+    return RegimenPlan(arm.agent, np.full(arm.cycles, arm.activity_gbq), v)

@@ -8,14 +8,14 @@ from rich.table import Table
 
 def _fmt(value, digits: int = 1, suffix: str = "") -> str:  # noqa: ANN001
     if value is None:
-        return "not reached"
+        return "-"
     return f"{value:.{digits}f}{suffix}"
 
 
 ROWS = [
-    ("Median PFS (months)", lambda a: _fmt(a["median_pfs_months"])),
+    ("Median PFS (months)", lambda a: _fmt(a["median_pfs_months"]) if a["median_pfs_months"] else "not reached"),
     ("PFS at 12 / 20 months", lambda a: f"{a['pfs_at_months']['12']:.0%} / {a['pfs_at_months']['20']:.0%}"),
-    ("Median OS (months)", lambda a: _fmt(a["median_os_months"])),
+    ("Median OS (months)", lambda a: _fmt(a["median_os_months"]) if a["median_os_months"] else "not reached"),
     ("OS at 12 / 24 months", lambda a: f"{a['os_at_months']['12']:.0%} / {a['os_at_months']['24']:.0%}"),
     ("Objective response rate", lambda a: f"{a['objective_response_rate']:.1%}"),
     ("Cycles, median (mean)", lambda a: f"{a['cycles_median']:g} ({a['cycles_mean']:.2f})"),
@@ -30,6 +30,13 @@ ROWS = [
     ("Delayed / reduced / stopped (toxicity)",
      lambda a: f"{a['delays_rate']:.0%} / {a['dose_reductions_rate']:.0%} / {a['discontinued_for_toxicity_rate']:.0%}"),
     ("Treatment-related deaths", lambda a: f"{a['treatment_related_death_rate']:.1%}"),
+    ("Kidney BED spread (CV)", lambda a: _fmt(a["kidney_bed_gy_cv"], 2)),
+    ("Reached dosimetry target", lambda a: f"{a['fraction_reaching_target']:.0%}" if "fraction_reaching_target" in a
+     else "-"),
+    ("Activity per patient, mean (GBq)", lambda a: f"{a['activity_gbq_total_mean']:.1f}"),
+    ("SPECT/CT sessions / physicist h, mean",
+     lambda a: f"{a['spect_sessions_mean']:.1f} / {a['physicist_hours_mean']:.1f}"),
+    ("Cost per patient, mean", lambda a: f"{a['cost_mean']:,.0f} {a['cost_currency']}" if "cost_mean" in a else "-"),
 ]
 
 
@@ -48,5 +55,5 @@ def summary_table(summary: dict) -> Table:
 def print_summary(summary: dict, console: Console | None = None) -> None:
     console = console or Console()
     if not console.is_terminal:  # pipes and files get rich's 80 columns, which wraps every label
-        console = Console(width=110, file=console.file)
+        console = Console(width=44 + 30 * len(summary["arms"]), file=console.file)
     console.print(summary_table(summary))

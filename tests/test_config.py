@@ -72,7 +72,7 @@ def test_probability_out_of_range():
 def test_unknown_regimen_and_agent():
     d = data()
     d["arms"][0]["regimen"] = "magic"
-    check(d, "arms.lu177_dotatate.regimen = 'magic'", "must be one of 'fixed', 'control'")
+    check(d, "arms.lu177_dotatate.regimen = 'magic'", "must be one of 'fixed', 'guided', 'control'")
     d = data()
     d["arms"][0]["agent"] = "dotatoc"
     check(d, "uses agent 'dotatoc'", "defined: ['dotatate']")
@@ -124,3 +124,29 @@ def test_overrides_by_dotted_path_and_arm_name():
     assert cfg.trial.patients == 7 and cfg.arm("lu177_dotatate").cycles == 2
     with pytest.raises(ConfigError, match="no item named 'nope'"):
         config.load(CONFIGS / "netter1.toml", {"arms.nope.cycles": 2})
+
+
+def test_guided_arm_validation():
+    d = config.read_toml(CONFIGS / "guided_vs_fixed.toml")
+    d["arms"][1].pop("kidney_bed_limit_gy")
+    check(d, "arms.iluminet", "needs kidney_bed_limit_gy")
+    d = config.read_toml(CONFIGS / "guided_vs_fixed.toml")
+    d["arms"][2]["dosimetry"]["method"] = "pet"
+    check(d, "uses dosimetry method 'pet'", "spect_3tp")
+    d = config.read_toml(CONFIGS / "guided_vs_fixed.toml")
+    del d["arms"][2]["dosimetry"]
+    check(d, "arms.p_prrt.dosimetry", "required field is missing")
+
+
+def test_extends_and_select_arms(tmp_path):
+    cfg = config.load(CONFIGS / "p_prrt.toml")
+    assert [a.name for a in cfg.arms] == ["fixed_netter1", "p_prrt"]
+    assert cfg.cohort == config.load(CONFIGS / "netter1.toml").cohort  # inherited through two files
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = "{(CONFIGS / "netter1.toml").as_posix()}"\nselect_arms = ["nope"]\n')
+    with pytest.raises(ConfigError, match=r"unknown arm\(s\) \['nope'\]"):
+        config.load(child)
+    loop = tmp_path / "loop.toml"
+    loop.write_text('extends = "loop.toml"\n')
+    with pytest.raises(ConfigError, match="circular"):
+        config.load(loop)

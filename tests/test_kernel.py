@@ -25,7 +25,7 @@ def kernel_inputs(cfg, arm_name):
     agent = cfg.agents[plan.agent] if plan.agent else None
     patients = cohort_mod.kernel_patients(cfg, chunk, agent)
     k_max = max(1, *(regimens.encode(a).n_cycles for a in cfg.arms))
-    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, plan.agent), plan.vector, plan.activities,
+    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, cfg.arm(arm_name)), plan.vector, plan.activities,
             engine.scan_days(cfg)), k_max
 
 
@@ -42,6 +42,10 @@ def run_kernel(args, k_max):
     ("netter1", "lu177_dotatate", {"tumour.response_confirmation": True, "trial.dropout_per_year": 0.3}),
     ("vision", "lu177_psma617", {}),
     ("vision", "soc", {}),
+    ("guided_vs_fixed", "iluminet", {"arms.iluminet.reduce_last_cycle_to_limit": True,
+                                     "arms.iluminet.min_activity_gbq": 1.0}),
+    ("guided_vs_fixed", "p_prrt", {}),
+    ("guided_vs_fixed", "tumour_guided", {"arms.tumour_guided.dosimetry.measured_cycles": 2}),
 ])
 def test_kernel_matches_numpy_reference(scenario, arm, overrides):
     cfg = load_small(scenario, patients=1500, **overrides)
@@ -153,12 +157,16 @@ def test_untreated_growth_progresses_at_first_scan_past_threshold():
 
 
 def test_fixed_regimen_doses_without_variability():
-    cyc, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
+    cyc, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4, R_MEASURED_CYCLES=4)
     assert pat[L.P_CYCLES] == 4
     np.testing.assert_allclose(cyc[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
     np.testing.assert_allclose(cyc[L.C_ACTIVITY_GBQ, :4], 7.4)
     np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_GY, :4], 3.7)
     np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_MEASURED_GY, :4], 3.7)  # zero measurement error
+    assert np.all(cyc[L.C_MEASURED, :4] == 1)
+    # without dosimetry nothing is measured
+    plain, _ = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
+    assert np.all(np.isnan(plain[L.C_KIDNEY_DOSE_MEASURED_GY])) and np.all(plain[L.C_MEASURED] == 0)
     g = 2.8 / (2.8 + 55.0)
     np.testing.assert_allclose(cyc[L.C_KIDNEY_BED_GY, :4], 3.7 * (1 + g * 3.7 / 2.6))
     assert np.all(cyc[L.C_ACTIVITY_GBQ, 4:] == 0)
@@ -316,3 +324,88 @@ def test_forced_mds_and_fatal_grade4_are_treatment_deaths():
     assert pat[L.P_DEATH_CAUSE] == L.CAUSE_TREATMENT and pat[L.P_CYCLES] == 1
     assert pat[L.P_OS_DAYS] == pytest.approx(cyc[L.C_PLATELET_NADIR_DAY, 0], abs=1.0)
     assert cyc[L.C_PLATELET_GRADE, 0] == 4 and pat[L.P_PFS_EVENT] == 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Dosimetry-guided rules on hand-made patients (exact dosimetry: no intra-patient variation, no error)
+
+
+def kidney_bed_of(dose, teff=55.0, trep=2.8, ab=2.6):
+    return dose * (1 + trep / (trep + teff) * dose / ab)
+
+
+def guided(rule, n_cycles=8, **rules):
+    base = dict(R_RULE=rule, R_GUIDED_ACTIVITY=7.4, R_KIDNEY_LIMIT_GY=np.inf, R_KIDNEY_LIMIT_RF_GY=np.inf,
+                R_MARROW_LIMIT_GY=2.0, R_TARGET=np.inf, R_TARGET_IS_BED=1.0, R_MAX_ACTIVITY=np.inf,
+                R_MEASURED_CYCLES=n_cycles)
+    base.update(rules)
+    return base
+
+
+STABLE = dict(GROWTH_PER_DAY=1e-7)
+
+
+@pytest.mark.parametrize("on_bed", [1.0, 0.0])
+def test_activity_to_kidney_target_hits_it_exactly(on_bed):
+    rules = guided(L.RULE_KIDNEY_TARGET, n_cycles=4, R_TARGET=23.0, R_TARGET_IS_BED=on_bed, R_MIN_ACTIVITY=1.0,
+                   R_MAX_ACTIVITY=30.0)
+    totals = []
+    for gy_per_gbq in (0.3, 0.5, 0.8):
+        patient = hand_patient(KIDNEY_GY_PER_GBQ=gy_per_gbq, MARROW_GY_PER_GBQ=0.01, **STABLE)  # marrow cap not binding
+        cyc, pat = run_one(patient, hand_model(), [7.4] * 4, 4, **rules)
+        given = int(pat[L.P_CYCLES])
+        assert given == 4 and pat[L.P_REACHED_TARGET] == 1
+        total = cyc[L.C_KIDNEY_BED_GY if on_bed else L.C_KIDNEY_DOSE_GY, :given].sum()
+        assert total == pytest.approx(23.0, rel=1e-9)
+        assert cyc[L.C_ACTIVITY_GBQ, 0] == 7.4
+        totals.append(cyc[L.C_ACTIVITY_GBQ, :given].sum())
+    assert totals[0] > totals[1] > totals[2]  # low kidney Gy/GBq gets more activity
+
+
+def test_cycles_to_kidney_limit():
+    p = hand_patient(**STABLE)  # 0.5 Gy/GBq: 3.7 Gy per 7.4 GBq
+    per_cycle_bed = kidney_bed_of(3.7)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0))
+    expected = int(np.ceil(27.0 / per_cycle_bed))  # full cycles until the known BED reaches the limit
+    assert pat[L.P_CYCLES] == expected and pat[L.P_REACHED_TARGET] == 1
+    assert np.all(cyc[L.C_ACTIVITY_GBQ, :expected] == 7.4)
+    assert np.all(np.diff(cyc[L.C_TIME_DAYS, :expected]) == 56)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9,
+                       **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0, R_REDUCE_LAST=1.0, R_MIN_ACTIVITY=0.5))
+    given = int(pat[L.P_CYCLES])
+    assert cyc[L.C_KIDNEY_BED_GY, :given].sum() == pytest.approx(27.0, rel=1e-9) and pat[L.P_REACHED_TARGET] == 1
+    assert cyc[L.C_ACTIVITY_GBQ, given - 1] < 7.4
+    # with a risk factor the lower limit applies
+    rf = hand_patient(KIDNEY_RISK_FACTOR=1.0, **STABLE)
+    cyc, pat = run_one(rf, hand_model(), [7.4] * 9, 9, k_max=9,
+                       **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0, R_KIDNEY_LIMIT_RF_GY=23.0,
+                                R_REDUCE_LAST=1.0))
+    assert cyc[L.C_KIDNEY_BED_GY, :int(pat[L.P_CYCLES])].sum() == pytest.approx(23.0, rel=1e-9)
+
+
+def test_marrow_limit_stops_without_reaching_the_kidney_limit():
+    p = hand_patient(MARROW_GY_PER_GBQ=0.1, **STABLE)  # 0.74 Gy per cycle
+    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0))
+    assert pat[L.P_CYCLES] == 3 and pat[L.P_REACHED_TARGET] == 0  # 3 x 0.74 >= 2 Gy
+    assert cyc[L.C_MARROW_DOSE_GY, :3].sum() >= 2.0
+
+
+def test_tumour_dose_target_and_prediction_from_the_first_cycle():
+    p = hand_patient(**STABLE)  # tumour 4 Gy/GBq, no decline: 29.6 Gy per cycle
+    rules = guided(L.RULE_TUMOUR_TARGET, R_TARGET=100.0, R_KIDNEY_LIMIT_GY=40.0, R_MEASURED_CYCLES=1)
+    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **rules)
+    assert pat[L.P_CYCLES] == 4 and pat[L.P_REACHED_TARGET] == 1  # 4 x 29.6 >= 100 Gy
+    assert cyc[L.C_MEASURED, 0] == 1 and np.all(cyc[L.C_MEASURED, 1:] == 0)
+    assert not np.isnan(cyc[L.C_TUMOUR_DOSE_MEASURED_GY, 0]) and np.all(np.isnan(cyc[L.C_TUMOUR_DOSE_MEASURED_GY, 1:]))
+    # a kidney limit that the next cycle would pass stops treatment first
+    rules = guided(L.RULE_TUMOUR_TARGET, R_TARGET=100.0, R_KIDNEY_LIMIT_GY=10.0)
+    _, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **rules)
+    assert pat[L.P_CYCLES] == 2 and pat[L.P_REACHED_TARGET] == 0  # 2 cycles ~8.1 Gy BED; a third would pass 10
+
+
+def test_measurement_error_moves_the_guided_activity():
+    rules = guided(L.RULE_KIDNEY_TARGET, n_cycles=4, R_TARGET=23.0, R_MIN_ACTIVITY=1.0, R_MAX_ACTIVITY=30.0)
+    exact, _ = run_one(hand_patient(**STABLE), hand_model(), [7.4] * 4, 4, **rules)
+    noisy, _ = run_one(hand_patient(**STABLE), hand_model(KIDNEY_MEAS_SIGMA=0.3), [7.4] * 4, 4, **rules)
+    assert not np.allclose(exact[L.C_ACTIVITY_GBQ, 1:4], noisy[L.C_ACTIVITY_GBQ, 1:4])
+    assert noisy[L.C_KIDNEY_BED_GY, :4].sum() != pytest.approx(23.0, rel=1e-3)

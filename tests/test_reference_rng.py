@@ -1,4 +1,4 @@
-"""The NumPy oracle's random streams match ``sim.rng``; hand-computed checks of ``sim.reference`` (model 3, 4)."""
+"""The NumPy oracle's random streams match ``sim.rng``; hand-computed checks of ``sim.reference`` (model 3, 4, 5)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def _regimen(n_cycles: int, interval: float, continue_after: int = 0, **kw) -> n
     r[L.R_WITHHOLD_NEUTROPHIL_GRADE] = r[L.R_REDUCE_NEUTROPHIL_GRADE] = L.NEVER_GRADE
     r[L.R_WITHHOLD_EGFR_BELOW], r[L.R_WITHHOLD_EGFR_DROP] = 0.0, 1.0
     r[L.R_MAX_REDUCTIONS], r[L.R_RECHECK_DAYS], r[L.R_MAX_DELAY_DAYS] = 1.0, 7.0, 112.0
+    r[L.R_RULE], r[L.R_MEASURED_CYCLES] = L.RULE_FIXED, n_cycles  # every cycle measured unless told otherwise
     for name, value in kw.items():
         r[getattr(L, name)] = value
     return r
@@ -130,7 +131,8 @@ def _first_cycle_neutrophils(dose_gy: float, anc0: float = 4.0, alpha: float = 1
 
 
 def _assert_not_given(per_cycle, i, k):
-    missing = (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END, L.C_NEUTROPHIL_NADIR)
+    missing = (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY, L.C_PLATELET_END, L.C_NEUTROPHIL_NADIR,
+               L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY, L.C_TUMOUR_DOSE_MEASURED_GY)
     assert np.isnan(per_cycle[list(missing), i, k]).all()
     others = [v for v in range(L.N_CYCLE_VARS) if v not in missing]
     assert not per_cycle[others, i, k].any()
@@ -573,6 +575,257 @@ def test_batch_invariance_with_toxicity_and_dose_modification():
     given = ~np.isnan(per_cycle[L.C_TIME_DAYS])
     np.testing.assert_array_equal(given.sum(axis=1), per_patient[L.P_CYCLES])
     assert (per_cycle[L.C_DELAY_DAYS][given] % 7.0 == 0.0).all()
+    for i in range(n):
+        c1, p1 = simulate_arm_reference(p[i:i + 1], ids[i:i + 1], *args)
+        np.testing.assert_array_equal(c1, per_cycle[:, i:i + 1])
+        np.testing.assert_array_equal(p1, per_patient[:, i:i + 1])
+
+
+# ---------------------------------------------------------------------------------------------------------- 5
+# Guided regimens. The default patient without variability: kidney 0.6 Gy/GBq, T_eff 50 h (T_rep 2.8 h, a/b 2.6),
+# marrow 0.04 Gy/GBq, tumour 3 Gy/GBq when asked for; stable, so only the rules end treatment.
+def _kidney_bed(d: float, teff: float = 50.0) -> float:
+    return d * (1.0 + 2.8 / (2.8 + teff) * d / 2.6)
+
+
+def _kidney_dose_for_bed(b: float, teff: float = 50.0) -> float:
+    """The root of ``_kidney_bed(d) = b``, in the rationalised form ``2b / (1 + sqrt(1 + 4cb))``."""
+    c = 2.8 / (2.8 + teff) / 2.6
+    return 2.0 * b / (1.0 + math.sqrt(1.0 + 4.0 * c * b))
+
+
+def _guided_run(rule: int, n_cycles: int, p=None, ids=None, model=None, **regimen_kw):
+    kw = {"R_RULE": rule, "R_GUIDED_ACTIVITY": 7.4, "R_KIDNEY_LIMIT_GY": 1e6, "R_KIDNEY_LIMIT_RF_GY": 1e6,
+          "R_MARROW_LIMIT_GY": 1e6, "R_TARGET": 1e6, "R_TARGET_IS_BED": 1.0, "R_MIN_ACTIVITY": 0.5,
+          "R_MAX_ACTIVITY": 1e3, **regimen_kw}
+    p = _stable_patient() if p is None else p
+    ids = np.arange(40, 40 + p.shape[0]) if ids is None else ids
+    # activities[] is ignored by the guided rules: 99 GBq would show.
+    return simulate_arm_reference(p, ids, 3, _model() if model is None else model, _regimen(n_cycles, 42.0, **kw),
+                                  np.full(n_cycles, 99.0), np.arange(1, 40) * 84.0, n_cycles)
+
+
+@pytest.mark.parametrize("on_bed", [True, False])
+def test_kidney_target_hits_the_target_exactly(on_bed):
+    # Cycle 0 gets A0 = 7.4 (4.44 Gy); then q = (T - Bk) / (4 - k) per cycle, every later cycle the same q.
+    target = 20.0 if on_bed else 15.0
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, R_TARGET=target, R_TARGET_IS_BED=float(on_bed))
+    first = _kidney_bed(4.44) if on_bed else 4.44
+    q = (target - first) / 3.0
+    a = (_kidney_dose_for_bed(q) if on_bed else q) / 0.6
+    assert 0.5 < a < 1e3
+    np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0], [7.4, a, a, a], rtol=1e-13)
+    np.testing.assert_array_equal(per_cycle[L.C_TIME_DAYS, 0], [0.0, 42.0, 84.0, 126.0])
+    reached = per_cycle[L.C_KIDNEY_BED_GY if on_bed else L.C_KIDNEY_DOSE_GY, 0].sum()
+    assert reached == pytest.approx(target, rel=1e-13)
+    np.testing.assert_allclose(per_cycle[L.C_KIDNEY_DOSE_MEASURED_GY, 0], per_cycle[L.C_KIDNEY_DOSE_GY, 0],
+                               rtol=1e-15)
+    assert per_patient[L.P_CYCLES, 0] == 4.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+    assert per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+    np.testing.assert_array_equal(per_cycle[L.C_MEASURED, 0], 1.0)
+
+
+def test_kidney_target_marrow_cap_and_clipping():
+    # Marrow limit 1 Gy: after cycle 0 (0.296 Gy) the cap (1 - Mk) / (0.04 left) = 0.704 / 0.12 = 5.867 GBq binds
+    # (the BED target of 20 Gy would need 7.70 GBq) and stays the same, so the marrow ends at exactly 1 Gy.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, R_TARGET=20.0, R_MARROW_LIMIT_GY=1.0)
+    cap = (1.0 - 0.296) / (0.04 * 3)
+    assert _kidney_dose_for_bed((20.0 - _kidney_bed(4.44)) / 3.0) / 0.6 > cap + 1.0
+    np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0], [7.4, cap, cap, cap], rtol=1e-13)
+    assert per_cycle[L.C_MARROW_DOSE_GY, 0].sum() == pytest.approx(1.0, rel=1e-13)
+    assert per_cycle[L.C_KIDNEY_BED_GY, 0].sum() < 19.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    # A cap below the minimum activity stops treatment (not reached, not for toxicity).
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, R_TARGET=20.0, R_MARROW_LIMIT_GY=1.0,
+                                         R_MIN_ACTIVITY=6.0)
+    assert per_patient[L.P_CYCLES, 0] == 1.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    assert per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+    _assert_not_given(per_cycle, 0, 1)
+    # The maximum activity clips (and the target is then missed); the minimum lifts.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, R_TARGET=20.0, R_MAX_ACTIVITY=5.0)
+    np.testing.assert_array_equal(per_cycle[L.C_ACTIVITY_GBQ, 0], [7.4, 5.0, 5.0, 5.0])
+    assert per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, R_TARGET=10.0, R_MIN_ACTIVITY=3.0)
+    np.testing.assert_array_equal(per_cycle[L.C_ACTIVITY_GBQ, 0, 1:], 3.0)  # 2.77 GBq would do
+    assert per_patient[L.P_REACHED_TARGET, 0] == 1.0  # overshoots: known BED >= T
+
+
+def test_kidney_limit_reduce_last_hits_the_limit_and_stops_reached():
+    # Risk factor chooses the limit: 23 Gy (4 full cycles = 19.37 Gy, the 5th reduced) or 18 Gy (3 full = 14.53,
+    # the 4th reduced). The next due day stops, reached.
+    p = np.vstack([_stable_patient(), _stable_patient(KIDNEY_RISK_FACTOR=1.0)])
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, p=p, R_KIDNEY_LIMIT_GY=23.0,
+                                         R_KIDNEY_LIMIT_RF_GY=18.0, R_REDUCE_LAST=1.0)
+    bed1 = _kidney_bed(4.44)
+    for i, (limit, full) in enumerate(((23.0, 4), (18.0, 3))):
+        last = _kidney_dose_for_bed(limit - full * bed1) / 0.6
+        assert 0.5 < last < 7.4 - 0.5
+        np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, i, :full + 1], [7.4] * full + [last], rtol=1e-13)
+        assert per_cycle[L.C_KIDNEY_BED_GY, i].sum() == pytest.approx(limit, rel=1e-13)
+        assert per_patient[L.P_CYCLES, i] == full + 1 and per_patient[L.P_REACHED_TARGET, i] == 1.0
+        assert per_patient[L.P_DISCONTINUED_TOXICITY, i] == 0.0
+        _assert_not_given(per_cycle, i, full + 1)
+    # Just above 4 full cycles, the last cycle would be below the minimum activity: stopped, reached (the kidney
+    # term is the smallest).
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, R_KIDNEY_LIMIT_GY=4 * bed1 + 0.01,
+                                         R_REDUCE_LAST=1.0)
+    assert per_patient[L.P_CYCLES, 0] == 4.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+
+
+def test_kidney_limit_without_reduce_last_gives_full_cycles_until_the_limit():
+    # 23 Gy: full cycles until Bk >= 23 (5 cycles: 24.2 Gy), then stop, reached.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, R_KIDNEY_LIMIT_GY=23.0)
+    np.testing.assert_array_equal(per_cycle[L.C_ACTIVITY_GBQ, 0, :5], 7.4)
+    assert per_patient[L.P_CYCLES, 0] == 5.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+    assert per_cycle[L.C_KIDNEY_BED_GY, 0].sum() == pytest.approx(5 * _kidney_bed(4.44), rel=1e-14)
+    # Out of cycles first (3 cycles, 14.5 Gy): not reached.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 3, R_KIDNEY_LIMIT_GY=23.0)
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    # Limit met exactly by the last cycle: reached after the last cycle.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 3, R_KIDNEY_LIMIT_GY=3 * _kidney_bed(4.44))
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+
+
+@pytest.mark.parametrize("reduce_last", [0.0, 1.0])
+def test_kidney_limit_stopped_by_the_marrow_limit_not_reached(reduce_last):
+    # Marrow 0.296 Gy per full cycle, limit 1 Gy. Without reduce-last: 4 full cycles (1.184 Gy), stop at cycle 4.
+    # With it: cycle 3 gets (1 - 0.888) / 0.04 = 2.8 GBq, the marrow is at 1 Gy, stop at cycle 4.
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, R_KIDNEY_LIMIT_GY=100.0, R_MARROW_LIMIT_GY=1.0,
+                                         R_REDUCE_LAST=reduce_last)
+    expected = [7.4, 7.4, 7.4, 2.8] if reduce_last else [7.4] * 4
+    np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0, :4], expected, rtol=1e-13)
+    assert per_patient[L.P_CYCLES, 0] == 4.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    assert per_patient[L.P_DISCONTINUED_TOXICITY, 0] == 0.0
+    # Below the minimum activity, with the marrow term the smallest: stopped, not reached.
+    if reduce_last:
+        per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, R_KIDNEY_LIMIT_GY=100.0, R_MARROW_LIMIT_GY=1.0,
+                                             R_REDUCE_LAST=1.0, R_MIN_ACTIVITY=3.0)
+        assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+
+
+def test_tumour_target_stops_when_met_or_an_organ_limit_would_be_passed():
+    # 22.2 Gy tumour per cycle: target 60 met after 3 cycles, stop at cycle 3, reached.
+    p = _stable_patient(TUMOUR_GY_PER_GBQ=3.0)
+    per_cycle, per_patient = _guided_run(L.RULE_TUMOUR_TARGET, 6, p=p, R_TARGET=60.0)
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+    np.testing.assert_array_equal(per_cycle[L.C_ACTIVITY_GBQ, 0, :3], 7.4)
+    assert per_cycle[L.C_TUMOUR_DOSE_GY, 0].sum() == pytest.approx(66.6, rel=1e-14)
+    # Kidney limit 12 Gy BED: 2 cycles (9.68) + 4.84 would pass it; marrow 0.8 Gy: 0.592 + 0.296 would.
+    for limits in ({"R_KIDNEY_LIMIT_GY": 12.0}, {"R_MARROW_LIMIT_GY": 0.8}):
+        per_cycle, per_patient = _guided_run(L.RULE_TUMOUR_TARGET, 6, p=p, R_TARGET=60.0, **limits)
+        assert per_patient[L.P_CYCLES, 0] == 2.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    # A limit met exactly is not passed.
+    per_cycle, per_patient = _guided_run(L.RULE_TUMOUR_TARGET, 6, p=p, R_TARGET=60.0,
+                                         R_MARROW_LIMIT_GY=3 * 7.4 * 0.04)
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+
+
+def test_one_measured_cycle_known_doses_use_its_gy_per_gbq():
+    # Measurement error on, one measured cycle: g = measured / A0 of cycle 0; the rule sees the known BED
+    # BED(m0) + sum BED(A_k g), which meets the target, while the true BED does not.
+    seed, pid = 3, np.array([40])
+    m = _model(KIDNEY_MEAS_SIGMA=0.2, MARROW_MEAS_SIGMA=0.2, TUMOUR_MEAS_SIGMA=0.2)
+    p = _stable_patient(TUMOUR_GY_PER_GBQ=3.0)
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_TARGET, 4, p=p, model=m, R_TARGET=20.0,
+                                         R_MEASURED_CYCLES=1.0)
+    z = rng.normals(seed, pid, rng.STREAM_CYCLE, 0, 8)[0]
+    measured = np.array([4.44, 0.296, 22.2]) * np.exp(0.2 * z[3:6])
+    np.testing.assert_allclose(per_cycle[[L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
+                                          L.C_TUMOUR_DOSE_MEASURED_GY], 0, 0], measured, rtol=1e-13)
+    np.testing.assert_array_equal(per_cycle[L.C_MEASURED, 0], [1.0, 0.0, 0.0, 0.0])
+    assert np.isnan(per_cycle[[L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
+                               L.C_TUMOUR_DOSE_MEASURED_GY], 0, 1:]).all()
+    g = measured[0] / 7.4
+    a = _kidney_dose_for_bed((20.0 - _kidney_bed(measured[0])) / 3.0) / g
+    np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0], [7.4, a, a, a], rtol=1e-13)
+    true_bed = _kidney_bed(4.44) + 3 * _kidney_bed(a * 0.6)
+    assert per_cycle[L.C_KIDNEY_BED_GY, 0].sum() == pytest.approx(true_bed, rel=1e-13)
+    assert abs(true_bed - 20.0) > 0.1 and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+
+
+def test_two_measured_cycles_pool_their_gy_per_gbq():
+    # Kidney limit with reduce-last: g = (m0 + m1) / (A0 + A1) predicts cycles 2.. (the scalar rule by hand).
+    seed, pid = 3, np.array([41])
+    m = _model(KIDNEY_MEAS_SIGMA=0.25)
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 8, ids=pid, model=m, R_KIDNEY_LIMIT_GY=23.0,
+                                         R_REDUCE_LAST=1.0, R_MEASURED_CYCLES=2.0)
+    z = rng.normals(seed, pid, rng.STREAM_CYCLE, 0, 16)[0]
+    m0, m1 = 4.44 * math.exp(0.25 * z[3]), 4.44 * math.exp(0.25 * z[8 + 3])
+    g = (m0 + m1) / 14.8
+    known, activities = _kidney_bed(m0) + _kidney_bed(m1), [7.4, 7.4]
+    while True:
+        if known >= 23.0 * (1 - 1e-9):
+            break
+        a = min(7.4, _kidney_dose_for_bed(23.0 - known) / g, (1e6 - 0.296 * len(activities)) / 0.04)
+        activities.append(a)
+        known += _kidney_bed(a * g)
+    n = len(activities)
+    assert 4 <= n <= 7 and activities[-1] < 7.4
+    np.testing.assert_allclose(per_cycle[L.C_ACTIVITY_GBQ, 0, :n], activities, rtol=1e-12)
+    assert per_patient[L.P_CYCLES, 0] == n and per_patient[L.P_REACHED_TARGET, 0] == 1.0
+    np.testing.assert_array_equal(per_cycle[L.C_MEASURED, 0, :n], [1.0, 1.0] + [0.0] * (n - 2))
+
+
+def test_guided_activity_is_reduced_by_the_toxicity_rules():
+    # The withheld run of 4.5 under the kidney-limit rule (A = 6, far limits): cycle 1 withheld to day 56 and
+    # reduced to 6 x 0.75, cycle 2 stays reduced (no restore).
+    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
+    per_cycle, per_patient = _guided_run(L.RULE_KIDNEY_LIMIT, 3, p=p, ids=np.array([21]), R_GUIDED_ACTIVITY=6.0,
+                                         R_WITHHOLD_GRADE=2.0, R_REDUCTION_FRACTION=0.25, R_REDUCE_IF_WITHHELD=1.0)
+    assert per_cycle[L.C_TIME_DAYS, 0, 1] == 56.0 and per_cycle[L.C_DELAY_DAYS, 0, 1] == 14.0
+    np.testing.assert_array_equal(per_cycle[L.C_ACTIVITY_GBQ, 0], [6.0, 4.5, 4.5])
+    np.testing.assert_array_equal(per_cycle[L.C_REDUCED, 0], [0.0, 1.0, 1.0])
+
+
+def test_fixed_rule_without_dosimetry_measures_nothing():
+    reg = _regimen(3, 42.0, R_MEASURED_CYCLES=0.0)
+    per_cycle, per_patient = simulate_arm_reference(_stable_patient(), np.array([4]), 3, _model(), reg,
+                                                    np.full(3, 7.4), np.arange(1, 20) * 56.0, 4)
+    assert per_patient[L.P_CYCLES, 0] == 3.0 and per_patient[L.P_REACHED_TARGET, 0] == 0.0
+    assert not per_cycle[L.C_MEASURED, 0].any()
+    assert np.isnan(per_cycle[[L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
+                               L.C_TUMOUR_DOSE_MEASURED_GY], 0]).all()
+    # Measuring changes only the measured outputs.
+    measured_run = simulate_arm_reference(_stable_patient(), np.array([4]), 3, _model(), _regimen(3, 42.0),
+                                          np.full(3, 7.4), np.arange(1, 20) * 56.0, 4)
+    others = [v for v in range(L.N_CYCLE_VARS) if v not in (L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
+                                                             L.C_TUMOUR_DOSE_MEASURED_GY, L.C_MEASURED)]
+    np.testing.assert_array_equal(per_cycle[others], measured_run[0][others])
+    np.testing.assert_array_equal(per_patient, measured_run[1])
+    np.testing.assert_array_equal(measured_run[0][L.C_MEASURED, 0], [1.0, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="R_MEASURED_CYCLES"):
+        _guided_run(L.RULE_KIDNEY_LIMIT, 3, R_MEASURED_CYCLES=0.0)
+
+
+@pytest.mark.parametrize(("rule", "regimen_kw"), [
+    (L.RULE_KIDNEY_LIMIT, {"R_KIDNEY_LIMIT_GY": 23.0, "R_KIDNEY_LIMIT_RF_GY": 18.0, "R_MARROW_LIMIT_GY": 2.0,
+                           "R_REDUCE_LAST": 1.0, "R_MIN_ACTIVITY": 2.0, "R_MEASURED_CYCLES": 2.0}),
+    (L.RULE_KIDNEY_TARGET, {"R_TARGET": 20.0, "R_MARROW_LIMIT_GY": 1.5, "R_MIN_ACTIVITY": 2.0,
+                            "R_MAX_ACTIVITY": 12.0, "R_MEASURED_CYCLES": 1.0}),
+    (L.RULE_TUMOUR_TARGET, {"R_TARGET": 120.0, "R_KIDNEY_LIMIT_GY": 23.0, "R_KIDNEY_LIMIT_RF_GY": 18.0,
+                            "R_MARROW_LIMIT_GY": 2.0, "R_MEASURED_CYCLES": 3.0}),
+])
+def test_batch_invariance_with_guided_rules(rule, regimen_kw):
+    n = 12
+    p = _cohort(n, seed=rule)
+    p[:, L.KIDNEY_GY_PER_GBQ] = np.random.default_rng(rule).lognormal(math.log(0.6), 0.4, n)
+    p[:, L.TUMOUR_GY_PER_GBQ] = np.random.default_rng(rule + 10).lognormal(math.log(3.0), 0.5, n)
+    p[:, L.GROWTH_PER_DAY] /= 4.0  # slower tumours: more cycles for the rules to act on
+    ids = np.arange(n, dtype=np.int64) * 104729 + 3
+    m = _model(BACKGROUND_HAZARD_65_PER_YEAR=0.02, BACKGROUND_SLOPE_PER_YEAR=0.09, MARROW_INTRA_SIGMA=0.2,
+               KIDNEY_INTRA_SIGMA=0.2, TUMOUR_INTRA_SIGMA=0.2, KIDNEY_MEAS_SIGMA=0.15, MARROW_MEAS_SIGMA=0.2,
+               TUMOUR_MEAS_SIGMA=0.25, TUMOUR_DOSE_DECLINE=0.05, FATAL_GRADE4_PROBABILITY=0.3,
+               EGFR_AGE_DECLINE_PER_YEAR=1.0, EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.003)
+    reg = _regimen(6, 42.0, 4, R_RULE=rule, R_GUIDED_ACTIVITY=7.4, R_WITHHOLD_GRADE=2.0, R_REDUCE_GRADE=3.0,
+                   R_REDUCTION_FRACTION=0.5, R_REDUCE_IF_WITHHELD=1.0, R_WITHHOLD_NEUTROPHIL_GRADE=3.0,
+                   R_TARGET_IS_BED=1.0, **{"R_MAX_ACTIVITY": 1e3, "R_MARROW_LIMIT_GY": 1e6, **regimen_kw})
+    args = (29, m, reg, np.full(6, 99.0), np.arange(1, 30) * 42.0, 6)
+    per_cycle, per_patient = simulate_arm_reference(p, ids, *args)
+    given = ~np.isnan(per_cycle[L.C_TIME_DAYS])
+    np.testing.assert_array_equal(given.sum(axis=1), per_patient[L.P_CYCLES])
+    np.testing.assert_array_equal(per_cycle[L.C_MEASURED], given & (np.arange(6) < reg[L.R_MEASURED_CYCLES]))
+    assert not (per_cycle[L.C_ACTIVITY_GBQ] == 99.0).any()
+    reached = per_patient[L.P_REACHED_TARGET]
+    assert 0.0 < reached.mean() < 1.0  # both outcomes occur
     for i in range(n):
         c1, p1 = simulate_arm_reference(p[i:i + 1], ids[i:i + 1], *args)
         np.testing.assert_array_equal(c1, per_cycle[:, i:i + 1])

@@ -7,6 +7,7 @@ reported (Strosberg 2017; Sartor 2021): these are hand-tuned defaults, and the f
 with ``rptsim validate``.
 """
 
+import numpy as np
 import pytest
 
 from sim import analysis, engine, outcomes
@@ -71,3 +72,54 @@ def test_vision_toxicity(vision_summary):
     assert 0.049 <= lu["grade3plus_thrombocytopenia_rate"] <= 0.109
     assert 0.004 <= lu["grade3plus_neutropenia_rate"] <= 0.064  # 3.4 % (Pluvicto SmPC), +/-3 pp
     assert lu["delays_rate"] > lu["dose_reductions_rate"] > 0  # grade 2 withholds, only grade >= 3 reduces
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Guided vs fixed on one cohort (issue: guided arms individualise exposure and narrow the kidney BED spread)
+
+
+def guided_dataset(**overrides):
+    from .conftest import load_small as load
+
+    return outcomes.to_dataset(engine.run(load("guided_vs_fixed", patients=1500, **overrides)))
+
+
+@pytest.fixture(scope="module")
+def guided_ds():
+    return guided_dataset()
+
+
+def test_guided_arms_individualise_activity(guided_ds):
+    from scipy import stats
+
+    ds = guided_ds
+    # each patient's true kidney Gy/GBq at cycle 1 (same in every arm: same patient, same draws)
+    kidney_per_gbq = (ds.kidney_dose_gy / ds.activity_gbq).isel(cycle=0).sel(arm="fixed_netter1").values
+    for arm in ("iluminet", "p_prrt"):
+        a = ds.sel(arm=arm)
+        full = a.cycles_given.values >= 3  # courses not cut short by progression or death
+        rho = stats.spearmanr(kidney_per_gbq[full], a.activity_gbq.sum("cycle").values[full]).statistic
+        assert rho < -0.4, (arm, rho)
+    fixed = ds.sel(arm="fixed_netter1")
+    full = fixed.cycles_given.values == 4
+    assert np.ptp(fixed.activity_gbq.sum("cycle").values[full]) < 4.0  # only toxicity reductions vary it
+
+
+def test_guided_arms_narrow_kidney_bed_and_error_widens_it(guided_ds):
+    s = analysis.summary(guided_ds)["arms"]
+    fixed_cv = s["fixed_netter1"]["kidney_bed_gy_cv"]
+    assert s["iluminet"]["kidney_bed_gy_cv"] < fixed_cv and s["p_prrt"]["kidney_bed_gy_cv"] < fixed_cv
+    noisy = analysis.summary(guided_dataset(**{"arms.p_prrt.dosimetry.error_scale": 3.0}))["arms"]["p_prrt"]
+    assert noisy["kidney_bed_gy_cv"] > s["p_prrt"]["kidney_bed_gy_cv"] + 0.02
+
+
+def test_guided_summary_keys(guided_ds):
+    s = analysis.summary(guided_ds)["arms"]
+    for arm in ("iluminet", "p_prrt"):
+        assert 0 < s[arm]["fraction_reaching_kidney_target"] <= 1
+        assert s[arm]["spect_sessions_mean"] > 0 and s[arm]["physicist_hours_mean"] > 0
+        assert s[arm]["cost_mean"] > s["fixed_netter1"]["cost_mean"] * 0.9
+    fixed, tumour = s["fixed_netter1"], s["tumour_guided"]
+    assert "fraction_reaching_kidney_target" not in fixed and fixed["spect_sessions_mean"] == 0
+    assert "fraction_reaching_kidney_target" not in tumour and "fraction_reaching_target" in tumour
+    assert s["iluminet"]["spect_sessions_mean"] == pytest.approx(3 * s["iluminet"]["cycles_mean"], rel=1e-3)

@@ -14,6 +14,7 @@ from numba import njit, prange
 from sim import rng
 from sim.kernels import layout as L
 from sim.kernels.events import exponential_day, gompertz_death_day, mds_aml_probability
+from sim.kernels.guided import guided_prescription, target_reached
 from sim.kernels.kidney import GRADE3_EGFR, ckd_grade, egfr_at, first_day_below, nephropathy_probability
 from sim.kernels.marrow import (
     CIRC,
@@ -25,7 +26,7 @@ from sim.kernels.marrow import (
     neutrophil_grade,
     platelet_grade,
 )
-from sim.kernels.radiobiology import LN2, bed, surviving_fraction
+from sim.kernels.radiobiology import LN2, bed, g_factor, surviving_fraction
 from sim.kernels.tumour import new_lesion_hazard, response_level
 
 GRADE4_PLATELETS = L.PLATELET_GRADE_BELOW[3]
@@ -137,6 +138,20 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
     last_admin = 0.0
     marrow_total = 0.0
     tumour_decline = 1.0
+    # Dosimetry as the regimen sees it: measured (or predicted) doses and the measured Gy/GBq.
+    rule = int(regimen[L.R_RULE])
+    n_measured = int(regimen[L.R_MEASURED_CYCLES])
+    risk_factor = p[L.KIDNEY_RISK_FACTOR]
+    g_factor_kidney = g_factor(p[L.KIDNEY_TEFF_H], model[L.KIDNEY_REPAIR_H])
+    kidney_target_on_dose = rule == L.RULE_KIDNEY_TARGET and regimen[L.R_TARGET_IS_BED] == 0.0
+    measured_activity = 0.0
+    measured_kidney = 0.0
+    measured_marrow = 0.0
+    measured_tumour = 0.0
+    known_kidney = 0.0  # BED, or absorbed dose for a dose target
+    known_marrow = 0.0
+    known_tumour = 0.0
+    reached = False
     mds_decided = False
     mds_onset = math.inf
     t_mds = math.inf
@@ -149,6 +164,9 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         per_cycle[L.C_PLATELET_NADIR_DAY, i, c] = math.nan
         per_cycle[L.C_PLATELET_END, i, c] = math.nan
         per_cycle[L.C_NEUTROPHIL_NADIR, i, c] = math.nan
+        per_cycle[L.C_KIDNEY_DOSE_MEASURED_GY, i, c] = math.nan
+        per_cycle[L.C_MARROW_DOSE_MEASURED_GY, i, c] = math.nan
+        per_cycle[L.C_TUMOUR_DOSE_MEASURED_GY, i, c] = math.nan
 
     while True:
         t_cycle = due if cycles_open else math.inf
@@ -217,6 +235,11 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
 
         # A cycle is due (or re-checked): continuation rule, dose modification, then administration.
         stop = continue_after > 0 and k >= continue_after and not last_scan_volume < v0
+        guided_activity = regimen[L.R_GUIDED_ACTIVITY]
+        if not stop and k > 0 and rule != L.RULE_FIXED:
+            stop, reached, guided_activity = guided_prescription(
+                regimen, k, known_kidney, known_marrow, known_tumour, measured_kidney / measured_activity,
+                measured_marrow / measured_activity, risk_factor, g_factor_kidney, model[L.KIDNEY_ALPHA_BETA_GY])
         if not stop and k > 0:
             e_now = egfr_at(t, e0, model[L.EGFR_AGE_DECLINE_PER_YEAR], decline,
                             model[L.EGFR_SUBCLINICAL_LATENCY_DAYS], times_i, kidney_bed_i, k, math.inf, 0.0)
@@ -243,7 +266,8 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
         if stop:
             cycles_open = False
         else:
-            a = activities[k] * (1.0 - regimen[L.R_REDUCTION_FRACTION] if reduced else 1.0)
+            a = (activities[k] if rule == L.RULE_FIXED else guided_activity) * (
+                1.0 - regimen[L.R_REDUCTION_FRACTION] if reduced else 1.0)
             base = rng.CYCLE_SLOTS * k
             d_kid = a * p[L.KIDNEY_GY_PER_GBQ] * math.exp(
                 model[L.KIDNEY_INTRA_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_KIDNEY))
@@ -257,19 +281,38 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
             per_cycle[L.C_DELAY_DAYS, i, k] = t - first_due
             per_cycle[L.C_REDUCED, i, k] = 1.0 if reduced else 0.0
             per_cycle[L.C_KIDNEY_DOSE_GY, i, k] = d_kid
-            per_cycle[L.C_KIDNEY_DOSE_MEASURED_GY, i, k] = d_kid * math.exp(
-                model[L.KIDNEY_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_KIDNEY_MEAS))
             per_cycle[L.C_KIDNEY_BED_GY, i, k] = bed(d_kid, p[L.KIDNEY_TEFF_H], model[L.KIDNEY_REPAIR_H],
                                                      model[L.KIDNEY_ALPHA_BETA_GY])
             per_cycle[L.C_MARROW_DOSE_GY, i, k] = d_mar
-            per_cycle[L.C_MARROW_DOSE_MEASURED_GY, i, k] = d_mar * math.exp(
-                model[L.MARROW_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_MARROW_MEAS))
             per_cycle[L.C_MARROW_BED_GY, i, k] = bed(d_mar, p[L.MARROW_TEFF_H], model[L.MARROW_REPAIR_H],
                                                      model[L.MARROW_ALPHA_BETA_GY])
             per_cycle[L.C_TUMOUR_DOSE_GY, i, k] = d_tum
-            per_cycle[L.C_TUMOUR_DOSE_MEASURED_GY, i, k] = d_tum * math.exp(
-                model[L.TUMOUR_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_TUMOUR_MEAS))
             per_cycle[L.C_TUMOUR_BED_GY, i, k] = bed_tum
+            if k < n_measured:
+                m_kid = d_kid * math.exp(
+                    model[L.KIDNEY_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_KIDNEY_MEAS))
+                m_mar = d_mar * math.exp(
+                    model[L.MARROW_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_MARROW_MEAS))
+                m_tum = d_tum * math.exp(
+                    model[L.TUMOUR_MEAS_SIGMA] * rng.normal(key_cycle, base + rng.SLOT_TUMOUR_MEAS))
+                per_cycle[L.C_MEASURED, i, k] = 1.0
+                per_cycle[L.C_KIDNEY_DOSE_MEASURED_GY, i, k] = m_kid
+                per_cycle[L.C_MARROW_DOSE_MEASURED_GY, i, k] = m_mar
+                per_cycle[L.C_TUMOUR_DOSE_MEASURED_GY, i, k] = m_tum
+                measured_activity += a
+                measured_kidney += m_kid
+                measured_marrow += m_mar
+                measured_tumour += m_tum
+            elif measured_activity > 0.0:  # not measured: predicted from the measured Gy/GBq
+                m_kid = a * measured_kidney / measured_activity
+                m_mar = a * measured_marrow / measured_activity
+                m_tum = a * measured_tumour / measured_activity
+            else:
+                m_kid = m_mar = m_tum = 0.0
+            known_kidney += m_kid if kidney_target_on_dose else m_kid * (
+                1.0 + g_factor_kidney * m_kid / model[L.KIDNEY_ALPHA_BETA_GY])
+            known_marrow += m_mar
+            known_tumour += m_tum
             killed = v_pos * (1.0 - surviving_fraction(p[L.TUMOUR_ALPHA_PER_GY], bed_tum))
             v_pos -= killed
             v_dead += killed
@@ -357,6 +400,8 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
                                 model[L.EGFR_SUBCLINICAL_LATENCY_DAYS], times_i, kidney_bed_i, k,
                                 nephropathy_day, model[L.NEPHROPATHY_EGFR_LOSS])
 
+    if rule != L.RULE_FIXED and not reached:
+        reached = target_reached(regimen, risk_factor, known_kidney, known_tumour)
     worst = platelet_grade(s0)  # untreated; a treated patient's first cycle nadir starts at s0
     worst_neutro = neutrophil_grade(anc0)
     for c in range(k):
@@ -374,6 +419,7 @@ def simulate_patient(i, p, patient_id, seed_u, model, regimen, activities, scan_
     per_patient[L.P_NADIR_RATIO, i] = nadir / v0
     per_patient[L.P_PLATELET_WORST_GRADE, i] = worst
     per_patient[L.P_NEUTROPHIL_WORST_GRADE, i] = worst_neutro
+    per_patient[L.P_REACHED_TARGET, i] = 1.0 if reached else 0.0
     per_patient[L.P_EGFR_END, i] = e_end
     per_patient[L.P_CKD_GRADE, i] = ckd_grade(e_end)
     per_patient[L.P_RENAL_G3_DAYS, i] = min(renal_day, os_day)
