@@ -25,13 +25,23 @@ RULES = {"cycles_to_kidney_limit": L.RULE_KIDNEY_LIMIT, "activity_to_kidney_targ
          "tumour_dose_target": L.RULE_TUMOUR_TARGET}
 
 
+# Optional dose-modification thresholds: regimen slot, and the value that never triggers when omitted.
+OPTIONAL_RULES = {
+    "withhold_platelet_grade": (L.R_WITHHOLD_GRADE, L.NEVER_GRADE),
+    "reduce_after_platelet_grade": (L.R_REDUCE_GRADE, L.NEVER_GRADE),
+    "withhold_neutrophil_grade": (L.R_WITHHOLD_NEUTROPHIL_GRADE, L.NEVER_GRADE),
+    "reduce_after_neutrophil_grade": (L.R_REDUCE_NEUTROPHIL_GRADE, L.NEVER_GRADE),
+    "withhold_egfr_below_ml_min": (L.R_WITHHOLD_EGFR_BELOW, 0.0),  # eGFR is never below 0
+    "withhold_egfr_drop_fraction": (L.R_WITHHOLD_EGFR_DROP, 1.0),  # nor below (1 - 1) x baseline
+}
+
+
 def encode(arm: FixedArm | GuidedArm | ControlArm) -> RegimenPlan:
     """Translate an arm's regimen, dosimetry and dose-modification rules into the kernel's arguments."""
     v = np.zeros(L.N_REGIMEN)
     v[L.R_INTERVAL_DAYS] = 1.0
-    for rule in (L.R_WITHHOLD_GRADE, L.R_REDUCE_GRADE, L.R_WITHHOLD_NEUTROPHIL_GRADE, L.R_REDUCE_NEUTROPHIL_GRADE):
-        v[rule] = L.NEVER_GRADE
-    v[L.R_WITHHOLD_EGFR_DROP] = 1.0
+    for index, never in OPTIONAL_RULES.values():
+        v[index] = never
     v[L.R_RECHECK_DAYS] = DAYS_PER_WEEK
     if isinstance(arm, ControlArm):
         return RegimenPlan(None, np.zeros(1), v)
@@ -39,18 +49,10 @@ def encode(arm: FixedArm | GuidedArm | ControlArm) -> RegimenPlan:
     v[L.R_N_CYCLES] = arm.cycles
     v[L.R_INTERVAL_DAYS] = arm.interval_weeks * DAYS_PER_WEEK
     v[L.R_CONTINUE_AFTER] = arm.continue_after_cycle or 0
-    if dm.withhold_platelet_grade is not None:
-        v[L.R_WITHHOLD_GRADE] = dm.withhold_platelet_grade
-    if dm.withhold_egfr_below_ml_min is not None:
-        v[L.R_WITHHOLD_EGFR_BELOW] = dm.withhold_egfr_below_ml_min
-    if dm.withhold_egfr_drop_fraction is not None:
-        v[L.R_WITHHOLD_EGFR_DROP] = dm.withhold_egfr_drop_fraction
-    if dm.reduce_after_platelet_grade is not None:
-        v[L.R_REDUCE_GRADE] = dm.reduce_after_platelet_grade
-    if dm.withhold_neutrophil_grade is not None:
-        v[L.R_WITHHOLD_NEUTROPHIL_GRADE] = dm.withhold_neutrophil_grade
-    if dm.reduce_after_neutrophil_grade is not None:
-        v[L.R_REDUCE_NEUTROPHIL_GRADE] = dm.reduce_after_neutrophil_grade
+    for field, (index, _) in OPTIONAL_RULES.items():
+        value = getattr(dm, field)
+        if value is not None:
+            v[index] = value
     v[L.R_REDUCTION_FRACTION] = dm.reduction_fraction
     v[L.R_RESTORE] = float(dm.restore_after_tolerated)
     v[L.R_REDUCE_IF_WITHHELD] = float(dm.reduce_after_withholding)
