@@ -105,33 +105,40 @@ def scan_days(cfg: Config) -> np.ndarray:
     return np.asarray(days, dtype=np.float64)
 
 
+def max_cycles(cfg: Config) -> int:
+    """Width of the per-cycle outputs: the most cycles any arm can give (at least 1)."""
+    return max(1, *(regimens.encode(arm).n_cycles for arm in cfg.arms))
+
+
+def simulate(cfg: Config, arm: Arm, patients: cohort_mod.Cohort, k_max: int, scans: np.ndarray) -> ArmResult:
+    """Simulate one arm on the given patients (a whole cohort or any chunk of it)."""
+    plan = regimens.encode(arm)
+    agent = cfg.agents[plan.agent] if plan.agent is not None else None
+    n = len(patients)
+    out = ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
+    simulate_arm(cohort_mod.kernel_patients(cfg, patients, agent), patients.patient_ids, np.int64(cfg.trial.seed),
+                 model_vector(cfg, arm), plan.vector, plan.activities, scans, out.per_cycle, out.per_patient)
+    return out
+
+
 def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK,
         progress: Callable[[int], None] | None = None) -> RunResult:
     """Simulate every arm of ``cfg`` on the same patients; ``progress(n)`` is called per finished chunk-arm."""
     n = cfg.trial.patients
-    plans = {arm.name: regimens.encode(arm) for arm in cfg.arms}
-    k_max = max(1, *(plan.n_cycles for plan in plans.values()))
+    k_max = max_cycles(cfg)
     scans = scan_days(cfg)
-    seed = np.int64(cfg.trial.seed)
-    models = {arm.name: model_vector(cfg, arm) for arm in cfg.arms}
-    arms = {name: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
-            for name in plans}
+    arms = {arm.name: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
+            for arm in cfg.arms}
     cohorts = []
     for start in range(0, n, chunk_size):
-        ids = np.arange(start, min(n, start + chunk_size), dtype=np.int64)
-        chunk = cohort_mod.draw(cfg, ids)
+        chunk = cohort_mod.draw(cfg, np.arange(start, min(n, start + chunk_size), dtype=np.int64))
         cohorts.append(chunk)
-        for name, plan in plans.items():
-            agent = cfg.agents[plan.agent] if plan.agent is not None else None
-            patients = cohort_mod.kernel_patients(cfg, chunk, agent)
-            per_cycle = np.empty((L.N_CYCLE_VARS, len(ids), k_max))
-            per_patient = np.empty((L.N_PATIENT_VARS, len(ids)))
-            simulate_arm(patients, ids, seed, models[name], plan.vector, plan.activities, scans, per_cycle,
-                         per_patient)
-            arms[name].per_cycle[:, ids[0]:ids[-1] + 1] = per_cycle
-            arms[name].per_patient[:, ids[0]:ids[-1] + 1] = per_patient
+        for arm in cfg.arms:
+            part = simulate(cfg, arm, chunk, k_max, scans)
+            arms[arm.name].per_cycle[:, start:start + len(chunk)] = part.per_cycle
+            arms[arm.name].per_patient[:, start:start + len(chunk)] = part.per_patient
             if progress is not None:
-                progress(len(ids))
+                progress(len(chunk))
     return RunResult(cfg, _concat(cohorts), arms, k_max)
 
 

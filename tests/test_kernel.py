@@ -24,7 +24,7 @@ def kernel_inputs(cfg, arm_name):
     plan = regimens.encode(cfg.arm(arm_name))
     agent = cfg.agents[plan.agent] if plan.agent else None
     patients = cohort_mod.kernel_patients(cfg, chunk, agent)
-    k_max = max(1, *(regimens.encode(a).n_cycles for a in cfg.arms))
+    k_max = engine.max_cycles(cfg)
     return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, cfg.arm(arm_name)), plan.vector, plan.activities,
             engine.scan_days(cfg)), k_max
 
