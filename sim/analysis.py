@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -11,51 +10,17 @@ import xarray as xr
 from sim import config
 from sim.config import DAYS_PER_MONTH, Config, GuidedArm
 from sim.kernels import layout as L
+from sim.survival import cox_two_group, kaplan_meier, logrank
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
 
 
-@dataclass(frozen=True)
-class KaplanMeier:
-    """Product-limit estimate (Kaplan EL, Meier P. J Am Stat Assoc 1958;53:457-481).
-
-    ``time`` are the distinct event times, ``survival`` the estimate just after each, ``at_risk`` and
-    ``events`` the counts there.
-    """
-
-    time: np.ndarray
-    survival: np.ndarray
-    at_risk: np.ndarray
-    events: np.ndarray
-
-    def at(self, t: float | np.ndarray) -> np.ndarray:
-        """S(t): right-continuous step function, 1 before the first event."""
-        idx = np.searchsorted(self.time, t, side="right")
-        return np.where(idx == 0, 1.0, self.survival[np.maximum(idx - 1, 0)])
-
-    def median(self) -> float | None:
-        """Smallest time with S(t) <= 0.5; ``None`` when the curve never reaches 0.5."""
-        below = np.nonzero(self.survival <= 0.5)[0]
-        return float(self.time[below[0]]) if below.size else None
-
-
-def kaplan_meier(time: np.ndarray, event: np.ndarray) -> KaplanMeier:
-    """Kaplan-Meier estimator; censored times tied with events are at risk at that time."""
-    time = np.asarray(time, dtype=np.float64)
-    event = np.asarray(event).astype(bool)
-    order = np.argsort(time, kind="stable")
-    t_sorted, e_sorted = time[order], event[order]
-    uniq, first = np.unique(t_sorted, return_index=True)
-    at_risk = len(time) - first
-    events = np.add.reduceat(e_sorted.astype(np.int64), first) if len(time) else np.zeros(0, np.int64)
-    keep = events > 0
-    uniq, at_risk, events = uniq[keep], at_risk[keep], events[keep]
-    survival = np.cumprod(1.0 - events / at_risk)
-    return KaplanMeier(uniq, survival, at_risk, events)
-
-
 def _months(days: float | None) -> float | None:
     return None if days is None else round(days / DAYS_PER_MONTH, 3)
+
+
+def _months_ci(ci: tuple[float | None, float | None]) -> list[float | None]:
+    return [_months(ci[0]), _months(ci[1])]
 
 
 def _median(x: np.ndarray) -> float:
@@ -73,7 +38,11 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "label": str(a.arm_label.values),
         "n_patients": int(a.sizes["patient"]),
         "median_pfs_months": _months(pfs.median()),
+        "median_pfs_ci": _months_ci(pfs.median_ci()),
         "median_os_months": _months(os_.median()),
+        "median_os_ci": _months_ci(os_.median_ci()),
+        "rmst_pfs_months": _months(pfs.rmst(cfg.trial.rmst_horizon_months * DAYS_PER_MONTH)),
+        "rmst_os_months": _months(os_.rmst(cfg.trial.rmst_horizon_months * DAYS_PER_MONTH)),
         "pfs_at_months": {str(m): round(float(pfs.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
         "os_at_months": {str(m): round(float(os_.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
         "objective_response_rate": round(float(np.mean((best == L.RESPONSE_CR) | (best == L.RESPONSE_PR))), 4),
@@ -144,13 +113,41 @@ def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
     return out
 
 
+def comparison(ds: xr.Dataset, arm: str, reference: str) -> dict:
+    """Cox hazard ratios (95 % CI) and log-rank p of ``arm`` against ``reference`` for PFS and OS.
+
+    In ``rptsim run`` both arms hold the same patients (counterfactual outcomes), so these statistics describe
+    the effect in the simulated population; ``rptsim trial`` gives the spread a randomised trial would see.
+    """
+    out = {}
+    for endpoint in ("pfs", "os"):
+        t_a = ds[f"{endpoint}_time_days"].sel(arm=arm).values
+        e_a = ds[f"{endpoint}_event"].sel(arm=arm).values
+        t_r = ds[f"{endpoint}_time_days"].sel(arm=reference).values
+        e_r = ds[f"{endpoint}_event"].sel(arm=reference).values
+        hr = cox_two_group(np.concatenate([t_a, t_r]), np.concatenate([e_a, e_r]),
+                           np.concatenate([np.ones(len(t_a)), np.zeros(len(t_r))]))
+        out[f"{endpoint}_hr"] = _rounded(hr.hr)
+        out[f"{endpoint}_hr_ci"] = [_rounded(hr.low), _rounded(hr.high)]
+        out[f"{endpoint}_logrank_p"] = _rounded(logrank(t_a, e_a, t_r, e_r).p_value, 6)
+    return out
+
+
+def _rounded(x: float, digits: int = 4) -> float | None:
+    return round(float(x), digits) if np.isfinite(x) else None
+
+
 def summary(ds: xr.Dataset) -> dict:
     """The run summary written beside the HDF5 file (``OUT.summary.json``)."""
     cfg = config.validate(json.loads(ds.attrs["config_json"]), "config_json")
+    reference = cfg.reference_arm()
     return {
         "scenario": ds.attrs["scenario"],
         "seed": int(ds.attrs["seed"]),
         "n_patients": int(ds.sizes["patient"]),
         "rptsim_version": ds.attrs["rptsim_version"],
+        "reference_arm": reference,
         "arms": {str(arm): arm_summary(ds, str(arm), cfg) for arm in ds.arm.values},
+        "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference)
+                        for arm in ds.arm.values if arm != reference},
     }

@@ -1,4 +1,4 @@
-"""Command line: ``rptsim run CONFIG [-o OUT.h5] [--patients N] [--seed S] [--json]``."""
+"""Command line: ``rptsim run`` (one scenario, every arm on one cohort) and ``rptsim trial`` (replicated trials)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override trial.seed")
     run.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+
+    trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size")
+    trial.add_argument("config")
+    trial.add_argument("--arms", nargs=2, metavar=("EXPERIMENTAL", "REFERENCE"), required=True)
+    trial.add_argument("--patients-per-arm", type=int, required=True)
+    trial.add_argument("--replicates", type=int, default=400)
+    trial.add_argument("--alpha", type=float, default=0.05, help="two-sided log-rank significance level")
+    trial.add_argument("--endpoint", choices=("pfs", "os"), default="pfs")
+    trial.add_argument("--target-power", type=float, help="also search the smallest patients-per-arm reaching it")
+    trial.add_argument("--seed", type=int, help="override trial.seed")
+    trial.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
+    trial.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
 
@@ -45,17 +57,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, overrides)
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.h5"
     _check_writable(out)
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads = {args.threads}: must be >= 1")
+    _set_threads(args.threads)
 
-    import numba
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim import analysis, engine, outcomes, report
 
-    if args.threads:
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     console = Console(stderr=True)
     total = cfg.trial.patients * len(cfg.arms)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"
@@ -77,10 +85,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(threads: int | None) -> None:
+    import numba
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads = {threads}: must be >= 1")
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    from sim import config, trials
+
+    overrides = {"trial.seed": args.seed} if args.seed is not None else {}
+    cfg = config.load(args.config, overrides)
+    design = trials.TrialDesign(args.arms[0], args.arms[1], args.patients_per_arm, args.replicates, args.alpha,
+                                args.endpoint)
+    design.check(cfg)
+    if args.target_power is not None and not 0 < args.target_power < 1:
+        raise ConfigError(f"--target-power = {args.target_power}: must be in (0, 1)")
+    _set_threads(args.threads)
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.completed:,} trials"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"{design.experimental} vs {design.reference}", total=None)
+        tick = lambda k: bar.advance(task, k)  # noqa: E731
+        result = trials.simulate_trials(cfg, design, progress=tick)
+        out = trials.summarise(result, design, trials.same_regimen(cfg, *args.arms))
+        out["scenario"], out["seed"] = cfg.trial.name, cfg.trial.seed
+        if args.target_power is not None:
+            bar.update(task, description="Searching the sample size")
+            needed, points = trials.required_patients(cfg, design, args.target_power, progress=tick)
+            out["target_power"] = args.target_power
+            out["required_patients_per_arm"] = needed
+            out["power_curve"] = points
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print_trial(out)
+    return 0
+
+
+def _print_trial(out: dict) -> None:
+    lines = [
+        f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint'].upper()}, "
+        f"{out['patients_per_arm']} patients per arm, {out['replicates']} virtual trials (seed {out['seed']})",
+        f"  hazard ratio: median {out['hr_median']}, 95 % of trials in {out['hr_ci']}",
+        f"  log-rank power at alpha {out['alpha']}: {out['power']:.1%}"
+        + ("  (identical regimens: this is the type-I error)" if out["same_regimen"] else ""),
+    ]
+    if "required_patients_per_arm" in out:
+        needed = out["required_patients_per_arm"]
+        lines.append(f"  patients per arm for {out['target_power']:.0%} power: "
+                     + (f"{needed}" if needed else "not reached within the search limit"))
+        lines.append("  power curve: " + ", ".join(f"{p['patients_per_arm']}: {p['power']:.0%}"
+                                                   for p in out["power_curve"]))
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run}[args.command](args)
+        return {"run": cmd_run, "trial": cmd_trial}[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise

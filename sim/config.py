@@ -54,6 +54,9 @@ class Trial(Strict):
     follow_up_months: PositiveFloat = Field(description="Follow-up after the last patient enters (data cut-off).")
     dropout_per_year: NonNegFloat = Field(0.0, description="Exponential loss-to-follow-up rate (censoring).")
     imaging: list[ImagingPhase] = Field(min_length=1, description="Tumour assessment schedule from day 0.")
+    reference_arm: str | None = Field(None, description="Comparator of the summary's hazard ratios (default: the "
+                                      "first control arm, else the last arm).")
+    rmst_horizon_months: PositiveFloat = Field(24.0, description="Horizon of restricted mean survival time.")
 
     @field_validator("imaging")
     @classmethod
@@ -477,6 +480,8 @@ class Config(Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"arm names must be unique, repeated: {sorted(dup)}")
+        if self.trial.reference_arm is not None and self.trial.reference_arm not in names:
+            raise ValueError(f"trial.reference_arm = {self.trial.reference_arm!r} is not an arm (arms: {names})")
         for arm in self.arms:
             agent = getattr(arm, "agent", None)
             if agent is not None and agent not in self.agents:
@@ -487,6 +492,13 @@ class Config(Strict):
                 raise ValueError(f"arm {arm.name!r} uses dosimetry method {dosimetry.method!r}, not defined under "
                                  f"[dosimetry_methods] (defined: {sorted(self.dosimetry_methods) or 'none'})")
         return self
+
+    def reference_arm(self) -> str:
+        """The arm the others are compared with."""
+        if self.trial.reference_arm is not None:
+            return self.trial.reference_arm
+        controls = [a.name for a in self.arms if isinstance(a, ControlArm)]
+        return controls[0] if controls else self.arms[-1].name
 
     def arm(self, name: str) -> FixedArm | GuidedArm | ControlArm:
         for a in self.arms:

@@ -110,4 +110,12 @@ def test_summary_keys(netter1_dataset):
         assert set(arm["pfs_at_months"]) == {"6", "12", "20", "24"}
     lu = s["arms"]["lu177_dotatate"]
     assert lu["cumulative_activity_gbq_median"] == pytest.approx(29.6)
+    for arm in s["arms"].values():
+        assert len(arm["median_pfs_ci"]) == 2 and 0 < arm["rmst_pfs_months"] <= 24.0
+        low, high = arm["median_pfs_ci"]
+        assert low <= arm["median_pfs_months"] and (high is None or arm["median_pfs_months"] <= high)
+    assert s["reference_arm"] == "control"
+    comp = s["comparisons"]["lu177_dotatate vs control"]
+    assert set(comp) == {"pfs_hr", "pfs_hr_ci", "os_hr", "os_hr_ci", "pfs_logrank_p", "os_logrank_p"}
+    assert comp["pfs_hr_ci"][0] < comp["pfs_hr"] < comp["pfs_hr_ci"][1] < 1.0
     json.dumps(s, allow_nan=False)
