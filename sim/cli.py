@@ -1,4 +1,5 @@
-"""Command line: ``rptsim run`` (one scenario, every arm on one cohort) and ``rptsim trial`` (replicated trials)."""
+"""Command line: ``rptsim run`` (one scenario, every arm on one cohort), ``rptsim trial`` (replicated trials) and
+``rptsim report`` (figures and a Markdown page from a results file)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from sim.config import ConfigError
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--seed", type=int, help="override trial.seed")
     trial.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
     trial.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
+    rep.add_argument("results", help="HDF5 file written by rptsim run")
+    rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
     return p
 
 
@@ -130,6 +136,34 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_folder(results: Path) -> Path:
+    """Default ``rptsim report`` folder: the results path without ``.h5``, plus ``_report``."""
+    stem = results.name[:-3] if results.name.lower().endswith(".h5") else results.name
+    return results.with_name(f"{stem}_report")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    path = Path(args.results)
+    out = Path(args.output) if args.output else report_folder(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    _check_writable(out / "index.md")
+
+    from sim import analysis, outcomes, report
+
+    try:
+        with warnings.catch_warnings():  # h5netcdf warns about foreign files' dimensions: the error says enough
+            warnings.simplefilter("ignore")
+            ds = outcomes.read(path)
+    except outcomes.NotOurFileError as exc:
+        raise ConfigError(" ".join(str(exc).split())) from None
+    with ds:
+        summ = analysis.summary(ds)  # before anything is written: a failure here leaves no folder
+        written = report.write_report(ds, out, summ)
+    print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
+    return 0
+
+
 def _print_trial(out: dict) -> None:
     lines = [
         f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint'].upper()}, "
@@ -150,7 +184,7 @@ def _print_trial(out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "trial": cmd_trial}[args.command](args)
+        return {"run": cmd_run, "trial": cmd_trial, "report": cmd_report}[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise

@@ -1,0 +1,169 @@
+"""``rptsim report``: figures and the Markdown page from a results file, and clean failures that write nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from sim import analysis, cli, outcomes, report
+
+from .conftest import ROOT, load_small
+
+BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "toxicity.png", "swimmer.png"}
+
+
+@pytest.fixture(scope="module")
+def netter1_h5(tmp_path_factory, netter1_dataset) -> Path:
+    path = tmp_path_factory.mktemp("netter1") / "netter1.h5"
+    outcomes.write(netter1_dataset, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def guided_h5(tmp_path_factory) -> Path:
+    from sim import engine
+
+    path = tmp_path_factory.mktemp("guided") / "guided.h5"
+    outcomes.write(outcomes.to_dataset(engine.run(load_small("guided_vs_fixed", patients=150))), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def netter1_report(netter1_h5) -> Path:
+    rc = cli.main(["report", str(netter1_h5)])
+    assert rc == 0
+    return netter1_h5.with_name("netter1_report")
+
+
+def _expected_sizes(path: Path) -> dict[str, tuple[int, int]]:
+    """Pixel size of every figure, drawn again here from the same file."""
+    plt = report._pyplot()
+    sizes = {}
+    with outcomes.read(path) as ds:
+        for name, draw in report.figures(ds).items():
+            fig = draw()
+            w, h = fig.get_size_inches() * report.DPI
+            sizes[name] = (round(w), round(h))
+            plt.close(fig)
+    return sizes
+
+
+def test_report_writes_readable_figures(netter1_h5, netter1_report):
+    files = {p.name for p in netter1_report.iterdir()}
+    assert files == BASE_FIGURES | {"index.md"}
+    expected = _expected_sizes(netter1_h5)
+    assert set(expected) == BASE_FIGURES
+    for name, size in expected.items():
+        path = netter1_report / name
+        assert path.stat().st_size > 10_000
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.size == size
+            pixels = np.asarray(img.convert("L"))
+        assert 900 <= size[0] <= 2000 and 600 <= size[1] <= 1600  # legible, not poster-sized
+        assert np.unique(pixels).size > 20  # drawn, not blank
+    import matplotlib.image
+
+    assert matplotlib.image.imread(netter1_report / "km_pfs.png").shape[:2] == expected["km_pfs.png"][::-1]
+
+
+def test_page_has_table_comparisons_and_every_figure(netter1_h5, netter1_report):
+    page = (netter1_report / "index.md").read_text(encoding="utf-8")
+    with outcomes.read(netter1_h5) as ds:
+        summ = analysis.summary(ds)
+    first = page.splitlines()[0]
+    assert first.startswith("# NETTER-1") and str(summ["seed"]) in first and "400" in first
+    assert f"rptsim {summ['rptsim_version']}" in first
+    header, rows = report.summary_cells(summ)
+    assert "|  | " + " | ".join(header) + " |" in page
+    for label, cells in rows:  # the same rows as the terminal table
+        assert f"| {label} | " + " | ".join(cells) + " |" in page
+    assert len(rows) == len(report.ROWS)
+    assert "PFS HR (95 % CI)" in page and "log-rank p" in page
+    comparison = summ["comparisons"]["lu177_dotatate vs control"]
+    assert f"{comparison['pfs_hr']:.2f} (" in page
+    for name in BASE_FIGURES:
+        assert f"]({name})" in page
+    assert "activity_vs_kidney" not in page
+    assert page.count("*Figure ") == len(BASE_FIGURES)
+    assert all(len(line) > 0 for line in page.splitlines() if line.startswith("*Figure "))
+
+
+def test_toxicity_bars_match_the_summary(netter1_h5):
+    with outcomes.read(netter1_h5) as ds:
+        summ = analysis.summary(ds)
+        for arm in report._arms(ds):
+            for _, key, flag in [*report.TOXICITY_BARS, report.ORR_BAR]:
+                k, n = report._rates(ds, arm, flag)
+                assert round(k / n, 4) == summ["arms"][arm][key], (arm, key)
+
+
+def test_guided_scatter_only_with_guided_arms(guided_h5, netter1_h5, netter1_report, tmp_path):
+    out = tmp_path / "guided_pages"
+    assert cli.main(["report", str(guided_h5), "-o", str(out)]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert files == BASE_FIGURES | {"index.md", "activity_vs_kidney.png"}
+    with Image.open(out / "activity_vs_kidney.png") as img:
+        assert img.size[0] > 900 and img.size[1] > 600
+    assert "](activity_vs_kidney.png)" in (out / "index.md").read_text(encoding="utf-8")
+    assert not (netter1_report / "activity_vs_kidney.png").exists()
+    assert cli.main(["report", str(netter1_h5), "-o", str(out)]) == 0  # same folder, no guided
+    assert {p.name for p in out.iterdir()} == BASE_FIGURES | {"index.md"}  # the stale scatter is gone
+    with outcomes.read(guided_h5) as ds:
+        assert report.guided_arms(ds) == ["iluminet", "p_prrt", "tumour_guided"]
+        assert report.treated_arms(ds)[0] == "fixed_netter1"
+        colours = report.arm_colours(ds)
+        assert len(set(colours.values())) == len(colours)
+
+
+def test_foreign_hdf5_exits_2_and_writes_nothing(tmp_path, capsys):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as fh:
+        fh["x"] = np.arange(3)
+    before = set(tmp_path.iterdir())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning printed on stderr would break the one-line message
+        rc = cli.main(["report", str(foreign)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not an rptsim outcomes file" in err and str(foreign) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_not_hdf5_exits_2_with_one_line(tmp_path, capsys):
+    text = tmp_path / "notes.h5"
+    text.write_text("not\nan\nhdf5 file\n")
+    rc = cli.main(["report", str(text), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a readable HDF5/netCDF file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_exits_2_and_writes_nothing(tmp_path, capsys):
+    rc = cli.main(["report", str(tmp_path / "absent.h5")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "absent.h5: no such file" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_unwritable_output_exits_2(netter1_h5, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rc = cli.main(["report", str(netter1_h5), "-o", str(blocker / "pages")])
+    assert rc == 2 and "not writable" in capsys.readouterr().err
+
+
+def test_default_folder():
+    assert cli.report_folder(Path("results/netter1.h5")) == Path("results/netter1_report")
+    assert cli.report_folder(Path("a/b.nc")) == Path("a/b.nc_report")
+
+
+def test_import_stays_light():
+    code = "import sys, sim, sim.cli, sim.report; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
