@@ -32,7 +32,6 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
     a = ds.sel(arm=arm)
     pfs = kaplan_meier(a.pfs_time_days.values, a.pfs_event.values)
     os_ = kaplan_meier(a.os_time_days.values, a.os_event.values)
-    best = a.best_response.values
     cycles = a.cycles_given.values
     return {
         "label": str(a.arm_label.values),
@@ -45,7 +44,7 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "rmst_os_months": _months(os_.rmst(cfg.trial.rmst_horizon_months * DAYS_PER_MONTH)),
         "pfs_at_months": {str(m): round(float(pfs.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
         "os_at_months": {str(m): round(float(os_.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
-        "objective_response_rate": round(float(np.mean((best == L.RESPONSE_CR) | (best == L.RESPONSE_PR))), 4),
+        "objective_response_rate": _rate(TOXICITY_FLAGS["objective_response_rate"](a)),
         "cycles_median": float(np.median(cycles)),
         "cycles_mean": round(float(np.mean(cycles)), 4),
         "cumulative_activity_gbq_median": _median(a.activity_gbq.sum("cycle").values),
@@ -62,22 +61,29 @@ def _rate(flags: np.ndarray) -> float:
     return round(float(np.mean(flags)), 4)
 
 
+# Per-patient flags behind the toxicity rates (the report's bars use the same ones).
+TOXICITY_FLAGS = {
+    "grade3plus_thrombocytopenia_rate": lambda a: a.platelet_worst_grade.values >= 3,
+    "grade3plus_neutropenia_rate": lambda a: a.neutrophil_worst_grade.values >= 3,
+    "grade3plus_renal_rate": lambda a: a.renal_grade3_event.values == 1,
+    "mds_aml_rate": lambda a: a.mds_aml.values == 1,
+    "dose_reductions_rate": lambda a: a.dose_reduced.values.any(axis=-1),
+    "delays_rate": lambda a: (a.delay_days.values > 0).any(axis=-1),
+    "objective_response_rate": lambda a: (a.best_response.values == L.RESPONSE_CR)
+    | (a.best_response.values == L.RESPONSE_PR),
+}
+
+
 def toxicity_summary(a: xr.Dataset) -> dict:
     """Toxicity and dose-modification rates of one arm (fractions of its patients)."""
-    thrombocytopenia = a.platelet_worst_grade.values >= 3
-    neutropenia = a.neutrophil_worst_grade.values >= 3
-    return {
-        "grade3plus_thrombocytopenia_rate": _rate(thrombocytopenia),
-        "grade3plus_neutropenia_rate": _rate(neutropenia),
-        # the blood lines modelled: platelets and neutrophils (anaemia and lymphopenia are not; see README)
-        "grade3plus_haematological_rate": _rate(thrombocytopenia | neutropenia),
-        "grade3plus_renal_rate": _rate(a.renal_grade3_event.values == 1),
-        "mds_aml_rate": _rate(a.mds_aml.values == 1),
-        "dose_reductions_rate": _rate(a.dose_reduced.values.any(axis=-1)),
-        "delays_rate": _rate((a.delay_days.values > 0).any(axis=-1)),
-        "discontinued_for_toxicity_rate": _rate(a.discontinued_for_toxicity.values == 1),
-        "treatment_related_death_rate": _rate(a.death_cause.values == L.CAUSE_TREATMENT),
-    }
+    out = {key: _rate(TOXICITY_FLAGS[key](a)) for key in TOXICITY_FLAGS if key != "objective_response_rate"}
+    # the blood lines modelled: platelets and neutrophils (anaemia and lymphopenia are not; see README)
+    haematological = (TOXICITY_FLAGS["grade3plus_thrombocytopenia_rate"](a)
+                      | TOXICITY_FLAGS["grade3plus_neutropenia_rate"](a))
+    out["grade3plus_haematological_rate"] = _rate(haematological)
+    out["discontinued_for_toxicity_rate"] = _rate(a.discontinued_for_toxicity.values == 1)
+    out["treatment_related_death_rate"] = _rate(a.death_cause.values == L.CAUSE_TREATMENT)
+    return out
 
 
 def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:

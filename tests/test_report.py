@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sim import analysis, cli, outcomes, report
+from sim import analysis, cli, figures, outcomes, report
 
 from .conftest import ROOT, load_small
 
@@ -44,12 +44,12 @@ def netter1_report(netter1_h5) -> Path:
 
 def _expected_sizes(path: Path) -> dict[str, tuple[int, int]]:
     """Pixel size of every figure, drawn again here from the same file."""
-    plt = report._pyplot()
+    plt = figures._pyplot()
     sizes = {}
     with outcomes.read(path) as ds:
-        for name, draw in report.figures(ds).items():
+        for name, draw in figures.figures(ds).items():
             fig = draw()
-            w, h = fig.get_size_inches() * report.DPI
+            w, h = fig.get_size_inches() * figures.DPI
             sizes[name] = (round(w), round(h))
             plt.close(fig)
     return sizes
@@ -95,13 +95,13 @@ def test_page_has_table_comparisons_and_every_figure(netter1_h5, netter1_report)
     assert all(len(line) > 0 for line in page.splitlines() if line.startswith("*Figure "))
 
 
-def test_toxicity_bars_match_the_summary(netter1_h5):
+def test_toxicity_bars_show_summary_rates(netter1_h5):
     with outcomes.read(netter1_h5) as ds:
         summ = analysis.summary(ds)
-        for arm in report._arms(ds):
-            for _, key, flag in [*report.TOXICITY_BARS, report.ORR_BAR]:
-                k, n = report._rates(ds, arm, flag)
-                assert round(k / n, 4) == summ["arms"][arm][key], (arm, key)
+        for arm in figures._arms(ds):
+            for _, key in [*figures.TOXICITY_BARS, figures.ORR_BAR]:
+                k, n = figures._rates(ds, arm, analysis.TOXICITY_FLAGS[key])
+                assert n == ds.sizes["patient"] and round(k / n, 4) == summ["arms"][arm][key], (arm, key)
 
 
 def test_guided_scatter_only_with_guided_arms(guided_h5, netter1_h5, netter1_report, tmp_path):
@@ -116,9 +116,9 @@ def test_guided_scatter_only_with_guided_arms(guided_h5, netter1_h5, netter1_rep
     assert cli.main(["report", str(netter1_h5), "-o", str(out)]) == 0  # same folder, no guided
     assert {p.name for p in out.iterdir()} == BASE_FIGURES | {"index.md"}  # the stale scatter is gone
     with outcomes.read(guided_h5) as ds:
-        assert report.guided_arms(ds) == ["iluminet", "p_prrt", "tumour_guided"]
-        assert report.treated_arms(ds)[0] == "fixed_netter1"
-        colours = report.arm_colours(ds)
+        assert figures.guided_arms(ds) == ["iluminet", "p_prrt", "tumour_guided"]
+        assert figures.treated_arms(ds)[0] == "fixed_netter1"
+        colours = figures.arm_colours(ds)
         assert len(set(colours.values())) == len(colours)
 
 

@@ -1,0 +1,450 @@
+"""Figures of ``rptsim report`` (matplotlib, Agg backend): Kaplan-Meier curves with numbers at risk, dose
+distributions, toxicity rates with Wilson CIs, a swimmer plot, and the guided arms' activity against kidney uptake.
+
+Matplotlib is imported only when a figure is drawn, so ``import sim`` and ``rptsim run`` stay light.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sim.analysis import TOXICITY_FLAGS
+from sim.config import DAYS_PER_MONTH
+
+DPI = 130
+# Okabe-Ito colour-blind-safe palette for treated arms; greys for arms without treatment (controls).
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+GREYS = ["#555555", "#999999", "#333333"]
+
+KIDNEY_BED_LIMITS_GY = ((40.0, "40 Gy (Bodei 2008)"), (28.0, "28 Gy, risk factors (Bodei 2008)"))
+MARROW_LIMIT_GY = 2.0
+
+# label and summary key of each bar; the per-patient flags are sim.analysis.TOXICITY_FLAGS
+TOXICITY_BARS = [
+    ("Grade ≥3\nthrombocytopenia", "grade3plus_thrombocytopenia_rate"),
+    ("Grade ≥3\nneutropenia", "grade3plus_neutropenia_rate"),
+    ("Renal grade ≥3\n(eGFR < 30)", "grade3plus_renal_rate"),
+    ("MDS/AML", "mds_aml_rate"),
+    ("Dose\nreductions", "dose_reductions_rate"),
+    ("Delays", "delays_rate"),
+]
+ORR_BAR = ("Objective\nresponse (CR/PR)", "objective_response_rate")
+
+SWIMMER_PATIENTS = 30
+SCATTER_MAX_POINTS = 3000
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "figure.dpi": DPI, "savefig.dpi": DPI}
+
+
+def _arms(ds) -> list[str]:  # noqa: ANN001
+    return [str(a) for a in ds.arm.values]
+
+
+def _labels(ds) -> dict[str, str]:  # noqa: ANN001
+    return {str(a): str(lab) or str(a) for a, lab in zip(ds.arm.values, ds.arm_label.values, strict=True)}
+
+
+def treated_arms(ds) -> list[str]:  # noqa: ANN001
+    """Arms in which some patient received activity."""
+    given = ds.activity_gbq.sum(("patient", "cycle")).values > 0
+    return [a for a, g in zip(_arms(ds), given, strict=True) if g]
+
+
+def guided_arms(ds) -> list[str]:  # noqa: ANN001
+    """Arms with dosimetry performed (``dosimetry_measured`` has any 1): the dosimetry-guided arms."""
+    measured = ds.dosimetry_measured.max(("patient", "cycle")).values > 0
+    return [a for a, m in zip(_arms(ds), measured, strict=True) if m]
+
+
+def arm_colours(ds) -> dict[str, str]:  # noqa: ANN001
+    """One colour per arm, the same in every figure: palette colours for treated arms, greys for controls."""
+    treated = set(treated_arms(ds))
+    colours, t, c = {}, 0, 0
+    for arm in _arms(ds):
+        if arm in treated:
+            colours[arm] = PALETTE[t % len(PALETTE)]
+            t += 1
+        else:
+            colours[arm] = GREYS[c % len(GREYS)]
+            c += 1
+    return colours
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _save(fig, path: Path) -> None:  # noqa: ANN001
+    from sim.outcomes import write_atomic
+
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor="white"))
+
+
+def _tick_step(max_months: float) -> int:
+    """At-risk table spacing: every 6 months up to 4 years of follow-up, every 12 beyond."""
+    return 6 if max_months <= 48 else 12
+
+
+def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Kaplan-Meier curves per arm with the log-log 95 % band, medians, and the numbers at risk below."""
+    from sim.survival import kaplan_meier
+
+    plt = _pyplot()
+    arms, labels = _arms(ds), _labels(ds)
+    name = {"pfs": "Progression-free survival", "os": "Overall survival"}[endpoint]
+    times = ds[f"{endpoint}_time_days"].values / DAYS_PER_MONTH
+    events = ds[f"{endpoint}_event"].values
+    t_max = float(np.nanmax(times)) if np.isfinite(times).any() else 1.0
+    step = _tick_step(t_max)
+    x_max = step * max(1, int(np.ceil(t_max / step)))
+    ticks = np.arange(0, x_max + step / 2, step)
+
+    legend_rows = int(np.ceil(len(arms) / 2))
+    fig = plt.figure(figsize=(9.5, 6.6 + 0.45 * len(arms) + 0.4 * legend_rows), layout="constrained")
+    grid = fig.add_gridspec(3, 1, height_ratios=[0.42 * legend_rows, 5.0, 0.55 * len(arms) + 0.35])
+    key = fig.add_subplot(grid[0])  # the legend's own row: between the title and the plot, never over curves
+    key.axis("off")
+    ax = fig.add_subplot(grid[1])
+    table = fig.add_subplot(grid[2], sharex=ax)
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":", zorder=1)
+    band_alpha = 0.18 if len(arms) <= 2 else 0.10  # overlapping bands of many arms would turn solid grey
+    for i, arm in enumerate(arms):
+        km = kaplan_meier(times[i], events[i])
+        t = np.concatenate(([0.0], km.time, [t_max]))
+        s = np.concatenate(([1.0], km.survival, [km.survival[-1] if km.survival.size else 1.0]))
+        lo = np.concatenate(([1.0], km.lower, [km.lower[-1] if km.lower.size else 1.0]))
+        hi = np.concatenate(([1.0], km.upper, [km.upper[-1] if km.upper.size else 1.0]))
+        median = km.median()
+        legend = _wrap(f"{labels[arm]} (median " + (f"{median:.1f} months)" if median is not None
+                                                     else "not reached)"), 58)
+        ax.fill_between(t, lo, hi, step="post", color=colours[arm], alpha=band_alpha, lw=0, zorder=2)
+        ax.step(t, s, where="post", color=colours[arm], lw=1.8, label=legend, zorder=3)
+        if median is not None:
+            ax.plot([median, median], [0, 0.5], color=colours[arm], lw=1.0, ls="--", zorder=2)
+    ax.set_xlim(0, x_max)
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(ticks)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
+    ax.set_ylabel(f"{name} (% of patients)")
+    ax.set_xlabel("Months since randomisation")
+    ax.grid(True, color="0.9", lw=0.6)
+    fig.suptitle(f"{name}: Kaplan-Meier with 95 % CI (log-log), {ds.attrs['scenario']}", fontsize=12)
+    key.legend(*ax.get_legend_handles_labels(), loc="center", ncols=min(len(arms), 2), frameon=False,
+               columnspacing=2.0, fontsize=9.5)
+
+    # numbers at risk: patients with time >= t (still followed and event-free) at each tick; each arm's label
+    # on its own line above its numbers, so that long labels need no truncation
+    for i, arm in enumerate(arms):
+        table.text(0, 2 * i, labels[arm], ha="left", va="center", fontsize=8.5, color=colours[arm],
+                   fontstyle="italic")
+        for tick in ticks:
+            n = int(np.sum(times[i] >= tick))
+            table.text(tick, 2 * i + 0.95, f"{n:,}", ha="center", va="center", fontsize=9, color=colours[arm])
+    table.set_ylim(2 * len(arms) - 0.4, -0.6)
+    table.set_yticks([])
+    table.tick_params(axis="x", length=0, labelbottom=False)
+    for spine in table.spines.values():
+        spine.set_visible(False)
+    table.set_title("Number at risk", loc="left", fontsize=10, fontweight="bold")
+    return fig
+
+
+def _cumulative(ds, var: str, arm: str) -> np.ndarray:  # noqa: ANN001
+    a = ds.sel(arm=arm)
+    treated = a.cycles_given.values > 0
+    return a[var].sum("cycle").values[treated]
+
+
+def _log_ticks(low: float, high: float) -> np.ndarray:
+    """1-3-10 ticks covering [low, high] (positive), for a log10-transformed axis."""
+    decades = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    ticks = np.sort(np.concatenate([10.0**decades, 3 * 10.0**decades]))
+    return ticks[(ticks >= low) & (ticks <= high)]
+
+
+def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Violins (with median and interquartile range) of cumulative kidney BED, marrow and tumour absorbed dose
+    of treated patients, per treated arm, with the organ reference lines."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    arms, labels = treated_arms(ds), _labels(ds)
+    panels = [
+        ("kidney_bed_gy", "Cumulative kidney BED (Gy)", "Kidney BED", KIDNEY_BED_LIMITS_GY, False),
+        ("marrow_dose_gy", "Cumulative red-marrow absorbed dose (Gy)", "Red-marrow absorbed dose",
+         ((MARROW_LIMIT_GY, "2 Gy marrow limit"),), False),
+        ("tumour_dose_gy", "Cumulative tumour absorbed dose (Gy, log scale)", "Tumour absorbed dose", (), True),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(min(15.0, max(10.5, 6.0 + 2.4 * len(arms))), 6.0), layout="constrained")
+    positions = np.arange(len(arms))
+    pad = max(0.0, (2 - len(arms)) * 0.5)
+    for ax, (var, ylabel, title, refs, log) in zip(axes, panels, strict=True):
+        values = [_cumulative(ds, var, a) for a in arms]
+        if log:
+            values = [np.log10(v[v > 0]) for v in values]
+        pooled = np.concatenate(values)
+        top = float(np.percentile(pooled, 99.9)) if pooled.size else 1.0
+        bottom = float(np.percentile(pooled, 0.1)) if log and pooled.size else 0.0
+        if not log:
+            top = max(top, 1.12 * max((r for r, _ in refs), default=0.0), 1e-6)
+        span = top - bottom
+        plotted = [np.clip(v, bottom, top) if v.size > 1 else np.array([bottom, bottom]) for v in values]
+        bodies = ax.violinplot(plotted, positions, widths=0.82, showextrema=False, points=200)["bodies"]
+        for body, arm in zip(bodies, arms, strict=True):
+            body.set_facecolor(colours[arm])
+            body.set_edgecolor(colours[arm])
+            body.set_alpha(0.45)
+        for x, v, arm in zip(positions, values, arms, strict=True):
+            if v.size:
+                q1, med, q3 = np.percentile(v, [25, 50, 75])
+                ax.vlines(x, q1, q3, color=colours[arm], lw=6, zorder=3)
+                ax.scatter([x], [med], s=28, color="white", edgecolors="black", linewidths=0.8, zorder=4)
+        for (ref, text), style in zip(refs, ("--", ":"), strict=False):
+            ax.axhline(ref, color="black", lw=1.2, ls=style, zorder=1)
+            ax.text(0.99, ref + 0.01 * span, text, transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                    fontsize=8.5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0},
+                    zorder=5)
+        ax.set_ylim(bottom - (0.03 * span if log else 0.0), top + 0.03 * span)
+        if log:
+            ticks = _log_ticks(10**bottom, 10**top)
+            ax.set_yticks(np.log10(ticks))
+            ax.set_yticklabels([f"{t:g}" for t in ticks])
+        ax.set_xticks(positions)
+        ax.set_xticklabels([f"{i + 1}" for i in positions])
+        ax.set_xlabel("Arm (see key)")
+        ax.set_xlim(-0.6 - pad, len(arms) - 0.4 + pad)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, axis="y", color="0.9", lw=0.6, zorder=0)
+    handles = [Patch(color=colours[a], alpha=0.6, label=_wrap(f"{i + 1}: {labels[a]}", 42))
+               for i, a in enumerate(arms)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(arms), 4), frameon=False)
+    fig.suptitle(f"Cumulative doses over all cycles, treated patients (violin; bar: interquartile range, "
+                 f"dot: median): {ds.attrs['scenario']}", fontsize=12)
+    return fig
+
+
+def _rates(ds, arm: str, flag: Callable) -> tuple[int, int]:  # noqa: ANN001
+    a = ds.sel(arm=arm)
+    flags = np.asarray(flag(a))
+    return int(flags.sum()), int(flags.size)
+
+
+def toxicity_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Grouped bars per arm: grade >= 3 toxicities, MDS/AML, dose modifications and ORR, with Wilson 95 % CIs."""
+    from sim.survival import wilson_ci
+
+    plt = _pyplot()
+    arms, labels = _arms(ds), _labels(ds)
+    fig, (ax, ax_orr) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=[len(TOXICITY_BARS), 1.6],
+                                     layout="constrained")
+    width = 0.8 / len(arms)
+    for axis, bars in ((ax, TOXICITY_BARS), (ax_orr, [ORR_BAR])):
+        x = np.arange(len(bars))
+        for i, arm in enumerate(arms):
+            counts = [_rates(ds, arm, TOXICITY_FLAGS[key]) for _, key in bars]
+            k = np.array([c[0] for c in counts])
+            n = np.array([c[1] for c in counts])
+            p = k / n
+            low, high = wilson_ci(k, n)
+            offset = (i - (len(arms) - 1) / 2) * width
+            axis.bar(x + offset, 100 * p, width * 0.92, color=colours[arm], label=labels[arm], zorder=2)
+            axis.errorbar(x + offset, 100 * p, yerr=100 * np.vstack([p - low, high - p]), fmt="none",
+                          ecolor="black", elinewidth=0.9, capsize=2.5, zorder=3)
+        axis.set_xticks(x)
+        axis.set_xticklabels([b[0] for b in bars])
+        axis.set_ylim(bottom=0)
+        axis.yaxis.set_major_formatter(lambda y, _pos: f"{y:g}%")
+        axis.grid(True, axis="y", color="0.9", lw=0.6, zorder=0)
+    ax.set_ylabel("Patients of the arm (%), Wilson 95 % CI")
+    ax.set_title("Toxicity and dose modification")
+    ax_orr.set_ylabel("Patients of the arm (%)")
+    ax_orr.set_title("Objective response")
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, [_wrap(n, 40) for n in names], loc="outside lower center", ncols=min(len(arms), 4),
+               frameon=False)
+    fig.suptitle(f"Rates per arm with Wilson 95 % CIs: {ds.attrs['scenario']}", fontsize=12)
+    return fig
+
+
+def swimmer_patients(ds, arm: str, n: int = SWIMMER_PATIENTS) -> np.ndarray:  # noqa: ANN001
+    """Indices of up to ``n`` treated patients of ``arm``, drawn reproducibly from the run's seed."""
+    treated = np.flatnonzero(ds.sel(arm=arm).cycles_given.values > 0)
+    rng = np.random.default_rng(int(ds.attrs["seed"]))
+    pick = rng.choice(treated, size=min(n, treated.size), replace=False) if treated.size else treated
+    return np.sort(pick)
+
+
+def swimmer_figure(ds, arm: str, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Swimmer plot: OS bar with the PFS part highlighted, administrations sized by activity, and events."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    a = ds.sel(arm=arm)
+    idx = swimmer_patients(ds, arm)
+    os_t = a.os_time_days.values[idx] / DAYS_PER_MONTH
+    order = idx[np.argsort(os_t, kind="stable")]  # longest at the top
+    os_t = a.os_time_days.values[order] / DAYS_PER_MONTH
+    pfs_t = a.pfs_time_days.values[order] / DAYS_PER_MONTH
+    os_e = a.os_event.values[order] == 1
+    progressed = a.progression_type.values[order] > 0
+    mds = a.mds_aml.values[order] == 1
+    mds_t = a.mds_aml_day.values[order] / DAYS_PER_MONTH
+    cyc_t = a.cycle_time_days.values[order] / DAYS_PER_MONTH
+    act = a.activity_gbq.values[order]
+    ref_activity = float(np.nanmax(act)) if act.size and np.nanmax(act) > 0 else 1.0
+    size = lambda g: 70.0 * g / ref_activity  # noqa: E731 - marker area proportional to activity
+    colour = colours[arm]
+
+    fig, ax = plt.subplots(figsize=(10.5, 0.27 * len(order) + 2.6), layout="constrained")
+    y = np.arange(len(order))
+    ax.barh(y, os_t, height=0.62, color=colour, alpha=0.28, zorder=1)
+    ax.barh(y, pfs_t, height=0.62, color=colour, alpha=0.85, zorder=2)
+    given = np.isfinite(cyc_t) & (act > 0)
+    rows = np.broadcast_to(y[:, None], cyc_t.shape)
+    ax.scatter(cyc_t[given], rows[given], s=size(act[given]), marker="v", color="white", edgecolors="black",
+               linewidths=0.8, zorder=4)
+    ax.scatter(pfs_t[progressed], y[progressed], s=55, marker="D", color="#F0E442", edgecolors="black",
+               linewidths=0.8, zorder=5)
+    ax.scatter(mds_t[mds], y[mds], s=60, marker="*", color="#CC79A7", edgecolors="black", linewidths=0.6,
+               zorder=5)
+    ax.scatter(os_t[os_e], y[os_e], s=55, marker="X", color="black", zorder=5)
+    ax.scatter(os_t[~os_e], y[~os_e], s=55, marker=">", color="white", edgecolors="black", linewidths=0.9,
+               zorder=5)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(p) for p in a.patient.values[order]], fontsize=8)
+    ax.set_ylim(-0.7, len(order) - 0.3)
+    ax.set_ylabel("Patient id")
+    ax.set_xlabel("Months since randomisation")
+    x_max = float(np.nanmax(os_t)) if os_t.size else 1.0
+    step = _tick_step(x_max)
+    right = step * np.ceil(x_max * 1.03 / step)
+    ax.set_xlim(-0.012 * right, right)  # a little room left of 0: the first administration's marker
+    ax.set_xticks(np.arange(0, right + step / 2, step))
+    ax.grid(True, axis="x", color="0.9", lw=0.6, zorder=0)
+    ax.set_title(f"{_wrap(_labels(ds)[arm], 80)}: {len(order)} randomly drawn treated patients",
+                 fontsize=11)
+
+    sample = sorted({round(float(g), 1) for g in act[given]})
+    sample = sample if len(sample) <= 3 else [sample[0], sample[len(sample) // 2], sample[-1]]
+    handles = [Patch(color=colour, alpha=0.85, label="Progression-free"),
+               Patch(color=colour, alpha=0.28, label="After progression (to death or censoring)")]
+    handles += [Line2D([], [], ls="", marker="v", markerfacecolor="white", markeredgecolor="black",
+                       markersize=np.sqrt(size(g)), label=f"Administration, {g:g} GBq") for g in sample]
+    handles += [
+        Line2D([], [], ls="", marker="D", markerfacecolor="#F0E442", markeredgecolor="black", markersize=7,
+               label="Progression (RECIST)"),
+        Line2D([], [], ls="", marker="*", markerfacecolor="#CC79A7", markeredgecolor="black", markersize=9,
+               label="MDS/AML onset"),
+        Line2D([], [], ls="", marker="X", color="black", markersize=7, label="Death"),
+        Line2D([], [], ls="", marker=">", markerfacecolor="white", markeredgecolor="black", markersize=7,
+               label="Alive, censored"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, labelspacing=0.9,
+              borderaxespad=0.0)
+    fig.suptitle(f"Swimmer plot: {ds.attrs['scenario']}", fontsize=12)
+    return fig
+
+
+def activity_kidney_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Cumulative activity against the first cycle's true kidney Gy/GBq, one panel per treated arm."""
+    plt = _pyplot()
+    arms, labels = treated_arms(ds), _labels(ds)
+    ncols = min(len(arms), 2)
+    nrows = int(np.ceil(len(arms) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.4 * nrows + 0.6), sharex=True, sharey=True,
+                             layout="constrained", squeeze=False)
+    rng = np.random.default_rng(int(ds.attrs["seed"]))
+    guided = set(guided_arms(ds))
+    x_top = y_top = 0.0
+    for ax, arm in zip(axes.flat, arms, strict=False):
+        a = ds.sel(arm=arm)
+        first = a.activity_gbq.isel(cycle=0).values
+        ok = first > 0
+        per_gbq = a.kidney_dose_gy.isel(cycle=0).values[ok] / first[ok]
+        total = a.activity_gbq.sum("cycle").values[ok]
+        if per_gbq.size > SCATTER_MAX_POINTS:
+            keep = rng.choice(per_gbq.size, SCATTER_MAX_POINTS, replace=False)
+            per_gbq, total = per_gbq[keep], total[keep]
+        ax.scatter(per_gbq, total, s=9, color=colours[arm], alpha=0.45, lw=0)
+        if per_gbq.size:
+            x_top, y_top = max(x_top, float(per_gbq.max())), max(y_top, float(total.max()))
+        ax.set_title(_wrap(labels[arm] + ("" if arm in guided else " (no dosimetry)"), 55), color=colours[arm],
+                     fontsize=10)
+        ax.grid(True, color="0.92", lw=0.6)
+    axes.flat[0].set_xlim(0, 1.04 * x_top or 1.0)  # shared axes: set once, after every panel is drawn
+    axes.flat[0].set_ylim(0, 1.05 * y_top or 1.0)
+    for ax in axes.flat[len(arms):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("Cycle-1 kidney dose per activity (Gy/GBq, true)")
+        ax.tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Cumulative activity (GBq)")
+    shown = min(SCATTER_MAX_POINTS, int(ds.sizes["patient"]))
+    fig.suptitle(f"Activity against kidney dose rate ({shown:,} patients at most per arm): "
+                 f"{ds.attrs['scenario']}", fontsize=12)
+    return fig
+
+
+FIGURE_CAPTIONS = {
+    "km_pfs.png": "Progression-free survival: Kaplan-Meier per arm, 95 % log-log band, medians dashed, "
+                  "numbers at risk.",
+    "km_os.png": "Overall survival: Kaplan-Meier per arm, 95 % log-log band, medians dashed, numbers at risk.",
+    "doses.png": "Cumulative kidney BED, marrow and tumour doses of treated patients, with the Bodei 2008 kidney BED "
+                 "limits (40 Gy; 28 Gy with risk factors) and the 2 Gy marrow limit.",
+    "toxicity.png": "Grade ≥ 3 toxicities, MDS/AML, dose reductions, delays and objective response per arm, with "
+                    "Wilson 95 % CIs.",
+    "swimmer.png": "Swimmer plot of {n} randomly drawn treated patients of {arm}: administrations, progression, "
+                   "death or censoring.",
+    "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
+                              "adapt the activity to the kidney.",
+}
+
+
+def caption(ds, name: str) -> str:  # noqa: ANN001
+    """The one-line caption of figure ``name`` for this dataset."""
+    text = FIGURE_CAPTIONS[name]
+    if name == "swimmer.png":
+        arm = treated_arms(ds)[0]
+        text = text.format(n=len(swimmer_patients(ds, arm)), arm=_labels(ds)[arm])
+    return text
+
+
+def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
+    """File name -> function drawing the figure, for the figures this dataset supports."""
+    colours = arm_colours(ds)
+    treated = treated_arms(ds)
+    out = {
+        "km_pfs.png": lambda: km_figure(ds, "pfs", colours),
+        "km_os.png": lambda: km_figure(ds, "os", colours),
+    }
+    if treated:
+        out["doses.png"] = lambda: dose_figure(ds, colours)
+    out["toxicity.png"] = lambda: toxicity_figure(ds, colours)
+    if treated:
+        out["swimmer.png"] = lambda: swimmer_figure(ds, treated[0], colours)
+    if guided_arms(ds):
+        out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
+    return out
