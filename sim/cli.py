@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
     trial.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    val = sub.add_parser("validate", help="compare the shipped scenarios with published trial endpoints")
+    val.add_argument("--config", nargs="+", help="only these scenarios (e.g. netter1.toml)")
+    val.add_argument("--patients", type=int, help="override trial.patients")
+    val.add_argument("--seed", type=int, help="override trial.seed")
+    val.add_argument("--json", action="store_true", help="print the rows as JSON")
+
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
@@ -181,10 +187,37 @@ def _print_trial(out: dict) -> None:
     print("\n".join(lines))
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim import validate
+
+    overrides = {k: v for k, v in (("trial.patients", args.patients), ("trial.seed", args.seed)) if v is not None}
+    console = Console(stderr=True)
+    with console.status("Validating") as status:
+        rows = validate.run(args.config, overrides, progress=lambda name: status.update(f"Simulating {name}"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table(title="Validation against published trials", title_justify="left")
+        for col in ("trial", "endpoint", "published", "simulated (95 % CI)", "tolerance", ""):
+            table.add_column(col)
+        for r in rows:
+            ci = f" ({r['low']}-{r['high']})" if r["low"] is not None else ""
+            table.add_row(r["trial"], r["endpoint"], f"{r['published']:g}", f"{r['simulated']}{ci}",
+                          f"{r['tolerance'][0]:g}-{r['tolerance'][1]:g}",
+                          "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
+        out = Console() if Console().is_terminal else Console(width=160)
+        out.print(table)
+        out.print(f"{sum(r['passed'] for r in rows)}/{len(rows)} endpoints within tolerance")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "trial": cmd_trial, "report": cmd_report}[args.command](args)
+        return {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "report": cmd_report}[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise

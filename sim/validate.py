@@ -1,0 +1,78 @@
+"""Validation of the shipped scenarios against published trial endpoints (``sim/data/trial_targets.toml``)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim import analysis, config, engine, outcomes
+from sim.survival import wilson_ci
+
+TARGETS = Path(__file__).parent / "data" / "trial_targets.toml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class Target:
+    trial: str
+    config: str
+    endpoint: str
+    path: tuple[str, ...]
+    published: float
+    low: float
+    high: float
+    source: str
+    ci: tuple[str, ...] | None = None
+    rate: bool = False
+
+
+def load_targets(path: Path = TARGETS) -> list[Target]:
+    with path.open("rb") as fh:
+        rows = tomllib.load(fh)["targets"]
+    return [Target(**{**row, "path": tuple(row["path"]), "ci": tuple(row["ci"]) if "ci" in row else None})
+            for row in rows]
+
+
+def _lookup(summary: dict, path: tuple[str, ...]):  # noqa: ANN202 - a number, a pair or None
+    node = summary
+    for key in path:
+        node = node[key]
+    return node
+
+
+def evaluate(target: Target, summary: dict) -> dict:
+    """One validation row: the simulated value, its Monte Carlo interval, and whether it lies in [low, high]."""
+    value = _lookup(summary, target.path)
+    low = high = None
+    if target.ci is not None:
+        low, high = _lookup(summary, target.ci)
+    elif target.rate and value is not None:
+        n = _lookup(summary, target.path[:2])["n_patients"]
+        low, high = (round(float(x), 4) for x in wilson_ci(round(value * n), n))
+    passed = value is not None and target.low <= value <= target.high
+    return {"trial": target.trial, "endpoint": target.endpoint, "published": target.published, "simulated": value,
+            "low": low, "high": high, "tolerance": [target.low, target.high], "passed": passed,
+            "source": target.source}
+
+
+def run(configs: list[str] | None = None, overrides: dict | None = None,
+        progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Run every scenario named by the targets (or only ``configs``) and evaluate its targets."""
+    targets = load_targets()
+    names = list(dict.fromkeys(t.config for t in targets))
+    if configs:
+        wanted = {Path(c).name for c in configs}
+        unknown = wanted - set(names)
+        if unknown:
+            raise config.ConfigError(f"--config: no targets for {sorted(unknown)} (have: {names})")
+        names = [n for n in names if n in wanted]
+    rows = []
+    for name in names:
+        if progress is not None:
+            progress(name)
+        cfg = config.load(CONFIGS / name, overrides)
+        summary = analysis.summary(outcomes.to_dataset(engine.run(cfg)))
+        rows += [evaluate(t, summary) for t in targets if t.config == name]
+    return rows

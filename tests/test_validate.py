@@ -1,0 +1,37 @@
+"""Validation against published endpoints: target file, evaluation logic, CLI."""
+
+import json
+
+import pytest
+
+from sim import cli, validate
+
+
+def test_targets_resolve_in_the_summaries():
+    rows = validate.run(overrides={"trial.patients": 400})
+    targets = validate.load_targets()
+    assert len(rows) == len(targets) >= 15
+    assert {r["trial"] for r in rows} == {"NETTER-1", "VISION"}
+    for row, target in zip(rows, targets, strict=True):
+        assert row["simulated"] is not None and target.low <= target.published <= target.high
+        assert row["passed"] == (target.low <= row["simulated"] <= target.high)
+        if row["low"] is not None:
+            assert row["low"] <= row["simulated"] <= row["high"]
+
+
+def test_evaluate_pass_fail_and_wilson_interval():
+    target = validate.Target("T", "x.toml", "rate", ("arms", "a", "r"), 0.1, 0.05, 0.15, "src", rate=True)
+    inside = validate.evaluate(target, {"arms": {"a": {"r": 0.1, "n_patients": 1000}}})
+    assert inside["passed"] and inside["low"] < 0.1 < inside["high"]
+    assert inside["low"] == pytest.approx(0.0829, abs=1e-3)  # Wilson 95 % for 100/1000
+    outside = validate.evaluate(target, {"arms": {"a": {"r": 0.2, "n_patients": 1000}}})
+    assert not outside["passed"]
+
+
+def test_cli_validate_json_and_exit_status(capsys):
+    rc = cli.main(["validate", "--config", "netter1.toml", "--patients", "400", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["trial"] for r in rows} == {"NETTER-1"}
+    assert set(rows[0]) >= {"trial", "endpoint", "published", "simulated", "low", "high", "passed"}
+    assert rc == (0 if all(r["passed"] for r in rows) else 1)
+    assert cli.main(["validate", "--config", "nope.toml"]) == 2
