@@ -45,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--seed", type=int, help="override trial.seed")
     val.add_argument("--json", action="store_true", help="print the rows as JSON")
 
+    cal = sub.add_parser("calibrate", help="fit config parameters to published endpoints (common random numbers)")
+    cal.add_argument("config")
+    cal.add_argument("--params", nargs="+", required=True, help="dotted config paths, e.g. "
+                     "cohort.covariates.doubling_time_months.median")
+    cal.add_argument("--targets", nargs="+", help="only targets whose endpoint contains one of these words")
+    cal.add_argument("--targets-file", help="TOML of targets (default sim/data/trial_targets.toml)")
+    cal.add_argument("--patients", type=int, help="override trial.patients during the fit")
+    cal.add_argument("--max-evals", type=int, default=60)
+    cal.add_argument("-o", "--output", required=True, help="calibrated config to write (extends CONFIG)")
+
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
@@ -214,10 +224,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all(r["passed"] for r in rows) else 1
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from sim import calibrate, config
+
+    cfg = config.load(args.config, {"trial.patients": args.patients} if args.patients else None)
+    targets = calibrate.targets_for(args.config, Path(args.targets_file) if args.targets_file else None,
+                                    args.targets)
+    out = Path(args.output)
+    _check_writable(out)
+    console = Console(stderr=True)
+    with console.status("Calibrating") as status:
+        result = calibrate.calibrate(args.config, args.params, targets, args.patients, args.max_evals,
+                                     progress=lambda k, best: status.update(f"evaluation {k}: best loss {best:.4g}"))
+    calibrate.write_calibrated(out, args.config, result, cfg.trial.seed, cfg.trial.patients)
+    print(f"loss {result.start_loss:.4g} -> {result.loss:.4g} after {result.evaluations} evaluations")
+    for path, value in result.params.items():
+        print(f"  {path} = {value:.6g}")
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "report": cmd_report}[args.command](args)
+        commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
+                    "report": cmd_report}
+        return commands[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise
