@@ -35,3 +35,11 @@ def test_cli_validate_json_and_exit_status(capsys):
     assert set(rows[0]) >= {"trial", "endpoint", "published", "simulated", "low", "high", "passed"}
     assert rc == (0 if all(r["passed"] for r in rows) else 1)
     assert cli.main(["validate", "--config", "nope.toml"]) == 2
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_shipped_configs_pass_every_endpoint(seed):
+    """The published NETTER-1 and VISION endpoints, at the configs' full size, with their seeds and another one."""
+    rows = validate.run(overrides={"trial.seed": seed} if seed is not None else None)
+    failed = [(r["trial"], r["endpoint"], r["simulated"], r["tolerance"]) for r in rows if not r["passed"]]
+    assert not failed
