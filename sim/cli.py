@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--patients", type=int, help="override trial.patients")
     val.add_argument("--seed", type=int, help="override trial.seed")
     val.add_argument("--json", action="store_true", help="print the rows as JSON")
+    val.add_argument("--figure", default="results/validation.png",
+                     help="simulated KM curves over the published medians and landmarks (PNG)")
 
     cal = sub.add_parser("calibrate", help="fit config parameters to published endpoints (common random numbers)")
     cal.add_argument("config")
@@ -204,9 +206,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sim import validate
 
     overrides = {k: v for k, v in (("trial.patients", args.patients), ("trial.seed", args.seed)) if v is not None}
+    figure = Path(args.figure)
+    _check_writable(figure)
     console = Console(stderr=True)
+    datasets: dict = {}
     with console.status("Validating") as status:
-        rows = validate.run(args.config, overrides, progress=lambda name: status.update(f"Simulating {name}"))
+        rows = validate.run(args.config, overrides, progress=lambda name: status.update(f"Simulating {name}"),
+                            datasets=datasets)
+        status.update("Drawing the figure")
+        from sim.figures import save_validation_figure
+
+        save_validation_figure(datasets, validate.load_targets(), figure)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -220,7 +230,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                           "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
         out = Console() if Console().is_terminal else Console(width=160)
         out.print(table)
-        out.print(f"{sum(r['passed'] for r in rows)}/{len(rows)} endpoints within tolerance")
+        out.print(f"{sum(r['passed'] for r in rows)}/{len(rows)} endpoints within tolerance; figure: {figure}")
     return 0 if all(r["passed"] for r in rows) else 1
 
 

@@ -448,3 +448,61 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
     if guided_arms(ds):
         out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
     return out
+
+
+def validation_figure(datasets: dict, targets: list):  # noqa: ANN201
+    """Simulated Kaplan-Meier curves (rows: scenarios; columns: PFS, OS) with the published medians (diamonds at
+    50 %) and landmarks (circles), each with its tolerance as an error bar (``rptsim validate``)."""
+    from matplotlib.lines import Line2D
+
+    from sim.survival import kaplan_meier
+
+    plt = _pyplot()
+    names = list(datasets)
+    fig, axes = plt.subplots(len(names), 2, figsize=(12, 4.3 * len(names)), layout="constrained", squeeze=False)
+    for row, name in enumerate(names):
+        ds = datasets[name]
+        colours, labels = arm_colours(ds), _labels(ds)
+        mine = [t for t in targets if t.config == name and t.path[0] == "arms"]
+        for col, endpoint in enumerate(("pfs", "os")):
+            ax = axes[row, col]
+            shown = [t for t in mine if t.path[2] in (f"median_{endpoint}_months", f"{endpoint}_at_months")]
+            x_max = max([24.0] + [1.6 * (t.high if "median" in t.path[2] else float(t.path[3])) for t in shown])
+            for i, arm in enumerate(_arms(ds)):
+                km = kaplan_meier(ds[f"{endpoint}_time_days"].values[i] / DAYS_PER_MONTH,
+                                  ds[f"{endpoint}_event"].values[i])
+                ax.step(np.r_[0.0, km.time], np.r_[1.0, km.survival], where="post", color=colours[arm], lw=1.6,
+                        label=f"{_short(labels[arm], 40)} (simulated)")
+            for t in shown:
+                colour = colours[t.path[1]]
+                if "median" in t.path[2]:
+                    ax.errorbar(t.published, 0.5, xerr=[[t.published - t.low], [t.high - t.published]], fmt="D",
+                                color=colour, mec="black", ms=7, capsize=4, zorder=5)
+                else:
+                    ax.errorbar(float(t.path[3]), t.published, yerr=[[t.published - t.low], [t.high - t.published]],
+                                fmt="o", color=colour, mec="black", ms=7, capsize=4, zorder=5)
+            ax.axhline(0.5, color="0.7", lw=0.7, ls=":")
+            ax.set_xlim(0, x_max)
+            ax.set_ylim(0, 1.02)
+            ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
+            ax.set_xlabel("Months since randomisation")
+            ax.set_ylabel({"pfs": "Progression-free", "os": "Overall"}[endpoint] + " survival")
+            ax.set_title(f"{ds.attrs['scenario']}: {endpoint.upper()}")
+            ax.grid(True, color="0.9", lw=0.6)
+            handles, texts = ax.get_legend_handles_labels()
+            handles += [Line2D([], [], marker="D", ls="", color="0.5", mec="black"),
+                        Line2D([], [], marker="o", ls="", color="0.5", mec="black")]
+            texts += ["published median (tolerance)", "published landmark (tolerance)"]
+            ax.legend(handles, texts, fontsize=8, loc="upper right", frameon=False)
+    fig.suptitle("Simulated vs published (sim/data/trial_targets.toml)", fontsize=12)
+    return fig
+
+
+def save_validation_figure(datasets: dict, targets: list, path: str | Path) -> None:
+    plt = _pyplot()
+    with plt.rc_context(STYLE):
+        fig = validation_figure(datasets, targets)
+        try:
+            _save(fig, Path(path))
+        finally:
+            plt.close(fig)

@@ -58,8 +58,9 @@ def evaluate(target: Target, summary: dict) -> dict:
 
 
 def run(configs: list[str] | None = None, overrides: dict | None = None,
-        progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Run every scenario named by the targets (or only ``configs``) and evaluate its targets."""
+        progress: Callable[[str], None] | None = None, datasets: dict | None = None) -> list[dict]:
+    """Run every scenario named by the targets (or only ``configs``) and evaluate its targets; each scenario's
+    outcomes go into ``datasets`` (keyed by config file name) when a dict is given."""
     targets = load_targets()
     names = list(dict.fromkeys(t.config for t in targets))
     if configs:
@@ -73,6 +74,9 @@ def run(configs: list[str] | None = None, overrides: dict | None = None,
         if progress is not None:
             progress(name)
         cfg = config.load(CONFIGS / name, overrides)
-        summary = analysis.summary(outcomes.to_dataset(engine.run(cfg)))
+        ds = outcomes.to_dataset(engine.run(cfg))
+        if datasets is not None:
+            datasets[name] = ds
+        summary = analysis.summary(ds)
         rows += [evaluate(t, summary) for t in targets if t.config == name]
     return rows

@@ -28,13 +28,15 @@ def test_evaluate_pass_fail_and_wilson_interval():
     assert not outside["passed"]
 
 
-def test_cli_validate_json_and_exit_status(capsys):
-    rc = cli.main(["validate", "--config", "netter1.toml", "--patients", "400", "--json"])
+def test_cli_validate_json_figure_and_exit_status(capsys, tmp_path):
+    figure = tmp_path / "validation.png"
+    rc = cli.main(["validate", "--config", "netter1.toml", "--patients", "400", "--json", "--figure", str(figure)])
     rows = json.loads(capsys.readouterr().out)
     assert {r["trial"] for r in rows} == {"NETTER-1"}
     assert set(rows[0]) >= {"trial", "endpoint", "published", "simulated", "low", "high", "passed"}
     assert rc == (0 if all(r["passed"] for r in rows) else 1)
-    assert cli.main(["validate", "--config", "nope.toml"]) == 2
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+    assert cli.main(["validate", "--config", "nope.toml", "--figure", str(tmp_path / "x.png")]) == 2
 
 
 @pytest.mark.parametrize("seed", [None, 7])
