@@ -26,6 +26,7 @@ class Target:
     source: str
     ci: tuple[str, ...] | None = None
     rate: bool = False
+    informational: bool = False  # reported, but not part of the pass/fail verdict
 
 
 def load_targets(path: Path = TARGETS) -> list[Target]:
@@ -54,7 +55,12 @@ def evaluate(target: Target, summary: dict) -> dict:
     passed = value is not None and target.low <= value <= target.high
     return {"trial": target.trial, "endpoint": target.endpoint, "published": target.published, "simulated": value,
             "low": low, "high": high, "tolerance": [target.low, target.high], "passed": passed,
-            "source": target.source}
+            "informational": target.informational, "source": target.source}
+
+
+def all_passed(rows: list[dict]) -> bool:
+    """The verdict: every endpoint that is not informational lies within its tolerance."""
+    return all(r["passed"] for r in rows if not r["informational"])
 
 
 def run(configs: list[str] | None = None, overrides: dict | None = None,
