@@ -230,7 +230,8 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
                       mp: MarrowParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Advance the marrow states ``y[5, m]`` of ``m`` rows (a blood line of a patient) from ``t0`` to ``t1 > t0``.
 
-    Classical RK4 on ``n_i = max(1, ceil((t1 - t0) / h_max - 1e-9))`` equal steps; between administrations the
+    Classical RK4 on ``n_i = max(1, ceil((t1 - t0) / h_max - 1e-9), ceil((t1 - t0) alpha r0 / k_max - 1e-9))``
+    equal steps (``k_max = layout.MARROW_MAX_KILL_PER_STEP``); between administrations the
     forcing is ``Rdot(t) = r0 exp(-lam (t - t0))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``
     (``Dcum = Dsum - Rdot / lam``), evaluated at the stage times; ``baseline`` is ``S0`` and ``alpha`` the
     radiosensitivity of each row, and ``mp.k_tr``, ``mp.k_circ``, ``mp.gamma`` are scalars or per-row arrays. Rows
@@ -243,7 +244,8 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
     """
     m = t0.shape[0]
     span = t1 - t0
-    steps = np.maximum(np.ceil(span / mp.max_step - 1e-9), 1.0).astype(np.int64)
+    steps = np.maximum(np.maximum(np.ceil(span / mp.max_step - 1e-9), 1.0),
+                       np.ceil(span * alpha * dose_rate / L.MARROW_MAX_KILL_PER_STEP - 1e-9)).astype(np.int64)
     order = np.argsort(-steps, kind="stable")
     steps = steps[order]
     h = span[order] / steps

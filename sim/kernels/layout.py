@@ -78,6 +78,11 @@ PR_VOLUME_RATIO = 0.7**3
 PD_VOLUME_RATIO = 1.2**3
 CR_VOLUME_RATIO = 0.1**3
 
+# Marrow RK4 step rule (sim/kernels/marrow.py): at most MARROW_MAX_STEP_DAYS, and short enough that the radiation
+# kill alpha x dose rate at the start of the interval removes at most this fraction per step (stiff early hours
+# of a high-dose, short-half-life cycle).
+MARROW_MAX_KILL_PER_STEP = 0.5
+
 # CTCAE v5.0 grade thresholds (NCI 2017): platelet count decreased (1e9/L) and chronic kidney disease (eGFR).
 PLATELET_GRADE_BELOW = (150.0, 75.0, 50.0, 25.0)  # grade g if count < PLATELET_GRADE_BELOW[g - 1]
 NEUTROPHIL_GRADE_BELOW = (2.0, 1.5, 1.0, 0.5)  # LLN 2.0e9/L
