@@ -27,13 +27,12 @@ def test_kill_minus_nine_never_leaves_a_partial_file(tmp_path):
         if not finished:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        if finished:  # the run beat the kill: the new file must be complete and readable
+        now = out.read_bytes()
+        if finished or now != previous:  # replaced (the kill came after the rename, or never): complete and new
             ds = outcomes.read(out)
             assert ds.sizes["patient"] == 150000
             ds.close()
-            previous = out.read_bytes()
-        else:
-            assert out.read_bytes() == previous
+            previous = now
         leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("run.h5", "run.summary.json")]
         assert all(name.startswith(".run.") and name.endswith(".tmp") for name in leftovers), leftovers
     ds = outcomes.read(out)  # whatever happened, the file at the final path is a complete result
