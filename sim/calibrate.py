@@ -21,7 +21,7 @@ import numpy as np
 from scipy import optimize
 
 from sim import analysis, config, engine, outcomes
-from sim.validate import Target, evaluate, load_targets
+from sim.validate import Target, evaluate, load_targets, lookup
 
 MISSING_PENALTY = 1e4  # a target the run cannot produce (e.g. a median not reached)
 
@@ -37,11 +37,10 @@ class Calibration:
 
 
 def _get(data: dict, path: str) -> float:
-    node = data
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            raise config.ConfigError(f"--params {path}: no such numeric field in the config")
-        node = node[key]
+    try:
+        node = lookup(data, tuple(path.split(".")))
+    except (KeyError, TypeError):
+        raise config.ConfigError(f"--params {path}: no such numeric field in the config") from None
     if not isinstance(node, int | float) or isinstance(node, bool) or node <= 0:
         raise config.ConfigError(f"--params {path} = {node!r}: must be a positive number to calibrate")
     return float(node)

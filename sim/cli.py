@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """The config overrides given as flags (``--patients``, ``--seed``) where a command has them."""
+    flags = (("trial.patients", getattr(args, "patients", None)), ("trial.seed", getattr(args, "seed", None)))
+    return {key: value for key, value in flags if value is not None}
+
+
 def _check_writable(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     probe = folder
@@ -77,8 +83,7 @@ def _check_writable(path: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from sim import config
 
-    overrides = {k: v for k, v in (("trial.patients", args.patients), ("trial.seed", args.seed)) if v is not None}
-    cfg = config.load(args.config, overrides)
+    cfg = config.load(args.config, _overrides(args))
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.h5"
     _check_writable(out)
     _set_threads(args.threads)
@@ -121,8 +126,7 @@ def _set_threads(threads: int | None) -> None:
 def cmd_trial(args: argparse.Namespace) -> int:
     from sim import config, trials
 
-    overrides = {"trial.seed": args.seed} if args.seed is not None else {}
-    cfg = config.load(args.config, overrides)
+    cfg = config.load(args.config, _overrides(args))
     design = trials.TrialDesign(args.arms[0], args.arms[1], args.patients_per_arm, args.replicates, args.alpha,
                                 args.endpoint)
     design.check(cfg)
@@ -205,7 +209,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from sim import validate
 
-    overrides = {k: v for k, v in (("trial.patients", args.patients), ("trial.seed", args.seed)) if v is not None}
+    overrides = _overrides(args)
     figure = Path(args.figure)
     _check_writable(figure)
     console = Console(stderr=True)
@@ -228,7 +232,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             table.add_row(r["trial"], r["endpoint"], f"{r['published']:g}", f"{r['simulated']}{ci}",
                           f"{r['tolerance'][0]:g}-{r['tolerance'][1]:g}",
                           "[green]pass[/green]" if r["passed"] else "info" if r["informational"] else "[red]FAIL[/red]")
-        out = Console() if Console().is_terminal else Console(width=160)
+        from sim.report import output_console
+
+        out = output_console(160)
         out.print(table)
         required = [r for r in rows if not r["informational"]]
         out.print(f"{sum(r['passed'] for r in required)}/{len(required)} endpoints within tolerance"
@@ -241,7 +247,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from sim import calibrate, config
 
-    cfg = config.load(args.config, {"trial.patients": args.patients} if args.patients else None)
+    cfg = config.load(args.config, _overrides(args))
     targets = calibrate.targets_for(args.config, Path(args.targets_file) if args.targets_file else None,
                                     args.targets)
     out = Path(args.output)

@@ -70,11 +70,15 @@ def summary_table(summary: dict) -> Table:
     return table
 
 
-def print_summary(summary: dict, console: Console | None = None) -> None:
+def output_console(width: int, console: Console | None = None) -> Console:
+    """``console`` (stdout by default), widened to ``width`` columns when it is not a terminal: pipes and files
+    get rich's 80 columns, which wraps every label."""
     console = console or Console()
-    if not console.is_terminal:  # pipes and files get rich's 80 columns, which wraps every label
-        console = Console(width=44 + 30 * len(summary["arms"]), file=console.file)
-    console.print(summary_table(summary))
+    return console if console.is_terminal else Console(width=width, file=console.file)
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    output_console(44 + 30 * len(summary["arms"]), console).print(summary_table(summary))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,8 +36,9 @@ def load_targets(path: Path = TARGETS) -> list[Target]:
             for row in rows]
 
 
-def _lookup(summary: dict, path: tuple[str, ...]):  # noqa: ANN202 - a number, a pair or None
-    node = summary
+def lookup(tree: dict, path: tuple[str, ...]):  # noqa: ANN201 - a number, a pair or None
+    """The value at ``path`` (a sequence of keys) in nested dicts."""
+    node = tree
     for key in path:
         node = node[key]
     return node
@@ -45,12 +46,12 @@ def _lookup(summary: dict, path: tuple[str, ...]):  # noqa: ANN202 - a number, a
 
 def evaluate(target: Target, summary: dict) -> dict:
     """One validation row: the simulated value, its Monte Carlo interval, and whether it lies in [low, high]."""
-    value = _lookup(summary, target.path)
+    value = lookup(summary, target.path)
     low = high = None
     if target.ci is not None:
-        low, high = _lookup(summary, target.ci)
+        low, high = lookup(summary, target.ci)
     elif target.rate and value is not None:
-        n = _lookup(summary, target.path[:2])["n_patients"]
+        n = lookup(summary, target.path[:2])["n_patients"]
         low, high = (round(float(x), 4) for x in wilson_ci(round(value * n), n))
     passed = value is not None and target.low <= value <= target.high
     return {"trial": target.trial, "endpoint": target.endpoint, "published": target.published, "simulated": value,
