@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override trial.seed")
     run.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    run.add_argument("--keep", choices=("cycles", "patients", "summary"), default="cycles",
+                     help="what the HDF5 file holds: every per-cycle array (default); per-patient values and "
+                     "cycle totals only (~100 bytes per patient and arm, for large cohorts); or no HDF5 file, "
+                     "only OUT.summary.json (same summary in every case)")
+    run.add_argument("--chunk-size", type=int, help="patients simulated at a time (default 200000; memory)")
 
     trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size")
     trial.add_argument("config")
@@ -86,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, _overrides(args))
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.h5"
     _check_writable(out)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ConfigError(f"--chunk-size = {args.chunk_size}: must be >= 1")
     _set_threads(args.threads)
 
     from rich.console import Console
@@ -98,19 +105,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"
                   " patient-arms"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"Simulating {cfg.trial.name}", total=total)
-        result = engine.run(cfg, progress=lambda k: bar.advance(task, k))
-        bar.update(task, description="Writing HDF5")
+        result = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
         ds = outcomes.to_dataset(result)
-        outcomes.write(ds, out)
+        del result  # the Dataset holds the arrays now
+        if args.keep != "summary":
+            bar.update(task, description="Writing HDF5")
+            outcomes.write(ds, out)
     summ = analysis.summary(ds)
-    summ["output"] = str(out)
+    summ["output"] = str(out) if args.keep != "summary" else None
     summary_path = out.with_suffix(".summary.json")
     outcomes.write_json(summ, summary_path)
     if args.json:
         print(json.dumps(summ, indent=2))
     else:
         report.print_summary(summ, Console())
-        console.print(f"Wrote {out} and {summary_path}")
+        console.print(f"Wrote {out} and {summary_path}" if args.keep != "summary" else f"Wrote {summary_path}")
     return 0
 
 

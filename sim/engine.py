@@ -1,4 +1,10 @@
-"""Run one scenario: config -> cohort -> kernel (per arm, in patient chunks) -> Outcomes."""
+"""Run one scenario: config -> cohort -> kernel (per arm, in patient chunks) -> outcome arrays.
+
+``keep`` sets what a run holds in memory: ``"cycles"`` every per-cycle array (about 1.4 kB per patient and
+arm for 4 cycles); ``"patients"`` and ``"summary"`` reduce each chunk's per-cycle arrays to the per-patient
+``variables.TOTALS`` at once, so memory is about 100 bytes per patient and arm plus one chunk, and the summary is
+the same as from the full arrays (``"summary"`` also drops the baseline covariates).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import cohort as cohort_mod
-from sim import regimens
+from sim import regimens, variables
 from sim.config import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR, Arm, Config
 from sim.kernels import layout as L
 from sim.kernels.patient import simulate_arm
 
 DEFAULT_CHUNK = 200_000
+KEEP_LEVELS = ("cycles", "patients", "summary")
 
 
 @dataclass
 class ArmResult:
+    """Raw kernel output of one arm."""
+
     per_cycle: np.ndarray  # (N_CYCLE_VARS, n, K)
     per_patient: np.ndarray  # (N_PATIENT_VARS, n)
 
@@ -26,9 +35,13 @@ class ArmResult:
 @dataclass
 class RunResult:
     config: Config
-    cohort: cohort_mod.Cohort
-    arms: dict[str, ArmResult]
+    cohort: cohort_mod.Cohort | None  # None with keep="summary"
+    arms: dict[str, ArmResult]  # keep="cycles": the raw kernel output per arm
     max_cycles: int
+    keep: str
+    n_patients: int
+    # keep="patients"/"summary": PATIENT_VARS and TOTALS as (arm, patient) arrays in their output dtypes
+    reduced: dict[str, np.ndarray] | None
 
 
 def sigma_ln(cv: float) -> float:
@@ -121,25 +134,41 @@ def simulate(cfg: Config, arm: Arm, patients: cohort_mod.Cohort, k_max: int, sca
     return out
 
 
-def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK,
-        progress: Callable[[int], None] | None = None) -> RunResult:
+def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None,
+        keep: str = "cycles") -> RunResult:
     """Simulate every arm of ``cfg`` on the same patients; ``progress(n)`` is called per finished chunk-arm."""
+    if keep not in KEEP_LEVELS:
+        raise ValueError(f"keep = {keep!r}: must be one of {', '.join(KEEP_LEVELS)}")
     n = cfg.trial.patients
     k_max = max_cycles(cfg)
     scans = scan_days(cfg)
-    arms = {arm.name: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n)))
-            for arm in cfg.arms}
+    names = [arm.name for arm in cfg.arms]
+    if keep == "cycles":
+        arms = {a: ArmResult(np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n))) for a in names}
+        reduced = None
+    else:
+        arms = {}
+        reduced = {name: np.empty((len(names), n), dtype) for name, _, dtype, *_ in variables.PATIENT_VARS}
+        reduced |= {name: np.empty((len(names), n), dtype) for name, _, _, dtype, *_ in variables.TOTALS}
     cohorts = []
     for start in range(0, n, chunk_size):
         chunk = cohort_mod.draw(cfg, np.arange(start, min(n, start + chunk_size), dtype=np.int64))
-        cohorts.append(chunk)
-        for arm in cfg.arms:
+        part_of = slice(start, start + len(chunk))
+        if keep != "summary":
+            cohorts.append(chunk)
+        for j, arm in enumerate(cfg.arms):
             part = simulate(cfg, arm, chunk, k_max, scans)
-            arms[arm.name].per_cycle[:, start:start + len(chunk)] = part.per_cycle
-            arms[arm.name].per_patient[:, start:start + len(chunk)] = part.per_patient
+            if reduced is None:
+                arms[arm.name].per_cycle[:, part_of] = part.per_cycle
+                arms[arm.name].per_patient[:, part_of] = part.per_patient
+            else:
+                for name, idx, *_ in variables.PATIENT_VARS:
+                    reduced[name][j, part_of] = part.per_patient[idx]
+                for name, values in variables.totals_of_kernel(part.per_cycle).items():
+                    reduced[name][j, part_of] = values
             if progress is not None:
                 progress(len(chunk))
-    return RunResult(cfg, _concat(cohorts), arms, k_max)
+    return RunResult(cfg, _concat(cohorts) if cohorts else None, arms, k_max, keep, n, reduced)
 
 
 def _concat(chunks: list[cohort_mod.Cohort]) -> cohort_mod.Cohort:

@@ -14,6 +14,7 @@ import numpy as np
 
 from sim.analysis import TOXICITY_FLAGS
 from sim.config import DAYS_PER_MONTH
+from sim.outcomes import patient_level
 
 DPI = 130
 # Okabe-Ito colour-blind-safe palette for treated arms; greys for arms without treatment (controls).
@@ -61,13 +62,13 @@ def _labels(ds) -> dict[str, str]:  # noqa: ANN001
 
 def treated_arms(ds) -> list[str]:  # noqa: ANN001
     """Arms in which some patient received activity."""
-    given = ds.activity_gbq.sum(("patient", "cycle")).values > 0
+    given = patient_level(ds).activity_gbq_total.sum("patient").values > 0
     return [a for a, g in zip(_arms(ds), given, strict=True) if g]
 
 
 def guided_arms(ds) -> list[str]:  # noqa: ANN001
-    """Arms with dosimetry performed (``dosimetry_measured`` has any 1): the dosimetry-guided arms."""
-    measured = ds.dosimetry_measured.max(("patient", "cycle")).values > 0
+    """Arms with dosimetry performed (some patient has ``cycles_measured`` > 0): the dosimetry-guided arms."""
+    measured = patient_level(ds).cycles_measured.max("patient").values > 0
     return [a for a, m in zip(_arms(ds), measured, strict=True) if m]
 
 
@@ -170,9 +171,8 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
 
 
 def _cumulative(ds, var: str, arm: str) -> np.ndarray:  # noqa: ANN001
-    a = ds.sel(arm=arm)
-    treated = a.cycles_given.values > 0
-    return a[var].sum("cycle").values[treated]
+    a = patient_level(ds).sel(arm=arm)
+    return a[f"{var}_total"].values[a.cycles_given.values > 0]
 
 
 def _log_ticks(low: float, high: float) -> np.ndarray:
@@ -245,7 +245,7 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
 
 
 def _rates(ds, arm: str, flag: Callable) -> tuple[int, int]:  # noqa: ANN001
-    a = ds.sel(arm=arm)
+    a = patient_level(ds).sel(arm=arm)
     flags = np.asarray(flag(a))
     return int(flags.sum()), int(flags.size)
 
@@ -443,9 +443,10 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
     if treated:
         out["doses.png"] = lambda: dose_figure(ds, colours)
     out["toxicity.png"] = lambda: toxicity_figure(ds, colours)
-    if treated:
+    per_cycle = "cycle" in ds.dims  # files written with --keep patients hold totals only
+    if treated and per_cycle:
         out["swimmer.png"] = lambda: swimmer_figure(ds, treated[0], colours)
-    if guided_arms(ds):
+    if guided_arms(ds) and per_cycle:
         out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
     return out
 

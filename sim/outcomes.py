@@ -8,8 +8,10 @@ version, git commit, creation time) and a schema version that readers check.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import os
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,65 +22,11 @@ import xarray as xr
 from sim import __version__
 from sim.config import COVARIATE_NAMES
 from sim.engine import RunResult
-from sim.kernels import layout as L
+from sim.variables import CYCLE_VARS, PATIENT_VARS, TOTALS, total
 
 SCHEMA = "rptsim-outcomes"
 SCHEMA_VERSION = 1
 
-# name, layout index, dtype, units, long name
-CYCLE_VARS = [
-    ("cycle_time_days", L.C_TIME_DAYS, "f8", "day", "day of administration from randomisation (NaN: not given)"),
-    ("activity_gbq", L.C_ACTIVITY_GBQ, "f8", "GBq", "administered activity"),
-    ("kidney_dose_gy", L.C_KIDNEY_DOSE_GY, "f8", "Gy", "true kidney absorbed dose"),
-    ("dosimetry_measured", L.C_MEASURED, "i1", "1", "1 = dosimetry performed after this administration"),
-    ("kidney_dose_measured_gy", L.C_KIDNEY_DOSE_MEASURED_GY, "f8", "Gy",
-     "kidney absorbed dose reported by dosimetry (NaN: not measured)"),
-    ("kidney_bed_gy", L.C_KIDNEY_BED_GY, "f8", "Gy", "kidney BED of the cycle (alpha/beta kidney)"),
-    ("marrow_dose_gy", L.C_MARROW_DOSE_GY, "f8", "Gy", "true red-marrow absorbed dose"),
-    ("marrow_dose_measured_gy", L.C_MARROW_DOSE_MEASURED_GY, "f8", "Gy",
-     "marrow absorbed dose reported by dosimetry (NaN: not measured)"),
-    ("marrow_bed_gy", L.C_MARROW_BED_GY, "f8", "Gy", "red-marrow BED of the cycle"),
-    ("tumour_dose_gy", L.C_TUMOUR_DOSE_GY, "f8", "Gy", "true absorbed dose to receptor-positive tumour"),
-    ("tumour_dose_measured_gy", L.C_TUMOUR_DOSE_MEASURED_GY, "f8", "Gy",
-     "tumour absorbed dose reported by dosimetry (NaN: not measured)"),
-    ("tumour_bed_gy", L.C_TUMOUR_BED_GY, "f8", "Gy", "tumour BED of the cycle (alpha/beta tumour)"),
-    ("delay_days", L.C_DELAY_DAYS, "f8", "day", "delay of the administration after its due day"),
-    ("dose_reduced", L.C_REDUCED, "i1", "1", "1 = activity reduced by the dose-modification rules"),
-    ("platelet_nadir_1e9_per_l", L.C_PLATELET_NADIR, "f8", "1e9/L",
-     "lowest platelet count from this administration to the next (NaN: not given)"),
-    ("platelet_nadir_day", L.C_PLATELET_NADIR_DAY, "f8", "day", "day of the nadir after this administration"),
-    ("platelet_grade", L.C_PLATELET_GRADE, "i1", "1", "CTCAE v5 grade of the cycle's platelet nadir"),
-    ("neutrophil_nadir_1e9_per_l", L.C_NEUTROPHIL_NADIR, "f8", "1e9/L",
-     "lowest neutrophil count from this administration to the next (NaN: not given)"),
-    ("neutrophil_grade", L.C_NEUTROPHIL_GRADE, "i1", "1", "CTCAE v5 grade of the cycle's neutrophil nadir"),
-    ("platelet_end_1e9_per_l", L.C_PLATELET_END, "f8", "1e9/L",
-     "platelet count when the cycle's follow-up ended: next administration or end of the marrow window (recovery)"),
-]
-PATIENT_VARS = [
-    ("cycles_given", L.P_CYCLES, "i2", "1", "number of cycles administered", None),
-    ("pfs_time_days", L.P_PFS_DAYS, "f8", "day", "progression-free survival time", None),
-    ("pfs_event", L.P_PFS_EVENT, "i1", "1", "1 = progression or death, 0 = censored", None),
-    ("os_time_days", L.P_OS_DAYS, "f8", "day", "overall survival time", None),
-    ("os_event", L.P_OS_EVENT, "i1", "1", "1 = death, 0 = censored", None),
-    ("death_cause", L.P_DEATH_CAUSE, "i1", "1", "cause of death", L.CAUSE_MEANINGS),
-    ("best_response", L.P_BEST_RESPONSE, "i1", "1", "RECIST 1.1 best overall response", L.RESPONSE_MEANINGS),
-    ("progression_type", L.P_PROGRESSION_TYPE, "i1", "1", "what defined progression", L.PROGRESSION_MEANINGS),
-    ("tumour_nadir_ratio", L.P_NADIR_RATIO, "f8", "1", "smallest tumour volume at a scan / baseline", None),
-    ("platelet_worst_grade", L.P_PLATELET_WORST_GRADE, "i1", "1", "worst CTCAE v5 thrombocytopenia grade", None),
-    ("neutrophil_worst_grade", L.P_NEUTROPHIL_WORST_GRADE, "i1", "1", "worst CTCAE v5 neutropenia grade", None),
-    ("egfr_end_ml_min", L.P_EGFR_END, "f8", "mL/min/1.73m2", "eGFR at the end of follow-up", None),
-    ("ckd_grade", L.P_CKD_GRADE, "i1", "1", "CTCAE v5 chronic kidney disease grade at the end of follow-up",
-     None),
-    ("renal_grade3_time_days", L.P_RENAL_G3_DAYS, "f8", "day", "time to eGFR < 30 mL/min (CKD grade >= 3)",
-     None),
-    ("renal_grade3_event", L.P_RENAL_G3_EVENT, "i1", "1", "1 = eGFR fell below 30, 0 = censored", None),
-    ("mds_aml", L.P_MDS_AML, "i1", "1", "1 = therapy-related MDS/AML diagnosed during follow-up", None),
-    ("mds_aml_day", L.P_MDS_AML_DAY, "f8", "day", "day of MDS/AML onset (NaN: none)", None),
-    ("discontinued_for_toxicity", L.P_DISCONTINUED_TOXICITY, "i1", "1",
-     "1 = treatment stopped by the dose-modification rules", None),
-    ("reached_target", L.P_REACHED_TARGET, "i1", "1",
-     "1 = a dosimetry-guided arm reached its kidney/tumour target or limit (by the measured doses)", None),
-]
 COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platelets_1e9_per_l": "1e9/L",
                    "neutrophils_1e9_per_l": "1e9/L",
                    "tumour_volume_ml": "mL", "doubling_time_months": "month", "new_lesion_rate_per_month": "1/month",
@@ -94,45 +42,71 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _attrs(units: str, long: str, meanings: str | None = None) -> dict:
+    attrs = {"units": units, "long_name": long}
+    if meanings:
+        attrs["flag_values"] = np.arange(len(meanings.split()), dtype=np.int8)
+        attrs["flag_meanings"] = meanings
+    return attrs
+
+
 def to_dataset(result: RunResult) -> xr.Dataset:
-    """Assemble the outcomes of a run into a labelled Dataset with units and provenance."""
+    """Assemble the outcomes of a run into a labelled Dataset with units and provenance.
+
+    With ``keep="cycles"`` the dims are (arm, patient, cycle); otherwise (arm, patient), with the per-cycle
+    variables replaced by their per-patient ``TOTALS``, and with ``keep="summary"`` no baseline covariates.
+    """
     cfg = result.config
-    arms = list(result.arms)
-    n = len(result.cohort)
+    arms = [arm.name for arm in cfg.arms]
     data: dict[str, tuple] = {}
-    for name, idx, dtype, units, long in CYCLE_VARS:
-        stacked = np.stack([result.arms[a].per_cycle[idx] for a in arms]).astype(dtype)
-        data[name] = (("arm", "patient", "cycle"), stacked, {"units": units, "long_name": long})
-    for name, idx, dtype, units, long, meanings in PATIENT_VARS:
-        stacked = np.stack([result.arms[a].per_patient[idx] for a in arms]).astype(dtype)
-        attrs = {"units": units, "long_name": long}
-        if meanings:
-            attrs["flag_values"] = np.arange(len(meanings.split()), dtype=np.int8)
-            attrs["flag_meanings"] = meanings
-        data[name] = (("arm", "patient"), stacked, attrs)
-    for name in COVARIATE_NAMES:
-        data[name] = (("patient",), result.cohort.covariates[name],
-                      {"units": COVARIATE_UNITS.get(name, "1"), "long_name": f"baseline covariate {name}"})
-    data["entry_day"] = (("patient",), result.cohort.entry_day,
-                         {"units": "day", "long_name": "trial entry day from first randomisation"})
+    if result.reduced is None:
+        for name, idx, dtype, units, long in CYCLE_VARS:
+            stacked = np.stack([result.arms[a].per_cycle[idx] for a in arms]).astype(dtype)
+            data[name] = (("arm", "patient", "cycle"), stacked, _attrs(units, long))
+        for name, idx, dtype, units, long, meanings in PATIENT_VARS:
+            stacked = np.stack([result.arms[a].per_patient[idx] for a in arms]).astype(dtype)
+            data[name] = (("arm", "patient"), stacked, _attrs(units, long, meanings))
+    else:
+        for name, _, _, units, long, meanings in PATIENT_VARS:
+            data[name] = (("arm", "patient"), result.reduced[name], _attrs(units, long, meanings))
+        for name, _, _, _, units, long in TOTALS:
+            data[name] = (("arm", "patient"), result.reduced[name], _attrs(units, long))
+    if result.cohort is not None:
+        for name in COVARIATE_NAMES:
+            data[name] = (("patient",), result.cohort.covariates[name],
+                          {"units": COVARIATE_UNITS.get(name, "1"), "long_name": f"baseline covariate {name}"})
+        data["entry_day"] = (("patient",), result.cohort.entry_day,
+                             {"units": "day", "long_name": "trial entry day from first randomisation"})
     coords = {
         "arm": ("arm", arms, {"long_name": "trial arm"}),
         "arm_label": ("arm", [cfg.arm(a).label or a for a in arms]),
-        "patient": ("patient", result.cohort.patient_ids, {"long_name": "global patient id (random-stream key)"}),
-        "cycle": ("cycle", np.arange(1, result.max_cycles + 1, dtype=np.int16), {"long_name": "cycle number"}),
+        "patient": ("patient", np.arange(result.n_patients, dtype=np.int64),
+                    {"long_name": "global patient id (random-stream key)"}),
     }
+    if result.reduced is None:
+        coords["cycle"] = ("cycle", np.arange(1, result.max_cycles + 1, dtype=np.int16), {"long_name": "cycle number"})
     attrs = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "scenario": cfg.trial.name,
         "seed": str(cfg.trial.seed),
-        "n_patients": n,
+        "n_patients": result.n_patients,
+        "keep": result.keep,
         "config_json": cfg.to_json(),
         "rptsim_version": __version__,
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def patient_level(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` without its cycle dimension: per-cycle variables replaced by their ``TOTALS`` (no-op if none)."""
+    if "cycle" not in ds.dims:
+        return ds
+    totals = {name: (ds[var].dims[:-1], total(ds[var].values, how).astype(dtype), _attrs(units, long))
+              for name, var, how, dtype, units, long in TOTALS}
+    return ds.drop_dims("cycle").assign(totals)
 
 
 def _encoding(ds: xr.Dataset) -> dict:
@@ -143,11 +117,35 @@ def _encoding(ds: xr.Dataset) -> dict:
     return enc
 
 
+def _tmp_prefix(path: Path, pid: int | None = None) -> str:
+    """``.NAME.HOST.PID.`` (``.NAME.HOST.`` without a PID): the start of a writer's temporary file name."""
+    return f".{path.name}.{socket.gethostname()}." + ("" if pid is None else f"{pid}.")
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers on this host that no longer run (``kill -9``)."""
+    prefix = _tmp_prefix(path)
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def write_atomic(path: str | Path, write) -> None:  # noqa: ANN001 - write(tmp_path) callable
-    """Call ``write(tmp)`` on a temporary path beside ``path``, fsync it, then rename it over ``path``."""
+    """Call ``write(tmp)`` on a temporary path beside ``path``, fsync it, then rename it over ``path``.
+
+    The temporary name carries host and PID, so temporary files of killed writers are removed by the next write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

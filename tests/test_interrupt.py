@@ -37,3 +37,5 @@ def test_kill_minus_nine_never_leaves_a_partial_file(tmp_path):
         assert all(name.startswith(".run.") and name.endswith(".tmp") for name in leftovers), leftovers
     ds = outcomes.read(out)  # whatever happened, the file at the final path is a complete result
     ds.close()
+    subprocess.run([*base, "--patients", "100"], check=True, capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5", "run.summary.json"]  # killed writers' tmp gone

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -83,6 +85,19 @@ def test_failed_write_keeps_previous_file(netter1_dataset, tmp_path):
         outcomes.write_atomic(path, broken)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_next_write_removes_temporary_files_of_dead_writers(netter1_dataset, tmp_path):
+    path = tmp_path / "out.h5"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{outcomes._tmp_prefix(path, dead.pid)}abc.tmp"
+    live = tmp_path / f"{outcomes._tmp_prefix(path, os.getpid())}def.tmp"  # a writer still running: kept
+    other = tmp_path / ".other.h5.host.1.x.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    outcomes.write(netter1_dataset, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.h5", live.name, other.name])
 
 
 def test_read_rejects_foreign_files(tmp_path):
