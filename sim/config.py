@@ -545,6 +545,8 @@ def _describe_error(err: dict[str, Any], data: dict) -> str:
             return f"{path}: required field is missing"
         return f"{path} = {ctx['tag']!r}: must be one of {ctx['expected_tags']}"
     msg = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(err["type"], err["msg"])
+    if not err["loc"]:  # a check across fields (e.g. an arm's agent must be defined): the message says it all
+        return msg.removeprefix("Value error, ")
     shown = "" if err["type"] in ("missing", "extra_forbidden") else f" = {err.get('input')!r}"
     return f"{_field_path(err['loc'], data)}{shown}: {msg}"
 
@@ -554,8 +556,30 @@ def validate(data: dict, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe_error(err, data) for err in exc.errors()]
+        lines = [_describe_error(err, data) for err in _union_branch_errors(exc.errors())]
         raise ConfigError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
+
+
+def _is_branch_tag(item: Any) -> bool:
+    """pydantic names union members in error locations (``constrained-float``, ``list[constrained-float]``);
+    config keys never contain ``-`` or ``[``."""
+    return isinstance(item, str) and ("-" in item or "[" in item)
+
+
+def _union_branch_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For a field that takes a number or a list (``activity_gbq``), keep only the errors of the member that
+    matches the input's shape, and drop the member names from the location."""
+    out = []
+    for err in errors:
+        loc = err["loc"]
+        tags = [item for item in loc if _is_branch_tag(item)]
+        if tags:
+            list_branch = tags[0].startswith("list[")
+            if err["type"] == "list_type" if list_branch else isinstance(err.get("input"), list):
+                continue  # the input has the other member's shape
+            err = {**err, "loc": tuple(item for item in loc if not _is_branch_tag(item))}
+        out.append(err)
+    return out
 
 
 def set_dotted(data: dict, path: str, value: Any) -> None:
@@ -614,7 +638,9 @@ def select_arms(data: dict, names: list[str], source: str) -> None:
     """Keep only the arms named in ``names`` (in that order)."""
     arms = {a.get("name"): a for a in data.get("arms", []) if isinstance(a, dict)}
     unknown = [n for n in names if n not in arms]
-    if unknown or not names:
+    if not names:
+        raise ConfigError(f"{source}: select_arms = []: must name at least one arm (defined: {list(arms)})")
+    if unknown:
         raise ConfigError(f"{source}: select_arms = {names!r}: unknown arm(s) {unknown} (defined: {list(arms)})")
     data["arms"] = [arms[n] for n in names]
 

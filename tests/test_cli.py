@@ -5,6 +5,7 @@ import json
 import pytest
 
 from sim import cli, outcomes
+from sim.config import ConfigError
 
 from .conftest import CONFIGS
 
@@ -58,3 +59,49 @@ def test_unwritable_output(tmp_path, capsys):
     blocker.write_text("")
     rc = cli.main(["run", str(CONFIGS / "netter1.toml"), "-o", str(blocker / "out.h5"), "--patients", "10"])
     assert rc == 2 and "not writable" in capsys.readouterr().err
+
+
+NETTER1 = (CONFIGS / "netter1.toml").read_text()
+BAD_INPUTS = [  # (replace, by, what the one-line message must name: field path and allowed range or problem)
+    ("activity_gbq = 7.4", "activity_gbq = = 7.4", "TOML syntax error"),
+    ("activity_gbq = 7.4", "activity_gbq = 7.4\nactivty = 3", "arms.lu177_dotatate.activty: unknown key"),
+    ("activity_gbq = 7.4", 'activity_gbq = "lots"', "arms.lu177_dotatate.activity_gbq = 'lots': Input should be a "
+     "valid number"),
+    ("activity_gbq = 7.4", "activity_gbq = -7.4", "arms.lu177_dotatate.activity_gbq = -7.4: Input should be greater "
+     "than 0"),
+    ("activity_gbq = 7.4", "activity_gbq = 0.0", "activity_gbq = 0.0: Input should be greater than 0"),
+    ("activity_gbq = 7.4", "activity_gbq = [7.4, -1.0, 7.4, 7.4]", "activity_gbq.1 = -1.0: Input should be greater"),
+    ("cycles = 4", "cycles = 0", "arms.lu177_dotatate.cycles = 0: Input should be greater than or equal to 1"),
+    ("interval_weeks = 8", "interval_weeks = 0", "arms.lu177_dotatate.interval_weeks = 0: Input should be greater "
+     "than 0"),
+    ("activity_gbq = 7.4", "activity_gbq = nan", "activity_gbq = nan: Input should be a finite number"),
+    ("activity_gbq = 7.4", "activity_gbq = inf", "activity_gbq = inf: Input should be a finite number"),
+    ("fatal_grade4_probability = 0.05", "fatal_grade4_probability = 1.5",
+     "marrow.fatal_grade4_probability = 1.5: Input should be less than or equal to 1"),
+    ("dropout_per_year = 0.03", "dropout_per_year = -0.1", "trial.dropout_per_year = -0.1: Input should be greater"),
+    ('regimen = "fixed"', 'regimen = "adaptive"', "arms.lu177_dotatate.regimen = 'adaptive': must be one of "
+     "'fixed', 'guided', 'control'"),
+    ('agent = "dotatate"', 'agent = "lu177_unknown"', "arm 'lu177_dotatate' uses agent 'lu177_unknown', not defined"),
+    ("[trial]", "select_arms = []\n[trial]", "select_arms = []: must name at least one arm"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), BAD_INPUTS, ids=[b[2][:30] for b in BAD_INPUTS])
+def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, old, new, fragment):
+    assert old in NETTER1
+    bad = tmp_path / "bad.toml"
+    bad.write_text(NETTER1.replace(old, new, 1))
+    out = tmp_path / "out" / "x.h5"
+    rc = cli.main(["run", str(bad), "-o", str(out), "--patients", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"rptsim: error: {bad}: ") and fragment in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_missing_config_and_debug_traceback(tmp_path, capsys):
+    missing = tmp_path / "none.toml"
+    assert cli.main(["run", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"rptsim: error: {missing}: config file not found"
+    with pytest.raises(ConfigError):  # --debug shows the traceback instead
+        cli.main(["--debug", "run", str(missing)])

@@ -98,3 +98,69 @@ def test_km_is_a_survival_curve(data):
     km = kaplan_meier(time, event)
     assert np.all((km.survival >= 0) & (km.survival <= 1)) and np.all(np.diff(km.survival) <= 0)
     assert np.all(km.lower <= km.survival + 1e-12) and np.all(km.upper >= km.survival - 1e-12)
+
+
+GUIDED = st.fixed_dictionaries({
+    "trial.seed": st.integers(0, 2**31 - 1),
+    "radiobiology.kidney.alpha_beta_gy": st.floats(1.0, 5.0),
+    "radiobiology.marrow.alpha_beta_gy": st.floats(5.0, 15.0),
+    "arms.iluminet.activity_gbq": st.floats(3.0, 10.0),
+    "arms.iluminet.cycles": st.integers(1, 9),
+    "arms.iluminet.interval_weeks": st.floats(4.0, 12.0),
+    "arms.iluminet.kidney_bed_limit_gy": st.floats(10.0, 40.0),
+    "arms.iluminet.marrow_limit_gy": st.floats(0.3, 3.0),
+    "arms.iluminet.reduce_last_cycle_to_limit": st.booleans(),
+    "arms.iluminet.dosimetry.error_scale": st.floats(0.0, 3.0),
+    "arms.p_prrt.target_gy": st.floats(8.0, 35.0),
+    "arms.p_prrt.target_quantity": st.sampled_from(["bed", "dose"]),
+    "arms.p_prrt.marrow_limit_gy": st.floats(0.3, 3.0),
+    "arms.p_prrt.min_activity_gbq": st.floats(0.0, 5.0),
+    "arms.p_prrt.max_activity_gbq": st.floats(5.0, 20.0),
+    "arms.p_prrt.dosimetry.error_scale": st.floats(0.0, 3.0),
+    "arms.tumour_guided.target_gy": st.floats(30.0, 300.0),
+    "arms.tumour_guided.kidney_bed_limit_gy": st.floats(10.0, 45.0),
+    "arms.tumour_guided.marrow_limit_gy": st.floats(0.3, 3.0),
+    "arms.fixed_netter1.activity_gbq": st.floats(1.0, 12.0),
+    "arms.fixed_netter1.cycles": st.integers(1, 8),
+})
+
+
+def _known_before(per_cycle: np.ndarray) -> np.ndarray:
+    """Cumulative known (all cycles measured) quantity before each cycle: 0, x0, x0 + x1, ..."""
+    return np.concatenate([np.zeros((per_cycle.shape[0], 1)), np.cumsum(per_cycle, axis=1)[:, :-1]], axis=1)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides=GUIDED)
+def test_random_valid_configs_keep_invariants_and_caps(overrides):
+    """Random valid four-arm configs (fixed and the three guided rules, every cycle measured): physical invariants
+    hold in every arm, and no guided arm exceeds its cycle count, activity bounds or organ limits (docs/model.md 5.2:
+    no cycle starts once the known cumulative quantity has reached its limit)."""
+    from sim import config, engine, outcomes
+
+    from .conftest import CONFIGS
+
+    cfg = config.load(CONFIGS / "guided_vs_fixed.toml", {"trial.patients": 60, **overrides})
+    ds = outcomes.to_dataset(engine.run(cfg))
+    given_ = ds.activity_gbq > 0
+    assert bool((ds.pfs_time_days <= ds.os_time_days).all()) and not bool(ds.os_time_days.isnull().any())
+    for organ in ("kidney", "marrow", "tumour"):
+        assert bool((ds[f"{organ}_bed_gy"] >= ds[f"{organ}_dose_gy"]).all())
+        assert not bool(ds[f"{organ}_dose_gy"].isnull().any()) and bool((ds[f"{organ}_dose_gy"] >= 0).all())
+    for arm in cfg.arms:
+        a = ds.sel(arm=arm.name)
+        g = given_.sel(arm=arm.name).values
+        assert (a.cycles_given.values <= arm.cycles).all()
+        if arm.regimen != "guided":
+            continue
+        act, reduced = a.activity_gbq.values, a.dose_reduced.values == 1
+        later = g & ~reduced & (np.arange(g.shape[1]) >= 1)
+        upper = arm.max_activity_gbq if arm.rule == "activity_to_kidney_target" else arm.activity_gbq
+        assert (act[later] <= upper * (1 + 1e-12)).all() and (act[later] >= arm.min_activity_gbq * (1 - 1e-12)).all()
+        assert (a.dosimetry_measured.values == g).all()  # every cycle given is measured
+        marrow_before = _known_before(np.nan_to_num(a.marrow_dose_measured_gy.values))
+        if arm.rule != "activity_to_kidney_target":  # its marrow cap is spread over cycles (a prediction)
+            assert (marrow_before[g] < arm.marrow_limit_gy).all()
+        if arm.rule == "activity_to_kidney_target" and arm.target_quantity == "dose":
+            kidney_before = _known_before(np.nan_to_num(a.kidney_dose_measured_gy.values))
+            assert (kidney_before[g] < arm.target_gy).all()
