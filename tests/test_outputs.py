@@ -111,6 +111,13 @@ def test_read_rejects_foreign_files(tmp_path):
         outcomes.read(text)
 
 
+def test_read_rejects_other_schema_versions(netter1_dataset, tmp_path):
+    old = tmp_path / "old.h5"
+    outcomes.write(netter1_dataset.assign_attrs(schema_version=outcomes.SCHEMA_VERSION + 1), old)
+    with pytest.raises(outcomes.NotOurFileError, match=f"schema version {outcomes.SCHEMA_VERSION + 1}, this rptsim"):
+        outcomes.read(old)
+
+
 def test_summary_keys(netter1_dataset):
     s = analysis.summary(netter1_dataset)
     assert s["n_patients"] == 400 and set(s["arms"]) == {"lu177_dotatate", "control"}
