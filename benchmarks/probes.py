@@ -26,7 +26,19 @@ HERE = Path(__file__).resolve().parent
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports ``ru_maxrss`` in KiB)."""
+    """This process's peak resident set size in MB (MiB): ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``getrusage``: on Linux a child's ``ru_maxrss`` (and the parent's ``RUSAGE_CHILDREN``) starts at the
+    *parent's* peak when the child is forked and exec'd, so a child of a big benchmark process would report the
+    parent's memory. ``VmHWM`` belongs to the child's own address space. ``ru_maxrss`` only where there is no /proc.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -59,11 +71,13 @@ def memory(patients: int) -> dict:
     cfg = workload.netter1(patients, arms=None)
     result = workload.run_engine(cfg, keep="summary")
     t1 = time.perf_counter()
+    after_run = _peak_rss_mb()
     ds = outcomes.to_dataset(result)
     summary = analysis.summary(ds)
     t2 = time.perf_counter()
     return {"patients": patients, "arms": len(cfg.arms), "keep": workload.effective_keep("summary"),
             "run_s": t1 - t0, "dataset_and_summary_s": t2 - t1, "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_after_run_mb": after_run,
             "median_pfs_months": {arm: s["median_pfs_months"] for arm, s in summary["arms"].items()}}
 
 
