@@ -1,5 +1,5 @@
-"""Command line: ``rptsim run`` (one scenario, every arm on one cohort), ``rptsim trial`` (replicated trials) and
-``rptsim report`` (figures and a Markdown page from a results file)."""
+"""Command line: ``rptsim run`` (one scenario, every arm on one cohort), ``rptsim trial`` (replicated trials),
+``rptsim sweep`` (parameter sweeps on Dask) and ``rptsim report`` (figures and a Markdown page from a results file)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-evals", type=int, default=60)
     cal.add_argument("-o", "--output", required=True, help="calibrated config to write (extends CONFIG)")
 
+    sw = sub.add_parser("sweep", help="run a parameter sweep (grid, zipped axes, samples, replicates) on Dask")
+    sw.add_argument("sweep", help="sweep TOML (e.g. configs/sweeps/kidney_target.toml)")
+    sw.add_argument("-o", "--output", help="HDF5 output (default results/<sweep name>.h5)")
+    sw.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core); 0 runs the "
+                    "scenarios one after another in this process")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler (tcp://host:8786)")
+    where.add_argument("--cluster", choices=("slurm", "pbs"), help="submit Dask workers as batch jobs, as set in "
+                       "the sweep's [cluster] section (dask-jobqueue)")
+    sw.add_argument("--print-job-script", action="store_true", help="with --cluster: print the batch script and "
+                    "exit without submitting anything")
+    sw.add_argument("--resume", action="store_true", help="complete an interrupted sweep: run only the scenarios "
+                    "missing from OUT.h5.parts")
+    sw.add_argument("--patients", type=int, help="override trial.patients in every scenario")
+    sw.add_argument("--seed", type=int, help="override trial.seed in every scenario")
+
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
-    rep.add_argument("results", help="HDF5 file written by rptsim run")
+    rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
     return p
 
@@ -180,8 +196,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     _check_writable(out / "index.md")
 
-    from sim import analysis, outcomes, report
+    from sim import analysis, outcomes, report, sweep
 
+    if sweep.is_sweep_file(path):
+        with sweep.read(path) as ds:
+            written = report.write_sweep_report(ds, out)
+        print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
+        return 0
     try:
         with warnings.catch_warnings():  # h5netcdf warns about foreign files' dimensions: the error says enough
             warnings.simplefilter("ignore")
@@ -192,6 +213,44 @@ def cmd_report(args: argparse.Namespace) -> int:
         summ = analysis.summary(ds)  # before anything is written: a failure here leaves no folder
         written = report.write_report(ds, out, summ)
     print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sim import sweep_config
+
+    sw = sweep_config.load(args.sweep, _overrides(args))
+    if args.print_job_script:
+        if args.cluster is None:
+            raise ConfigError("--print-job-script needs --cluster slurm|pbs")
+        from sim import sweep
+
+        print(sweep.job_script(sw, args.cluster))
+        return 0
+    out = Path(args.output) if args.output else Path("results") / f"{sw.name}.h5"
+    _check_writable(out)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sim import report, sweep
+
+    console = Console(stderr=True)
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"
+                      " scenarios"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task(f"Sweep {sw.name}", total=len(sw.scenarios))
+            counts = sweep.run(sw, out, workers=args.workers, scheduler=args.scheduler, cluster=args.cluster,
+                               resume=args.resume, progress=lambda done, _: bar.update(task, completed=done))
+    except KeyboardInterrupt:
+        print(f"rptsim: interrupted; finished scenarios are kept in {sweep.parts_dir(out)}: rerun with --resume "
+              "to complete the sweep", file=sys.stderr)
+        return 130
+    with sweep.read(out) as ds:
+        report.print_sweep_table(ds)
+    reused = f" ({counts['reused']} from an earlier run)" if counts["reused"] else ""
+    console.print(f"Wrote {out}: {counts['scenarios']} scenarios{reused}")
     return 0
 
 
@@ -277,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
-                    "report": cmd_report}
+                    "report": cmd_report, "sweep": cmd_sweep}
         return commands[args.command](args)
     except ConfigError as exc:
         if args.debug:

@@ -507,3 +507,134 @@ def save_validation_figure(datasets: dict, targets: list, path: str | Path) -> N
             _save(fig, Path(path))
         finally:
             plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sweeps (``rptsim sweep`` files: a ``scenario`` dimension, swept parameters as coordinates)
+
+SWEEP_MAX_LINES = 6
+
+
+def sweep_axes(ds) -> list[dict]:  # noqa: ANN001
+    """The swept dimensions recorded in a sweep file: label, kind (grid, zip, sample), coords, paths, base values."""
+    import json
+
+    return json.loads(ds.attrs["axes_json"])
+
+
+def sweep_comparison_arms(ds) -> list[str]:  # noqa: ANN001
+    """Arms compared with the reference arm (those with a hazard ratio in some scenario)."""
+    return [a for a in _arms(ds) if np.isfinite(ds.pfs_hr.sel(arm=a).values).any()]
+
+
+def _levels(values: np.ndarray) -> np.ndarray:
+    return np.unique(values)
+
+
+def _reference_level(values: np.ndarray, base) -> object:  # noqa: ANN001
+    """The level other panels hold an axis at: the base config's value when swept, else the middle level."""
+    levels = _levels(values)
+    if values.dtype.kind in "fiu" and isinstance(base, int | float) and not isinstance(base, bool):
+        close = np.isclose(levels.astype(float), float(base), rtol=1e-9, atol=0)
+        if close.any():
+            return levels[np.argmax(close)]
+    elif base in set(levels.tolist()):
+        return base
+    return levels[len(levels) // 2]
+
+
+def _fmt_level(value) -> str:  # noqa: ANN001
+    return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def _geo_mean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.exp(np.log(x).mean())) if x.size else np.nan
+
+
+def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
+    """Hazard ratio (95 % CI) of each compared arm against the swept parameters: one panel per swept axis, one line
+    per level of a second axis (at most ``SWEEP_MAX_LINES`` levels), the other axes at their base value. Replicates
+    (and sampled parameters not on the x axis) are pooled by geometric means of the HR and of the CI bounds."""
+    plt = _pyplot()
+    axes_info = sweep_axes(ds)
+    arms, labels = sweep_comparison_arms(ds), _labels(ds)
+    reference = str(ds.reference_arm.values[0])
+    hr, ci = ds[f"{endpoint}_hr"], ds[f"{endpoint}_hr_ci"]
+    n_cols = max(1, len(axes_info))
+    fig, grid = plt.subplots(max(1, len(arms)), n_cols, figsize=(4.6 * n_cols + 1.5, 3.9 * max(1, len(arms))),
+                             layout="constrained", squeeze=False)
+    coords = {info["label"]: ds[info["coords"][0]].values for info in axes_info}
+    held = {info["label"]: _reference_level(coords[info["label"]], info["base_values"][0]) for info in axes_info
+            if info["kind"] != "sample"}
+    for row, arm in enumerate(arms):
+        h = hr.sel(arm=arm).values
+        low, high = ci.sel(arm=arm, bound="low").values, ci.sel(arm=arm, bound="high").values
+        for col, info in enumerate(axes_info or [None]):
+            ax = grid[row, col]
+            if info is None:  # a sweep of replicates only
+                x = np.arange(h.size)
+                ax.errorbar(x, h, yerr=[h - low, high - h], fmt="o", color=PALETTE[0], capsize=2)
+                ax.set_xlabel("scenario")
+            else:
+                label = info["label"]
+                xs = coords[label]
+                others = [o for o in axes_info if o["label"] != label and o["kind"] != "sample"]
+                lines = next((o for o in others if len(_levels(coords[o["label"]])) <= SWEEP_MAX_LINES), None)
+                keep = np.ones(h.size, dtype=bool)
+                for o in others:
+                    if o is not lines:
+                        keep &= coords[o["label"]] == held[o["label"]]
+                categorical = xs.dtype.kind not in "fiu"
+                x_levels = _levels(xs)
+                x_pos = {v: i for i, v in enumerate(x_levels.tolist())}
+                groups = _levels(coords[lines["label"]]) if lines is not None else [None]
+                for g, level in enumerate(groups):
+                    sel = keep if lines is None else keep & (coords[lines["label"]] == level)
+                    if info["kind"] == "sample":
+                        px, py, pl, ph = xs[sel], h[sel], low[sel], high[sel]
+                        style = {"fmt": "o", "ms": 3.5, "lw": 0, "elinewidth": 0.6}
+                    else:
+                        present = [v for v in x_levels.tolist() if (sel & (xs == v)).any()]
+                        px = np.array([x_pos[v] if categorical else v for v in present], dtype=float)
+                        py = np.array([_geo_mean(h[sel & (xs == v)]) for v in present])
+                        pl = np.array([_geo_mean(low[sel & (xs == v)]) for v in present])
+                        ph = np.array([_geo_mean(high[sel & (xs == v)]) for v in present])
+                        style = {"fmt": "-o", "ms": 4.5, "lw": 1.5, "elinewidth": 0.9}
+                    name = None if lines is None else f"{lines['label']} = {_fmt_level(level)}"
+                    if lines is not None and info["kind"] != "sample":  # dodge the lines' error bars
+                        span = (len(x_levels) - 1) if categorical else float(np.ptp(xs.astype(float))) or 1.0
+                        px = px + (g - (len(groups) - 1) / 2) * 0.012 * span
+                    ax.errorbar(px, py, yerr=[py - pl, ph - py], color=PALETTE[g % len(PALETTE)], capsize=2.5,
+                                label=name, **style)
+                if categorical:
+                    ax.set_xticks(range(len(x_levels)))
+                    ax.set_xticklabels([str(v) for v in x_levels])
+                ax.set_xlabel(_wrap(label, 40))
+                fixed = [f"{o['label']} = {_fmt_level(held[o['label']])}" for o in others if o is not lines]
+                if fixed:
+                    ax.set_title(_wrap("at " + ", ".join(fixed), 55), fontsize=9)
+                if lines is not None:
+                    ax.legend(fontsize=8, frameon=False, loc="best")
+            ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+            ax.grid(True, color="0.9", lw=0.6)
+            if col == 0:
+                ax.set_ylabel(_wrap(f"{endpoint.upper()} HR (95 % CI): {_short(labels[arm], 36)} vs "
+                                    f"{_short(labels.get(reference, reference), 30)}", 48))
+    fig.suptitle(f"{endpoint.upper()} hazard ratio across the sweep {ds.attrs['sweep_name']} "
+                 f"({int(ds.sizes['scenario'])} scenarios)", fontsize=12)
+    return fig
+
+
+SWEEP_FIGURE_CAPTIONS = {
+    "sweep_pfs_hr.png": "PFS hazard ratio (Cox, 95 % CI) of each compared arm against the reference, for each swept "
+                        "parameter: one line per level of a second parameter, the others at their base value.",
+    "sweep_os_hr.png": "OS hazard ratio (Cox, 95 % CI), drawn as the PFS figure.",
+}
+
+
+def sweep_figures(ds) -> dict[str, Callable]:  # noqa: ANN001
+    if not sweep_comparison_arms(ds):
+        return {}
+    return {"sweep_pfs_hr.png": lambda: sweep_hr_figure(ds, "pfs"),
+            "sweep_os_hr.png": lambda: sweep_hr_figure(ds, "os")}

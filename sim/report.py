@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -189,4 +190,127 @@ def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[P
         Path(tmp).write_text(page + "\n", encoding="utf-8")
 
     write_atomic(index, _write)
+    return [*written, index]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sweeps
+
+SWEEP_TABLE_MAX_ROWS = 500
+
+
+def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
+    """One row per scenario: id, swept values, replicate, and per compared arm its PFS and OS HR (95 % CI), median
+    PFS, grade >= 3 thrombocytopenia, renal grade >= 3 and mean activity."""
+    from sim.figures import _fmt_level, sweep_axes, sweep_comparison_arms
+
+    coords = [c for a in sweep_axes(ds) for c in a["coords"]]
+    arms = sweep_comparison_arms(ds)
+    labels = {str(a): str(lab) or str(a) for a, lab in zip(ds.arm.values, ds.arm_label.values, strict=True)}
+    header = ["scenario", *coords]
+    if int(ds.attrs.get("replicates", 1)) > 1:
+        header.append("replicate")
+    for arm in arms:
+        prefix = f"{labels[arm]}: " if len(arms) > 1 else ""
+        header += [f"{prefix}PFS HR (95 % CI)", f"{prefix}OS HR (95 % CI)", f"{prefix}median PFS (mo)",
+                   f"{prefix}G≥3 thrombocytopenia", f"{prefix}renal G≥3", f"{prefix}activity (GBq)"]
+    rows = []
+    for i in range(int(ds.sizes["scenario"])):
+        s = ds.isel(scenario=i)
+        row = [str(s.scenario.values), *(_fmt_level(s[c].values.item()) for c in coords)]
+        if "replicate" in header:
+            row.append(str(int(s.replicate.values)))
+        for arm in arms:
+            a = s.sel(arm=arm)
+            num = lambda var, a=a: None if np.isnan(float(a[var].values)) else float(a[var].values)  # noqa: E731
+            row += [_hr(num("pfs_hr"), [float(x) for x in a.pfs_hr_ci.values]),
+                    _hr(num("os_hr"), [float(x) for x in a.os_hr_ci.values]),
+                    _fmt(num("median_pfs_months")) if num("median_pfs_months") else "not reached",
+                    f"{num('grade3plus_thrombocytopenia_rate'):.1%}", f"{num('grade3plus_renal_rate'):.1%}",
+                    _fmt(num("activity_gbq_total_mean"))]
+        rows.append(row)
+    return header, rows
+
+
+def print_sweep_table(ds, console: Console | None = None, max_rows: int = 60) -> None:  # noqa: ANN001
+    """The scenario table in the terminal (the first ``max_rows`` scenarios)."""
+    header, rows = sweep_cells(ds)
+    n = len(rows)
+    table = Table(title=f"Sweep {ds.attrs['sweep_name']}: {n} scenarios" + (f", first {max_rows} shown"
+                  if n > max_rows else ""), title_justify="left")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in rows[:max_rows]:
+        table.add_row(*row)
+    widths = [max(len(h), *(len(r[i]) for r in rows[:max_rows])) if rows else len(h) for i, h in enumerate(header)]
+    output_console(sum(widths) + 3 * len(header) + 4, console).print(table)
+
+
+def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
+    import json
+
+    from sim.figures import SWEEP_FIGURE_CAPTIONS, sweep_axes
+
+    attrs = ds.attrs
+    n = int(ds.sizes["scenario"])
+    patients = sorted({int(x) for x in ds.n_patients.values})
+    parts = [
+        f"# Sweep {attrs['sweep_name']}: {n} scenarios, rptsim {attrs.get('rptsim_version', '?')}",
+        "",
+        f"Base scenario: {json.loads(attrs['base_config_json'])['trial']['name']}; "
+        f"{', '.join(f'{p:,}' for p in patients)} virtual patients per arm and scenario; "
+        f"{attrs.get('replicates', 1)} replicate(s). Simulated by rptsim {attrs.get('rptsim_version', '?')} (git "
+        f"commit `{attrs.get('git_commit', 'unknown')}`) on {attrs.get('created_utc', 'unknown')}; this page was "
+        "drawn from the HDF5 file alone.",
+        "",
+        "## Swept parameters",
+        "",
+        _md_table(["axis", "kind", "config path", "values", "base value"],
+                  [[a["label"], a["kind"], p, ", ".join(_fmt_from(ds, c)), str(b)]
+                   for a in sweep_axes(ds) for c, p, b in zip(a["coords"], a["paths"], a["base_values"], strict=True)],
+                  align="l"),
+        "",
+        "## Figures",
+        "",
+    ]
+    for i, name in enumerate(figure_names, 1):
+        text = SWEEP_FIGURE_CAPTIONS[name]
+        parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    header, rows = sweep_cells(ds)
+    parts += ["## Scenarios", "",
+              "Hazard ratios: Cox (Efron ties) with Wald 95 % CIs, against the reference arm, on the same patients.",
+              ""]
+    parts.append(_md_table(header, rows[:SWEEP_TABLE_MAX_ROWS]))
+    if len(rows) > SWEEP_TABLE_MAX_ROWS:
+        parts += ["", f"The first {SWEEP_TABLE_MAX_ROWS} of {len(rows)} scenarios are shown; the file holds all."]
+    return "\n".join(parts)
+
+
+def _fmt_from(ds, coord: str) -> list[str]:  # noqa: ANN001
+    from sim.figures import _fmt_level
+
+    return [_fmt_level(v) for v in np.unique(ds[coord].values).tolist()]
+
+
+def write_sweep_report(ds, out_dir: str | Path) -> list[Path]:  # noqa: ANN001
+    """Draw the sweep figures into ``out_dir`` and write ``index.md``; returns the paths written."""
+    from sim.figures import SWEEP_FIGURE_CAPTIONS, sweep_figures
+    from sim.outcomes import write_atomic
+
+    out_dir = Path(out_dir)
+    plt = _pyplot()
+    written = []
+    for name, draw in sweep_figures(ds).items():
+        with plt.rc_context(STYLE):
+            fig = draw()
+            try:
+                _save(fig, out_dir / name)
+            finally:
+                plt.close(fig)
+        written.append(out_dir / name)
+    for stale in set(SWEEP_FIGURE_CAPTIONS) - {p.name for p in written}:
+        (out_dir / stale).unlink(missing_ok=True)
+    page = markdown_sweep_page(ds, [p.name for p in written])
+    index = out_dir / "index.md"
+    write_atomic(index, lambda tmp: Path(tmp).write_text(page + "\n", encoding="utf-8"))
     return [*written, index]

@@ -1,0 +1,459 @@
+"""Run a sweep (``sim.sweep_config``): scenarios in parallel on Dask (or serially), one writer, resumable.
+
+The driver is the only process that writes. Each finished scenario is written atomically to
+``OUT.h5.parts/<id>.h5``; when every scenario has its part, the driver assembles ``OUT.h5`` (atomically, in the
+order of the sweep definition, so the file depends neither on completion order nor on worker count) and
+removes the parts folder. A killed sweep leaves complete parts and no ``OUT.h5`` (or the previous one);
+``resume=True`` keeps the parts whose id and config match and runs only the missing scenarios.
+
+Workers run :func:`run_scenario`: ``engine.run`` in patient chunks, reduced per chunk (``keep``), and return the
+summary (and, with ``keep = "patients"``, the patient-level Dataset). Dask is imported only here, and only when a
+cluster is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sim import __version__, analysis, config, engine, outcomes
+from sim._numba_cache import source_hash
+from sim.config import ConfigError
+from sim.sweep_config import Scenario, Sweep
+
+SCHEMA = "rptsim-sweep"
+SCHEMA_VERSION = 1
+PART_SCHEMA = "rptsim-sweep-part"
+WARM_PATIENTS = 20
+
+# One simulation at a time per process: numba's default threading layer must not be entered from two threads,
+# and a Dask worker started with several threads would otherwise do that.
+_SIMULATION_LOCK = threading.Lock()
+
+
+def parts_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def part_path(out: str | Path, scenario_id: str) -> Path:
+    return parts_dir(out) / f"{scenario_id}.h5"
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker side
+
+
+def run_scenario(config_json: str, keep: str, chunk_size: int | None = None) -> tuple[dict, xr.Dataset | None]:
+    """Simulate one scenario; return its summary and, with ``keep = "patients"``, its patient-level Dataset."""
+    cfg = config.validate(json.loads(config_json), "scenario")
+    with _SIMULATION_LOCK:
+        result = engine.run(cfg, chunk_size or engine.DEFAULT_CHUNK, keep=keep)
+    ds = outcomes.to_dataset(result)
+    del result
+    summary = analysis.summary(ds)
+    if keep != "patients":
+        return summary, None
+    ds.attrs = {}
+    return summary, ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Parts
+
+
+def _part_attrs(sweep: Sweep, scenario: Scenario, summary: dict) -> dict:
+    return {"schema": PART_SCHEMA, "schema_version": SCHEMA_VERSION, "scenario_id": scenario.id,
+            "config_json": scenario.config_json, "keep": sweep.spec.keep,
+            "summary_json": json.dumps(summary, sort_keys=True, allow_nan=False),
+            "rptsim_version": __version__, "kernel_source_hash": source_hash()}
+
+
+def write_part(out: Path, sweep: Sweep, scenario: Scenario, summary: dict, patients: xr.Dataset | None) -> None:
+    ds = patients if patients is not None else xr.Dataset(coords={"arm": sweep.arms})
+    ds = ds.assign_attrs(_part_attrs(sweep, scenario, summary))
+    outcomes.write(ds, part_path(out, scenario.id))
+
+
+def _valid_part(path: Path, sweep: Sweep, scenario: Scenario) -> bool:
+    """A part is reused only if it belongs to this scenario's config, keep level and simulator version."""
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            a = ds.attrs
+            return (a.get("schema") == PART_SCHEMA and a.get("scenario_id") == scenario.id
+                    and a.get("config_json") == scenario.config_json and a.get("keep") == sweep.spec.keep
+                    and a.get("rptsim_version") == __version__ and a.get("kernel_source_hash") == source_hash())
+    except (OSError, ValueError):
+        return False
+
+
+def completed(out: Path, sweep: Sweep) -> set[str]:
+    """Ids of the scenarios whose valid part is in the parts folder."""
+    folder = parts_dir(out)
+    if not folder.is_dir():
+        return set()
+    return {s.id for s in sweep.scenarios if (folder / f"{s.id}.h5").is_file()
+            and _valid_part(folder / f"{s.id}.h5", sweep, s)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Assembly
+
+
+def _flat_arm_stats(summary: dict, arm: str) -> dict[str, Any]:
+    """The arm's summary entries and its comparison with the reference arm (absent for the reference)."""
+    stats = dict(summary["arms"][arm])
+    for key, comp in summary["comparisons"].items():
+        if key.startswith(f"{arm} vs "):
+            stats.update(comp)
+    return stats
+
+
+_UNITS = (("_months", "month"), ("_gbq", "GBq"), ("_gbq_median", "GBq"), ("_gy_median", "Gy"), ("_gy_cv", "1"),
+          ("_rate", "1"), ("_hr", "1"), ("_hr_ci", "1"), ("_p", "1"), ("hours_mean", "hour"), ("_mean", "1"))
+
+
+def _units(key: str) -> str:
+    for suffix, unit in _UNITS:
+        if key.endswith(suffix) or key.endswith(suffix + "_mean") or key.endswith(suffix + "_ci"):
+            return unit
+    return "1"
+
+
+def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
+    """Per-scenario, per-arm summary statistics as variables (scenario, arm[, bound | landmark_month]).
+
+    Numbers become float64 (missing: NaN; counts int64), 2-element CIs get a ``bound`` dimension (low, high),
+    landmark dicts a ``landmark_month`` dimension; the arm's comparison with the reference arm (HRs, CIs, p) is
+    merged in (NaN for the reference arm itself). Keys are ordered by first appearance in scenario order.
+    """
+    per = [[_flat_arm_stats(s, arm) for arm in arms] for s in summaries]
+    keys: dict[str, None] = {}
+    months: set[int] = set()
+    for row in per:
+        for stats in row:
+            for k, v in stats.items():
+                keys.setdefault(k)
+                if isinstance(v, dict):
+                    months.update(int(m) for m in v)
+    month_list = sorted(months)
+    n_s, n_a = len(summaries), len(arms)
+    data: dict[str, tuple] = {}
+    for key in keys:
+        values = [stats.get(key) for row in per for stats in row]
+        present = [v for v in values if v is not None]
+        if key == "label":
+            continue
+        if present and all(isinstance(v, str) for v in present):
+            arr = np.array([v if isinstance(v, str) else "" for v in values], dtype=object).reshape(n_s, n_a)
+            data[key] = (("scenario", "arm"), arr, {"long_name": key.replace("_", " ")})
+        elif present and all(isinstance(v, dict) for v in present):
+            arr = np.full((n_s * n_a, len(month_list)), np.nan)
+            for i, v in enumerate(values):
+                for m, x in (v or {}).items():
+                    arr[i, month_list.index(int(m))] = np.nan if x is None else x
+            data[key] = (("scenario", "arm", "landmark_month"), arr.reshape(n_s, n_a, -1), {"units": "1"})
+        elif present and all(isinstance(v, list) for v in present):
+            arr = np.array([[np.nan if x is None else x for x in (v or [None, None])] for v in values],
+                           dtype=np.float64).reshape(n_s, n_a, 2)
+            data[key] = (("scenario", "arm", "bound"), arr, {"units": _units(key), "long_name": "95 % CI"})
+        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present) \
+                and len(present) == len(values):
+            data[key] = (("scenario", "arm"), np.array(values, dtype=np.int64).reshape(n_s, n_a), {"units": "1"})
+        else:
+            arr = np.array([np.nan if v is None else float(v) for v in values]).reshape(n_s, n_a)
+            data[key] = (("scenario", "arm"), arr, {"units": _units(key)})
+    coords = {"bound": ("bound", ["low", "high"]), "landmark_month": ("landmark_month", np.array(month_list,
+                                                                                                 dtype=np.int64))}
+    return xr.Dataset(data, coords={k: v for k, v in coords.items() if any(k in d[0] for d in data.values())})
+
+
+def _coordinate(values: list[Any]) -> np.ndarray:
+    if all(isinstance(v, bool) for v in values):
+        return np.array(values, dtype=np.int8)  # HDF5 has no bool: 0/1
+    if all(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    if all(isinstance(v, int) for v in values):
+        return np.array(values, dtype=np.int64)
+    return np.array(values, dtype=np.float64)
+
+
+def _axes_attr(sweep: Sweep) -> str:
+    return json.dumps([{"label": a.label, "kind": a.kind, "coords": a.coords, "paths": a.paths,
+                        "base_values": a.base_values} for a in sweep.axes])
+
+
+def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
+    """The sweep's Dataset from its parts, in the order of the sweep definition.
+
+    With ``keep = "patients"`` the patient-level variables are opened lazily (dask), so writing the file streams
+    them part by part.
+    """
+    scenarios = sweep.scenarios
+    parts = [xr.open_dataset(part_path(out, s.id), engine="h5netcdf",
+                             chunks={} if sweep.spec.keep == "patients" else None) for s in scenarios]
+    summaries = [json.loads(p.attrs["summary_json"]) for p in parts]
+    ds = statistics(summaries, sweep.arms)
+    if sweep.spec.keep == "patients":
+        patients = xr.concat([p.drop_attrs() for p in parts], dim="scenario", data_vars="all", coords="minimal",
+                             compat="override", join="exact", combine_attrs="drop")
+        ds = xr.merge([patients, ds], join="exact", combine_attrs="drop")
+    else:
+        for p in parts:
+            p.close()
+    coords: dict[str, Any] = {
+        "scenario": ("scenario", np.array([s.id for s in scenarios], dtype=object),
+                     {"long_name": "scenario id: SHA-256 of the resolved config JSON (first 12 hex digits)"}),
+        "arm": ("arm", sweep.arms, {"long_name": "trial arm"}),
+        "arm_label": ("arm", [sweep.base_config.arm(a).label or a for a in sweep.arms]),
+        "replicate": ("scenario", np.array([s.replicate for s in scenarios], dtype=np.int64)),
+        "seed": ("scenario", np.array([s.seed for s in scenarios], dtype=np.int64), {"long_name": "trial.seed"}),
+    }
+    for info in sweep.axes:
+        for coord, path in zip(info.coords, info.paths, strict=True):
+            coords[coord] = ("scenario", _coordinate([s.values[coord] for s in scenarios]),
+                             {"long_name": f"swept config path {path}", "config_path": path, "axis": info.label})
+    ds = ds.assign_coords(coords)
+    ds["config_json"] = ("scenario", np.array([s.config_json for s in scenarios], dtype=object),
+                         {"long_name": "resolved scenario config (JSON)"})
+    ds["n_patients"] = ("scenario", np.array([s.config.trial.patients for s in scenarios], dtype=np.int64))
+    ds["reference_arm"] = ("scenario", np.array([s.config.reference_arm() for s in scenarios], dtype=object))
+    ds.attrs = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "sweep_name": sweep.name,
+        "sweep_json": sweep.definition_json(),
+        "base_config_json": sweep.base_config.to_json(),
+        "axes_json": _axes_attr(sweep),
+        "swept_coords": [c for a in sweep.axes for c in a.coords] or [""],
+        "keep": sweep.spec.keep,
+        "n_scenarios": len(scenarios),
+        "replicates": sweep.spec.replicates,
+        "rptsim_version": __version__,
+        "git_commit": outcomes.git_commit(),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    return ds
+
+
+def _encoding(ds: xr.Dataset) -> dict:
+    enc = {}
+    for name, var in ds.data_vars.items():
+        if "patient" in var.dims and var.dtype != object:
+            chunks = tuple(min(s, 65536) if d == "patient" else 1 for d, s in var.sizes.items())
+            enc[name] = {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": chunks}
+    return enc
+
+
+def write_output(out: Path, sweep: Sweep) -> None:
+    """Assemble the parts into ``out`` (atomically), then remove the parts folder."""
+    import dask
+
+    ds = assemble(out, sweep)
+    try:
+        with dask.config.set(scheduler="synchronous"):  # this process writes, part by part, never a cluster
+            outcomes.write_atomic(out, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds)))
+    finally:
+        ds.close()
+    shutil.rmtree(parts_dir(out), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+class NotASweepError(ValueError):
+    """The file is not an rptsim sweep file, or is of another schema version."""
+
+
+def is_sweep_file(path: str | Path) -> bool:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            schema = fh.attrs.get("schema")
+    except (OSError, ValueError):
+        return False
+    schema = schema.decode() if isinstance(schema, bytes) else schema
+    return schema == SCHEMA
+
+
+def read(path: str | Path) -> xr.Dataset:
+    """Open a sweep file, checking its schema and version."""
+    try:
+        ds = xr.open_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as exc:
+        raise NotASweepError(f"{path}: not a readable HDF5/netCDF file ({exc})") from None
+    if ds.attrs.get("schema") != SCHEMA:
+        ds.close()
+        raise NotASweepError(f"{path}: not an rptsim sweep file (no '{SCHEMA}' schema attribute)")
+    version = int(np.asarray(ds.attrs.get("schema_version", -1)).ravel()[0])
+    if version != SCHEMA_VERSION:
+        ds.close()
+        raise NotASweepError(f"{path}: sweep schema version {version}, this rptsim {__version__} reads "
+                             f"{SCHEMA_VERSION}")
+    return ds
+
+
+def same_results(a: xr.Dataset, b: xr.Dataset, ignore_attrs: tuple[str, ...] = ("created_utc",)) -> bool:
+    """Whether two sweep files hold the same data, coordinates and attributes (except ``ignore_attrs``)."""
+    strip = lambda d: d.assign_attrs({k: "" for k in ignore_attrs if k in d.attrs})  # noqa: E731
+    return strip(a).identical(strip(b))
+
+
+# --------------------------------------------------------------------------------------------------
+# Execution
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def warm_numba_cache(sweep: Sweep, scenario: Scenario) -> None:
+    """Compile (or load) the kernels once in this process, so that workers load them from numba's disk cache
+    instead of all compiling at the same time."""
+    cfg = scenario.config.model_copy(update={"trial": scenario.config.trial.model_copy(
+        update={"patients": min(WARM_PATIENTS, scenario.config.trial.patients)})})
+    engine.run(cfg, keep="summary")
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def jobqueue_cluster(sweep: Sweep, kind: str):  # noqa: ANN201 - a dask_jobqueue JobQueueCluster
+    """The SLURM or PBS cluster of the sweep's ``[cluster]`` section (nothing is submitted until ``scale``)."""
+    spec = sweep.spec.cluster
+    if spec is None:
+        raise ConfigError(f"{sweep.path}: --cluster {kind} needs a [cluster] section (queue, cores, memory, "
+                          "walltime, jobs)")
+    import dask_jobqueue
+
+    threads = max(1, spec.cores // spec.processes)
+    kwargs: dict[str, Any] = {
+        "cores": spec.cores, "processes": spec.processes, "memory": spec.memory, "walltime": spec.walltime,
+        "queue": spec.queue, "account": spec.account, "interface": spec.interface,
+        "python": spec.python or sys.executable, "log_directory": spec.log_directory,
+        "local_directory": spec.local_directory, "job_extra_directives": list(spec.job_extra_directives),
+        "job_script_prologue": [*spec.job_script_prologue, f"export NUMBA_NUM_THREADS={threads}"],
+        "scheduler_options": {"dashboard_address": None},
+    }
+    kwargs = {k: v for k, v in kwargs.items() if v is not None} | dict(getattr(spec, kind))
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind]
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{sweep.path}: [cluster] for {kind}: {exc}") from None
+
+
+def job_script(sweep: Sweep, kind: str) -> str:
+    """The batch script each job of ``--cluster kind`` would run (nothing is submitted)."""
+    cluster = jobqueue_cluster(sweep, kind)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def _client(sweep: Sweep, workers: int, scheduler: str | None, cluster_kind: str | None) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+    elif cluster_kind is not None:
+        with jobqueue_cluster(sweep, cluster_kind) as cluster:
+            cluster.scale(jobs=sweep.spec.cluster.jobs)
+            with Client(cluster) as client:
+                yield client
+    else:
+        threads = max(1, available_cores() // workers)
+        env = {"NUMBA_NUM_THREADS": str(threads)}
+        with _env(env), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=None, env=env) as cluster, Client(cluster) as client:
+            yield client
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, resume: bool = False, progress: ProgressFn | None = None,
+        on_part: Callable[[Scenario], None] | None = None) -> dict:
+    """Run the sweep's missing scenarios and write ``out``; returns counts (``scenarios``, ``reused``, ``run``).
+
+    ``workers = 0`` runs the scenarios one after another in this process; otherwise a local Dask cluster of
+    ``workers`` processes (default: one per core, at most one per scenario), or the Dask scheduler at
+    ``scheduler``, or a SLURM/PBS cluster (``cluster``). ``progress(done, total)`` follows finished scenarios;
+    ``on_part(scenario)`` is called after each part is written (tests use it to interrupt a sweep).
+    """
+    out = Path(out)
+    folder = parts_dir(out)
+    if folder.exists() and not resume:
+        raise ConfigError(f"{folder}: parts of an unfinished sweep are there; add --resume to complete it, or remove "
+                          "the folder to start again")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers = {workers}: must be >= 0")
+    done = completed(out, sweep) if resume else set()
+    todo = [s for s in sweep.scenarios if s.id not in done]
+    total = len(sweep.scenarios)
+    finished = total - len(todo)
+    if progress is not None:
+        progress(finished, total)
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+        keep, chunk = sweep.spec.keep, sweep.spec.chunk_size
+
+        def _finish(scenario: Scenario, summary: dict, patients: xr.Dataset | None) -> None:
+            nonlocal finished
+            write_part(out, sweep, scenario, summary, patients)
+            finished += 1
+            if progress is not None:
+                progress(finished, total)
+            if on_part is not None:
+                on_part(scenario)
+
+        if workers == 0:
+            for s in todo:
+                _finish(s, *run_scenario(s.config_json, keep, chunk))
+        else:
+            from distributed import as_completed
+
+            n_workers = workers or max(1, min(available_cores(), len(todo)))
+            warm_numba_cache(sweep, todo[0])
+            by_key = {f"scenario-{s.id}": s for s in todo}
+            with _client(sweep, n_workers, scheduler, cluster) as client:
+                futures = client.map(run_scenario, [s.config_json for s in todo], keep=keep, chunk_size=chunk,
+                                     key=list(by_key), pure=False)
+                for future in as_completed(futures):
+                    summary, patients = future.result()
+                    _finish(by_key[future.key], summary, patients)
+                    future.release()
+    write_output(out, sweep)
+    return {"scenarios": total, "reused": total - len(todo), "run": len(todo)}
+
