@@ -7,8 +7,8 @@ nadir rule (``sim/kernels/marrow.py``) are re-implemented on arrays of patients;
 (4.7) are stepped together, as one batch with per-row kinetics, over the same intervals. Since dose modification makes
 every patient's timeline its own, the Python loop runs over event rounds: in each round every still-active
 patient takes its own next event (scan, due day or re-check), with per-patient state arrays and index masks;
-the marrow integration inside a round loops over RK4 steps, patients sorted by step count so that the patients
-still stepping form a prefix of the batch. Dosimetry-guided regimens (section 5) keep, per patient, the sums of the
+the marrow integration inside a round loops over trial steps of the adaptive RK4, each pass stepping the rows
+not yet at the end of their interval. Dosimetry-guided regimens (section 5) keep, per patient, the sums of the
 measured doses and activities and the known cumulative doses, and prescribe each cycle from them.
 """
 
@@ -203,13 +203,13 @@ def ctcae_grade(values: np.ndarray, thresholds_below) -> np.ndarray:
 class MarrowParams(NamedTuple):
     """Blood-line constants (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``, feedback ``gamma``. These three
     may be per-row arrays, so that platelets and neutrophils (docs/model.md 4.7) are stepped in one batch; the
-    reserve loss and the step are shared by both lines."""
+    reserve loss and the first trial step are shared by both lines."""
 
     k_tr: float | np.ndarray
     k_circ: float | np.ndarray
     gamma: float | np.ndarray
     beta: float  # permanent set-point loss per Gy delivered
-    max_step: float
+    max_step: float  # first trial step of each interval (config max_step_days)
 
 
 def _marrow_rhs(y: np.ndarray, kill: np.ndarray, log_setpoint: np.ndarray, k_tr: np.ndarray, k_circ: np.ndarray,
@@ -230,79 +230,99 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
                       mp: MarrowParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Advance the marrow states ``y[5, m]`` of ``m`` rows (a blood line of a patient) from ``t0`` to ``t1 > t0``.
 
-    Classical RK4 on ``n_i = max(1, ceil((t1 - t0) / h_max - 1e-9), ceil((t1 - t0) alpha r0 / k_max - 1e-9))``
-    equal steps (``k_max = layout.MARROW_MAX_KILL_PER_STEP``); between administrations the
-    forcing is ``Rdot(t) = r0 exp(-lam (t - t0))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``
-    (``Dcum = Dsum - Rdot / lam``), evaluated at the stage times; ``baseline`` is ``S0`` and ``alpha`` the
-    radiosensitivity of each row, and ``mp.k_tr``, ``mp.k_circ``, ``mp.gamma`` are scalars or per-row arrays. Rows
-    are sorted by step count, so at step ``s`` the ones still stepping are a prefix of the batch.
+    Classical RK4 with step-size control (``layout.MARROW_*``), every row with its own steps: the stages are
+    evaluated at ``t``, ``t + h/2`` (twice) and ``t + h``, plus a fifth evaluation at the new state (the next step's
+    first stage); the step is accepted when ``h |k4 - k5| / 6 <= MARROW_RTOL |y_new|`` for every compartment, or
+    when ``h <= MARROW_MIN_STEP_DAYS``, and the next trial step is ``h`` times ``0.9 / sqrt(sqrt(err))`` clipped to
+    ``[MARROW_MIN_STEP_FACTOR, MARROW_MAX_STEP_FACTOR]`` (``err`` the largest of those ratios over the tolerance).
+    The first trial step is ``mp.max_step``; a trial step is cut to ``MARROW_MAX_KILL_PER_STEP / (alpha r)`` when
+    longer, and to ``t1 - t`` when it reaches ``t1``. Between administrations the forcing is
+    ``Rdot(t) = r exp(-lam (t - t_a))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``, evaluated at the
+    stage times; ``baseline`` is ``S0`` and ``alpha`` the radiosensitivity of each row, and ``mp.k_tr``,
+    ``mp.k_circ``, ``mp.gamma`` are scalars or per-row arrays. Each loop pass takes one trial step of every row
+    not yet at ``t1``.
 
-    Returns ``(y1, r1, nadir, nadir_day)``: the state and dose rate at ``t1`` and the interval's nadir of Circ,
-    the minimum over the grid ``t0 + i h`` (``i = 0..n``, strict improvements only, so a flat course keeps
-    ``i = 0``) refined, when the minimum is interior and the three points are convex, by the vertex of the
-    parabola through the minimum and its two grid neighbours.
+    Returns ``(y1, r1, nadir, nadir_day)``: the state and dose rate at ``t1`` and the interval's nadir of Circ: the
+    minimum (strict improvements only, starting from Circ at ``t0``) over the accepted step ends and, for each
+    accepted step where Circ falls at its start and rises at its end, the minimum of the cubic Hermite interpolant
+    through the two ends' values and derivatives.
     """
     m = t0.shape[0]
-    span = t1 - t0
-    steps = np.maximum(np.maximum(np.ceil(span / mp.max_step - 1e-9), 1.0),
-                       np.ceil(span * alpha * dose_rate / L.MARROW_MAX_KILL_PER_STEP - 1e-9)).astype(np.int64)
-    order = np.argsort(-steps, kind="stable")
-    steps = steps[order]
-    h = span[order] / steps
-    start = t0[order]
-    y = np.array(y[:, order], dtype=np.float64)
-    r = np.array(dose_rate[order], dtype=np.float64)
-    lam_s = lam[order]
-    half = np.exp(-0.5 * lam_s * h)  # dose-rate decay over half a step
-    log_fixed = np.log(baseline[order]) - mp.beta * committed[order]
-    beta_over_lam = mp.beta / lam_s
-    kill = alpha[order]
-    k_tr, k_circ, gamma = (np.broadcast_to(np.asarray(v, dtype=np.float64), (m,))[order]
+    y = np.array(y, dtype=np.float64)
+    r = np.array(dose_rate, dtype=np.float64)
+    log_fixed = np.log(baseline) - mp.beta * committed
+    beta_over_lam = mp.beta / lam
+    k_tr, k_circ, gamma = (np.broadcast_to(np.asarray(v, dtype=np.float64), (m,)).copy()
                            for v in (mp.k_tr, mp.k_circ, mp.gamma))
+    kin = (k_tr, k_circ, gamma)
+    f = _marrow_rhs(y, alpha * r, log_fixed + beta_over_lam * r, *kin)  # derivative at the current state
+    t = np.array(t0, dtype=np.float64)
+    h = np.full(m, float(mp.max_step))
+    nadir = y[_CIRC].copy()
+    day = t.copy()
 
-    best = y[_CIRC].copy()  # grid minimum so far
-    best_i = np.zeros(m, dtype=np.int64)
-    before = best.copy()  # grid value just before the minimum
-    after = np.full(m, np.nan)  # grid value just after the minimum (NaN until stepped)
-    prev = best.copy()
-    stepping = np.searchsorted(-steps, -np.arange(steps[0]), side="left")  # count with steps > s
-    for s in range(int(steps[0])):
-        q = stepping[s]
-        yq = y[:, :q]
-        hq = h[:q]
+    rows = np.flatnonzero(t < t1)
+    while rows.size:
+        yq, fq, rq, tq, end = y[:, rows], f[:, rows], r[rows], t[rows], t1[rows]
+        aq, lf, bl = alpha[rows], log_fixed[rows], beta_over_lam[rows]
+        kq = tuple(v[rows] for v in kin)
+        hq = h[rows]
+        with np.errstate(divide="ignore"):
+            hq = np.where(aq * rq * hq > L.MARROW_MAX_KILL_PER_STEP, L.MARROW_MAX_KILL_PER_STEP / (aq * rq), hq)
+        last = tq + hq >= end
+        hq = np.where(last, end - tq, hq)
         hh = 0.5 * hq
-        kq, lf, bl = kill[:q], log_fixed[:q], beta_over_lam[:q]
-        kin = k_tr[:q], k_circ[:q], gamma[:q]
-        r0 = r[:q]
-        r_mid = r0 * half[:q]
-        r_end = r_mid * half[:q]
-        k1 = _marrow_rhs(yq, kq * r0, lf + bl * r0, *kin)
-        k2 = _marrow_rhs(yq + hh * k1, kq * r_mid, lf + bl * r_mid, *kin)
-        k3 = _marrow_rhs(yq + hh * k2, kq * r_mid, lf + bl * r_mid, *kin)
-        k4 = _marrow_rhs(yq + hq * k3, kq * r_end, lf + bl * r_end, *kin)
-        yq += (hq / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-        r[:q] = r_end
-        c = yq[_CIRC]
-        lower = c < best[:q]
-        right_after = ~lower & (best_i[:q] == s)  # this grid point (s + 1) follows the minimum
-        after[:q] = np.where(lower, np.nan, np.where(right_after, c, after[:q]))
-        before[:q] = np.where(lower, prev[:q], before[:q])
-        best_i[:q] = np.where(lower, s + 1, best_i[:q])
-        best[:q] = np.where(lower, c, best[:q])
-        prev[:q] = c
+        half = np.exp(-lam[rows] * hh)
+        r_mid = rq * half
+        r_end = r_mid * half
+        k2 = _marrow_rhs(yq + hh * fq, aq * r_mid, lf + bl * r_mid, *kq)
+        k3 = _marrow_rhs(yq + hh * k2, aq * r_mid, lf + bl * r_mid, *kq)
+        k4 = _marrow_rhs(yq + hq * k3, aq * r_end, lf + bl * r_end, *kq)
+        s6 = hq / 6.0
+        y_new = yq + s6 * (fq + 2.0 * (k2 + k3) + k4)
+        k5 = _marrow_rhs(y_new, aq * r_end, lf + bl * r_end, *kq)
+        err = np.max(np.abs(k4 - k5) / y_new, axis=0) * s6 / L.MARROW_RTOL
+        ok = (err <= 1.0) | (hq <= L.MARROW_MIN_STEP_DAYS)
 
-    nadir = best.copy()
-    day = start + h * best_i
-    curvature = before - 2.0 * best + after
-    refine = (best_i > 0) & ~np.isnan(after) & (curvature > 0.0)
-    if refine.any():
-        cv, diff = curvature[refine], before[refine] - after[refine]
-        day[refine] += 0.5 * diff / cv * h[refine]
-        nadir[refine] = best[refine] - 0.125 * diff**2 / cv
+        ai = rows[ok]
+        c0, d0, c1, d1, ha, ta = yq[_CIRC, ok], fq[_CIRC, ok], y_new[_CIRC, ok], k5[_CIRC, ok], hq[ok], tq[ok]
+        turn = (d0 < 0.0) & (d1 > 0.0)
+        low, frac = _hermite_minimum_np(c0[turn], d0[turn], c1[turn], d1[turn], ha[turn])
+        ti = ai[turn]
+        better = low < nadir[ti]
+        nadir[ti[better]] = low[better]
+        day[ti[better]] = ta[turn][better] + frac[better] * ha[turn][better]
+        better = c1 < nadir[ai]
+        nadir[ai[better]] = c1[better]
+        day[ai[better]] = ta[better] + ha[better]
+        t[ai] = np.where(last[ok], end[ok], ta + ha)
+        y[:, ai], f[:, ai], r[ai] = y_new[:, ok], k5[:, ok], r_end[ok]
 
-    y_out, r_out, nadir_out, day_out = np.empty_like(y), np.empty(m), np.empty(m), np.empty(m)
-    y_out[:, order], r_out[order], nadir_out[order], day_out[order] = y, r, nadir, day
-    return y_out, r_out, nadir_out, day_out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(err == 0.0, L.MARROW_MAX_STEP_FACTOR, 0.9 / np.sqrt(np.sqrt(err)))
+        factor = np.where(factor > L.MARROW_MAX_STEP_FACTOR, L.MARROW_MAX_STEP_FACTOR, factor)
+        factor = np.where(factor > L.MARROW_MIN_STEP_FACTOR, factor, L.MARROW_MIN_STEP_FACTOR)  # NaN: the least
+        h[rows] = hq * factor
+        rows = rows[~(ok & last)]
+    return y, r, nadir, day
+
+
+def _hermite_minimum_np(c0, d0, c1, d1, h):
+    """Minimum of the cubic Hermite interpolant on steps of length ``h`` with end values ``c0, c1`` and
+    derivatives ``d0 < 0 < d1``: ``(value, fraction of the step)``. The derivative of the interpolant is
+    ``A s^2 + B s + C`` with ``A = 3 (h (d0 + d1) - 2 D)``, ``B = 2 (3 D - h (2 d0 + d1))``, ``C = h d0``,
+    ``D = c1 - c0``; of its roots ``C / q`` and ``q / A``, ``q = -(B + sign(B) sqrt(B^2 - 4 A C)) / 2``, the
+    first one in ``[0, 1]`` is taken (``-1`` for a zero ``q``, ``0`` for a zero ``A``), clipped to ``[0, 1]``."""
+    delta = c1 - c0
+    quad = 3.0 * delta - h * (2.0 * d0 + d1)
+    cubic = h * (d0 + d1) - 2.0 * delta
+    a, b, c = 3.0 * cubic, 2.0 * quad, h * d0
+    q = -0.5 * (b + np.copysign(np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0)), b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(q != 0.0, c / q, -1.0)
+        s = np.where((s >= 0.0) & (s <= 1.0), s, np.where(a != 0.0, q / a, 0.0))
+    s = np.minimum(np.maximum(s, 0.0), 1.0)
+    return c0 + s * (h * d0 + s * (quad + s * cubic)), s
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Platelet (Friberg-type) marrow model: RK4 stepping against solve_ivp, steady state, monotonicity, timing, grades."""
+"""Platelet (Friberg-type) marrow model: adaptive RK4 against solve_ivp, steady state, monotonicity, timing, grades."""
 
 import functools
 import math
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
-from sim.kernels.layout import MARROW_MAX_KILL_PER_STEP
 from sim.kernels.marrow import (
     CIRC,
     MARROW_STATE,
@@ -19,7 +18,8 @@ from sim.kernels.marrow import (
 )
 
 # the shipped configs' [marrow] values (configs/netter1.toml), with a median NETTER-1 patient's alpha
-DEFAULT_MAX_STEP_DAYS = 0.5
+DEFAULT_FIRST_STEP_DAYS = 0.5  # config max_step_days: the first trial step of each marrow_advance call
+CHECK_DAYS = 2.0
 DEFAULTS = dict(mtt=20.0, gamma=0.3, life=5.0, alpha=1.5, beta=0.15)
 
 
@@ -69,33 +69,29 @@ def reference_nadir(dense, t0, t1):
     return res.fun, res.x
 
 
-def fixed_step_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta, step):
-    """Per interval: one marrow_advance call (nadir, day) and, separately, the grid trajectory."""
-    state, grid_state = np.empty(MARROW_STATE), np.empty(MARROW_STATE)
+def course_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta, first_step=DEFAULT_FIRST_STEP_DAYS):
+    """Per interval: one marrow_advance call (nadir, day) and, separately, Circ every CHECK_DAYS days, each from
+    its own call started at the interval's start (so every check is an end point of an adaptive run)."""
+    state = np.empty(MARROW_STATE)
     marrow_init(state, base)
-    marrow_init(grid_state, base)
     bounds = [float(t) for t in days] + [float(t_end)]
     rate = committed = 0.0
     per_cycle, times, circ = [], [0.0], [base]
     for k, dose in enumerate(doses):
         t0, t1 = bounds[k], bounds[k + 1]
         rate, committed = marrow_after_cycle(rate, committed, dose, lam)
+        for t in np.arange(t0 + CHECK_DAYS, t1 + 1e-9, CHECK_DAYS):
+            probe = state.copy()
+            marrow_advance(probe, t0, t, rate, committed, lam, base, mtt, gamma, life, alpha, beta, first_step)
+            times.append(t)
+            circ.append(probe[CIRC])
         per_cycle.append(marrow_advance(state, t0, t1, rate, committed, lam, base, mtt, gamma, life, alpha, beta,
-                                        step))
-        n = max(math.ceil((t1 - t0) / step - 1e-9),  # the step rule of marrow_advance
-                math.ceil((t1 - t0) * alpha * rate / MARROW_MAX_KILL_PER_STEP - 1e-9))
-        h = (t1 - t0) / n
-        for i in range(n):  # same grid, one step per call
-            ta = t0 + i * h
-            marrow_advance(grid_state, ta, ta + h, marrow_dose_rate(rate, lam, ta - t0), committed, lam, base, mtt,
-                           gamma, life, alpha, beta, h)
-            times.append(ta + h)
-            circ.append(grid_state[CIRC])
+                                        first_step))
         rate = marrow_dose_rate(rate, lam, t1 - t0)
-    np.testing.assert_allclose(state, grid_state, rtol=1e-12)
     return per_cycle, np.array(times), np.array(circ), state
 
 
+NEUTROPHILS = dict(base=4.0, mtt=5.2, gamma=0.16, life=1.3, alpha_ratio=0.55)  # configs' [marrow.neutrophils]
 CASES = {
     # doses (Gy), days, T_eff (h), baseline, MTT, gamma, platelet life, alpha, beta
     "netter1_median": ((0.22,) * 4, (0, 56, 112, 168), 40.0, 250.0, 20.0, 0.3, 5.0, 1.5, 0.15),
@@ -104,47 +100,53 @@ CASES = {
     "vision_mixed": ((0.5, 0.3, 0.8, 0.2, 0.6, 0.4), (0, 42, 84, 126, 168, 210), 24.0, 150.0, 25.0, 0.25, 10.0, 2.0,
                      0.2),
 }
+# the same courses for the neutrophil line (docs/model.md 4.7): its rates (~0.8/day) bound RK4's step
+CASES |= {f"{name}_neutrophils": (*c[:3], NEUTROPHILS["base"], NEUTROPHILS["mtt"], NEUTROPHILS["gamma"],
+                                  NEUTROPHILS["life"], c[7] * NEUTROPHILS["alpha_ratio"], c[8])
+          for name, c in CASES.items()}
+TYPICAL = ("netter1_median", "vision_median", "netter1_median_neutrophils", "vision_median_neutrophils")
 
 
-@pytest.mark.parametrize("step", [0.5, 0.25])
+@pytest.mark.parametrize("first_step", [DEFAULT_FIRST_STEP_DAYS, 2.0])
 @pytest.mark.parametrize("case", list(CASES))
-def test_rk4_matches_solve_ivp(case, step):
+def test_adaptive_rk4_matches_solve_ivp(case, first_step):
+    # The step control keeps the relative error near MARROW_RTOL (3e-5): < 1e-4 on every course, nadir included
+    # (typical courses stay below 3e-5, see test_error_size); the Hermite nadir day is within 0.05 day.
     doses, days, teff, base, mtt, gamma, life, alpha, beta = CASES[case]
     lam, t_end = lam_of(teff), days[-1] + 70.0
     pieces = reference_solution(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta)
-    per_cycle, times, circ, state = fixed_step_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta,
-                                                    step)
+    per_cycle, times, circ, state = course_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta,
+                                               first_step)
+    assert np.max(np.abs(circ / reference_circ(pieces, days, t_end, times) - 1.0)) < 1e-4
+    np.testing.assert_allclose(state, pieces[-1](t_end), rtol=1e-4)
     bounds = list(days) + [t_end]
-    ref = np.empty_like(circ)
-    for k, dense in enumerate(pieces):
-        inside = (times >= bounds[k]) & (times <= bounds[k + 1])
-        ref[inside] = dense(times[inside])[CIRC]
-    assert np.max(np.abs(circ / ref - 1.0)) < 1e-3
-    np.testing.assert_allclose(state, pieces[-1](t_end), rtol=1e-3)
     for k, dense in enumerate(pieces):
         nadir, day = per_cycle[k]
         ref_nadir, ref_day = reference_nadir(dense, bounds[k], bounds[k + 1])
-        assert nadir == pytest.approx(ref_nadir, rel=1e-3)
-        assert abs(day - ref_day) <= step
+        assert nadir == pytest.approx(ref_nadir, rel=1e-4)
+        assert abs(day - ref_day) <= 0.05
 
 
-def max_grid_error(case, step):
+def reference_circ(pieces, days, t_end, times):
+    k = np.clip(np.searchsorted(list(days) + [t_end], times, side="right") - 1, 0, len(pieces) - 1)
+    return np.array([pieces[j](t)[CIRC] for j, t in zip(k, times, strict=True)])
+
+
+def max_error(case):
     doses, days, teff, base, mtt, gamma, life, alpha, beta = CASES[case]
     lam, t_end = lam_of(teff), days[-1] + 70.0
     pieces = reference_solution(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta)
-    _, times, circ, _ = fixed_step_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta, step)
-    k = np.clip(np.searchsorted(list(days) + [t_end], times, side="right") - 1, 0, len(pieces) - 1)
-    ref = np.array([pieces[j](t)[CIRC] for j, t in zip(k, times, strict=True)])
-    return np.max(np.abs(circ / ref - 1.0))
+    per_cycle, times, circ, _ = course_run(doses, days, t_end, lam, base, mtt, gamma, life, alpha, beta)
+    bounds = list(days) + [t_end]
+    nadir_err = max(abs(per_cycle[k][0] / reference_nadir(dense, bounds[k], bounds[k + 1])[0] - 1.0)
+                    for k, dense in enumerate(pieces))
+    return max(np.max(np.abs(circ / reference_circ(pieces, days, t_end, times) - 1.0)), nadir_err)
 
 
-def test_rk4_error_size_and_order():
-    # The accuracy quoted in the module docstring: <1e-6 for median courses, fourth order for extreme ones.
-    assert max_grid_error("netter1_median", DEFAULT_MAX_STEP_DAYS) < 1e-6
-    assert max_grid_error("vision_median", DEFAULT_MAX_STEP_DAYS) < 1e-6
-    coarse, fine = max_grid_error("netter1_tail_grade4", 0.5), max_grid_error("netter1_tail_grade4", 0.25)
-    assert coarse < 3e-4
-    assert coarse / fine > 10.0
+def test_error_size():
+    # The accuracy quoted in the module docstring: below 3e-5 for median courses, 1e-4 for extreme ones.
+    for case in CASES:
+        assert max_error(case) < (3e-5 if case in TYPICAL else 1e-4), case
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.3])
@@ -163,7 +165,7 @@ def first_cycle_nadir(dose, base=250.0, teff_h=40.0, **overrides):
     marrow_init(state, base)
     rate, committed = marrow_after_cycle(0.0, 0.0, dose, lam)
     return marrow_advance(state, 0.0, 56.0, rate, committed, lam, base, p["mtt"], p["gamma"], p["life"],
-                          p["alpha"], p["beta"], DEFAULT_MAX_STEP_DAYS)
+                          p["alpha"], p["beta"], DEFAULT_FIRST_STEP_DAYS)
 
 
 def test_more_dose_deeper_nadir():
@@ -178,8 +180,8 @@ def test_lower_baseline_or_reserve_lower_nadir():
     lam = lam_of(40.0)
     last = []
     for beta in (0.0, 0.15, 0.5):
-        per_cycle, *_ = fixed_step_run([0.22] * 4, [0, 56, 112, 168], 224.0, lam, 250.0, DEFAULTS["mtt"],
-                                       DEFAULTS["gamma"], DEFAULTS["life"], DEFAULTS["alpha"], beta, 0.5)
+        per_cycle, *_ = course_run([0.22] * 4, [0, 56, 112, 168], 224.0, lam, 250.0, DEFAULTS["mtt"],
+                                   DEFAULTS["gamma"], DEFAULTS["life"], DEFAULTS["alpha"], beta)
         last.append(per_cycle[-1][0])
     assert np.all(np.diff(last) < 0)
 
@@ -201,8 +203,9 @@ def test_split_interval_matches_single_call():
     whole = marrow_advance(one, 0.0, 56.0, rate, committed, lam, *args)
     a = marrow_advance(two, 0.0, 20.3, rate, committed, lam, *args)
     b = marrow_advance(two, 20.3, 56.0, marrow_dose_rate(rate, lam, 20.3), committed, lam, *args)
-    np.testing.assert_allclose(one, two, rtol=1e-6)
-    assert min(a[0], b[0]) == pytest.approx(whole[0], rel=1e-6)
+    # different step sequences, each within the step control's tolerance (3e-5) of the exact solution
+    np.testing.assert_allclose(one, two, rtol=1e-4)
+    assert min(a[0], b[0]) == pytest.approx(whole[0], rel=1e-4)
 
 
 @pytest.mark.parametrize(("count", "grade"), [

@@ -78,10 +78,17 @@ PR_VOLUME_RATIO = 0.7**3
 PD_VOLUME_RATIO = 1.2**3
 CR_VOLUME_RATIO = 0.1**3
 
-# Marrow RK4 step rule (sim/kernels/marrow.py): at most MARROW_MAX_STEP_DAYS, and short enough that the radiation
-# kill alpha x dose rate at the start of the interval removes at most this fraction per step (stiff early hours
-# of a high-dose, short-half-life cycle).
+# Marrow integrator (sim/kernels/marrow.py): RK4 with an embedded third-order error estimate and step-size
+# control. A step is accepted when its estimated local error is at most MARROW_RTOL of every compartment; the
+# next step is the current one times 0.9 (MARROW_RTOL / error)^(1/4), kept within [MARROW_MIN_STEP_FACTOR,
+# MARROW_MAX_STEP_FACTOR]. A step is also short enough that the radiation kill alpha x dose rate at its start
+# removes at most MARROW_MAX_KILL_PER_STEP of the progenitors (stiff early hours of a high-dose, short-half-life
+# cycle), and any step down to MARROW_MIN_STEP_DAYS is accepted (a floor that ends the loop whatever the error).
+MARROW_RTOL = 3e-5
+MARROW_MIN_STEP_FACTOR = 0.2
+MARROW_MAX_STEP_FACTOR = 4.0
 MARROW_MAX_KILL_PER_STEP = 0.5
+MARROW_MIN_STEP_DAYS = 1e-6
 
 # CTCAE v5.0 grade thresholds (NCI 2017): platelet count decreased (1e9/L) and chronic kidney disease (eGFR).
 PLATELET_GRADE_BELOW = (150.0, 75.0, 50.0, 25.0)  # grade g if count < PLATELET_GRADE_BELOW[g - 1]
