@@ -6,6 +6,7 @@ patient is the same whether simulated alone, in a chunk, or in a larger cohort.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from sim.config import (
     Normal,
 )
 from sim.kernels import layout as L
+from sim.kernels.beta_quantile import TABLE_NODES, Z_RANGE, beta_ppf
 
 ENTRY_COUNTER = 1000  # stream-0 counter of the trial-entry uniform, clear of the covariate normals
 # stream-1 normals: kidney, kidney T_eff, marrow, marrow T_eff, tumour, tumour T_eff, marrow alpha
@@ -51,7 +53,10 @@ def marginal_ppf(m: Marginal, u: np.ndarray) -> np.ndarray:
         return (u > 1.0 - m.p).astype(np.float64)
     if isinstance(m, Beta):
         nu = m.mean * (1 - m.mean) / m.sd**2 - 1.0
-        return special.betaincinv(m.mean * nu, (1 - m.mean) * nu, u)
+        a, b = m.mean * nu, (1 - m.mean) * nu
+        out = np.empty(u.shape)
+        beta_ppf(np.ascontiguousarray(u, dtype=np.float64), a, b, special.betaln(a, b), *beta_ppf_table(a, b), out)
+        return out
     if isinstance(m, Normal):
         loc, scale, to_x = m.mean, m.sd, lambda z: z
         lo, hi = m.low, m.high
@@ -66,6 +71,23 @@ def marginal_ppf(m: Marginal, u: np.ndarray) -> np.ndarray:
     f_lo = stats.norm.cdf((lo - loc) / scale) if lo is not None else 0.0
     f_hi = stats.norm.cdf((hi - loc) / scale) if hi is not None else 1.0
     return to_x(loc + scale * special.ndtri(f_lo + u * (f_hi - f_lo)))
+
+
+@functools.lru_cache(maxsize=64)
+def beta_ppf_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Starting table of ``kernels.beta_quantile.beta_ppf``: the logit of the Beta(a, b) quantile at
+    ``TABLE_NODES`` equally spaced normal scores on ``[-Z_RANGE, Z_RANGE]``, and its derivative in ``z``
+    (``phi(z) B(a, b) / (x^a (1 - x)^b)``). Upper nodes come from the mirrored distribution, so that ``1 - x``
+    keeps its precision."""
+    z = np.linspace(-Z_RANGE, Z_RANGE, TABLE_NODES)
+    lower, upper = z <= 0.0, z > 0.0
+    log_x, log_y = np.empty_like(z), np.empty_like(z)  # ln x, ln(1 - x)
+    x = special.betaincinv(a, b, special.ndtr(z[lower]))
+    log_x[lower], log_y[lower] = np.log(x), np.log1p(-x)
+    y = special.betaincinv(b, a, special.ndtr(-z[upper]))
+    log_x[upper], log_y[upper] = np.log1p(-y), np.log(y)
+    slopes = np.exp(-0.5 * z * z - 0.5 * math.log(2.0 * math.pi) + special.betaln(a, b) - a * log_x - b * log_y)
+    return log_x - log_y, slopes
 
 
 def draw(cfg: Config, patient_ids: np.ndarray) -> Cohort:

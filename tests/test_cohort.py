@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from sim import cohort as cohort_mod
 from sim.config import Beta, LogNormal, Normal
@@ -38,7 +38,26 @@ def test_truncated_normal_matches_scipy():
     b = Beta(dist="beta", mean=0.3, sd=0.1)
     x = cohort_mod.marginal_ppf(b, u)
     nu = 0.3 * 0.7 / 0.01 - 1
-    np.testing.assert_allclose(x, stats.beta.ppf(u, 0.3 * nu, 0.7 * nu), rtol=1e-8)
+    np.testing.assert_allclose(x, stats.beta.ppf(u, 0.3 * nu, 0.7 * nu), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("mean", "sd"), [(0.361, 0.15), (0.05, 0.05), (0.3, 0.1), (0.9, 0.05), (0.02, 0.01)])
+def test_beta_quantile_matches_scipy(mean, sd):
+    # The numba quantile (sim/kernels/beta_quantile.py) against scipy, bulk and both tails, and its residual
+    # F(x) - u against scipy's regularised incomplete beta.
+    rng = np.random.default_rng(5)
+    u = np.concatenate([rng.random(20_000), np.logspace(-19, -1, 200), 1.0 - np.logspace(-16, -1, 200)])
+    nu = mean * (1 - mean) / sd**2 - 1
+    a, b = mean * nu, (1 - mean) * nu
+    x = cohort_mod.marginal_ppf(Beta(dist="beta", mean=mean, sd=sd), u)
+    np.testing.assert_allclose(x, stats.beta.ppf(u, a, b), rtol=1e-12, atol=0)
+    lower = u < 0.5
+    np.testing.assert_allclose(special.betainc(a, b, x[lower]), u[lower], rtol=1e-13, atol=0)
+    # upper tail: x is within an ulp (1.1e-16) of the quantile, and I'_x = f(x) magnifies that in 1 - I_x
+    upper = ~lower
+    tail, xu = 1.0 - u[upper], x[upper]
+    assert np.all(np.abs(special.betaincc(a, b, xu) - tail) <= 1e-13 * tail + 4e-16 * stats.beta.pdf(xu, a, b))
+    assert list(cohort_mod.marginal_ppf(Beta(dist="beta", mean=mean, sd=sd), np.array([0.0, 1.0]))) == [0.0, 1.0]
 
 
 def test_copula_correlations(big_cohort):
