@@ -307,8 +307,12 @@ def format_table(rows: list[tuple[str, str, str, str]], markdown: bool = False) 
     return "\n".join([fmt.format(*head), *(fmt.format(*row) for row in rows)])
 
 
-def agreement_lines(r: dict) -> list[str]:
-    out = []
+def notes_lines(r: dict) -> list[str]:
+    """Agreement of the baselines with the kernel, and the machine's load: printed under the table."""
+    m = r["machine"]
+    out = [f"machine: {m['cores']} cores, {m['numba_threads']} numba threads ({m['threading_layer']}), load average "
+           f"{m['load_average_start'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; numba "
+           f"{m['numba']}, numpy {m['numpy']}, scipy {m['scipy']}, Python {m['python']}"]
     for name, key in (("NumPy reference", "numpy_reference"), ("solve_ivp style", "solve_ivp")):
         a = r[key]["agreement"]
         out.append(f"{name} vs kernel on the same {r[key]['patients']:,} patients: "
@@ -361,13 +365,14 @@ def main(argv: list[str] | None = None) -> None:
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     rows = table_rows(result)
-    result["table_markdown"] = format_table(rows, markdown=True)
+    result["table_markdown"] = format_table(rows, markdown=True) + "\n\n" + "\n".join(
+        f"* {line}" for line in notes_lines(result))
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(json.dumps(result, indent=2) + "\n")
     print()
     print(format_table(rows))
     print()
-    print("\n".join(agreement_lines(result)))
+    print("\n".join(notes_lines(result)))
     print(f"\nwrote {opts.output} ({result['bench_wall_s']:.0f} s)")
 
 
