@@ -232,9 +232,9 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
 
     Classical RK4 with step-size control (``layout.MARROW_*``), every row with its own steps: the stages are
     evaluated at ``t``, ``t + h/2`` (twice) and ``t + h``, plus a fifth evaluation at the new state (the next step's
-    first stage); the step is accepted when ``h |k4 - k5| / 6 <= MARROW_RTOL |y_new|`` for every compartment, or
-    when ``h <= MARROW_MIN_STEP_DAYS``, and the next trial step is ``h`` times ``0.9 / sqrt(sqrt(err))`` clipped to
-    ``[MARROW_MIN_STEP_FACTOR, MARROW_MAX_STEP_FACTOR]`` (``err`` the largest of those ratios over the tolerance).
+    first stage); with ``err = h max|k4 - k5| / 6 / (MARROW_RTOL min(y_new))`` (over the compartments) the step is
+    accepted when ``err <= 1`` or ``h <= MARROW_MIN_STEP_DAYS``, and the next trial step is ``h`` times
+    ``0.9 / sqrt(sqrt(err))`` clipped to ``[MARROW_MIN_STEP_FACTOR, MARROW_MAX_STEP_FACTOR]``.
     The first trial step is ``mp.max_step``; a trial step is cut to ``MARROW_MAX_KILL_PER_STEP / (alpha r)`` when
     longer, and to ``t1 - t`` when it reaches ``t1``. Between administrations the forcing is
     ``Rdot(t) = r exp(-lam (t - t_a))`` and ``ln S(t) = ln S0 - beta (Dsum - Rdot(t) / lam)``, evaluated at the
@@ -281,7 +281,7 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
         s6 = hq / 6.0
         y_new = yq + s6 * (fq + 2.0 * (k2 + k3) + k4)
         k5 = _marrow_rhs(y_new, aq * r_end, lf + bl * r_end, *kq)
-        err = np.max(np.abs(k4 - k5) / y_new, axis=0) * s6 / L.MARROW_RTOL
+        err = np.max(np.abs(k4 - k5), axis=0) * s6 / (L.MARROW_RTOL * np.min(y_new, axis=0))
         ok = (err <= 1.0) | (hq <= L.MARROW_MIN_STEP_DAYS)
 
         ai = rows[ok]

@@ -79,7 +79,7 @@ PD_VOLUME_RATIO = 1.2**3
 CR_VOLUME_RATIO = 0.1**3
 
 # Marrow integrator (sim/kernels/marrow.py): RK4 with an embedded third-order error estimate and step-size
-# control. A step is accepted when its estimated local error is at most MARROW_RTOL of every compartment; the
+# control. A step is accepted when its estimated local error is at most MARROW_RTOL of the smallest compartment; the
 # next step is the current one times 0.9 (MARROW_RTOL / error)^(1/4), kept within [MARROW_MIN_STEP_FACTOR,
 # MARROW_MAX_STEP_FACTOR]. A step is also short enough that the radiation kill alpha x dose rate at its start
 # removes at most MARROW_MAX_KILL_PER_STEP of the progenitors (stiff early hours of a high-dose, short-half-life
