@@ -250,6 +250,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with sweep.read(out) as ds:
         report.print_sweep_table(ds)
     reused = f" ({counts['reused']} from an earlier run)" if counts["reused"] else ""
+    if counts["discarded"]:
+        reused += (f"; {counts['discarded']} earlier parts were not reused (another config, keep level or rptsim "
+                   "version)")
     console.print(f"Wrote {out}: {counts['scenarios']} scenarios{reused}")
     return 0
 

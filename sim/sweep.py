@@ -405,7 +405,8 @@ ProgressFn = Callable[[int, int], None]
 def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
         cluster: str | None = None, resume: bool = False, progress: ProgressFn | None = None,
         on_part: Callable[[Scenario], None] | None = None) -> dict:
-    """Run the sweep's missing scenarios and write ``out``; returns counts (``scenarios``, ``reused``, ``run``).
+    """Run the sweep's missing scenarios and write ``out``; returns counts (``scenarios``, ``reused``, ``run``,
+    ``discarded``: parts in the folder that belong to no scenario of this sweep as it is now).
 
     ``workers = 0`` runs the scenarios one after another in this process; otherwise a local Dask cluster of
     ``workers`` processes (default: one per core, at most one per scenario), or the Dask scheduler at
@@ -420,6 +421,8 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers = {workers}: must be >= 0")
     done = completed(out, sweep) if resume else set()
+    stale = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    discarded = sum(1 for p in stale if p.stem not in done)  # other scenarios, versions or keep levels
     todo = [s for s in sweep.scenarios if s.id not in done]
     total = len(sweep.scenarios)
     finished = total - len(todo)
@@ -455,5 +458,5 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
                     _finish(by_key[future.key], summary, patients)
                     future.release()
     write_output(out, sweep)
-    return {"scenarios": total, "reused": total - len(todo), "run": len(todo)}
+    return {"scenarios": total, "reused": total - len(todo), "run": len(todo), "discarded": discarded}
 

@@ -257,12 +257,22 @@ def get_dotted(data: dict, path: str, source: str) -> Any:
     for depth, key in enumerate(path.split(".")):
         where = ".".join(path.split(".")[: depth + 1])
         if isinstance(node, list):
-            node = config._list_item(node, key, where)
+            try:
+                node = config._list_item(node, key, where)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {path}: {str(exc).removeprefix('override ')}") from None
         elif isinstance(node, dict) and key in node:
             node = node[key]
         else:
             raise ConfigError(f"{source}: {path}: no field {where} in the base config")
     return node
+
+
+def _set(data: dict, path: str, value: Any, source: str) -> None:
+    try:
+        config.set_dotted(data, path, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {str(exc).removeprefix('override ')}") from None
 
 
 def _read_sweep_toml(path: Path) -> dict:
@@ -311,7 +321,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     _flatten("", spec.overrides, fixed)
     fixed.update(overrides or {})
     for key, value in fixed.items():
-        config.set_dotted(base, key, value)
+        _set(base, key, value, f"{path}: overrides")
     base_config = config.validate(copy.deepcopy(base), f"{base_path} (with the sweep's overrides)")
     resolved = base_config.model_dump(mode="json")  # with defaults: the value a path has when not swept
 
@@ -351,12 +361,11 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
         assignments = [a for part in point for a in part]
         data = copy.deepcopy(base)
         for p, _, value in assignments:
-            config.set_dotted(data, p, value)
+            _set(data, p, value, str(path))
         for r in range(spec.replicates):
             index = len(sweep.scenarios)
-            what = ", ".join(f"{p} = {v!r}" for p, _, v in assignments)
-            source = f"{path}: scenario {index}" + (f" ({what}{', ' if what else ''}replicate {r})"
-                                                    if what or spec.replicates > 1 else "")
+            what = [f"{p} = {v!r}" for p, _, v in assignments] + ([f"replicate {r}"] if spec.replicates > 1 else [])
+            source = f"{path}: scenario {index}" + (f" ({', '.join(what)})" if what else "")
             rep = copy.deepcopy(data) if r else data
             seed = rep.get("trial", {}).get("seed")
             if r and isinstance(seed, int) and not isinstance(seed, bool):
