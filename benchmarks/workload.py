@@ -7,6 +7,7 @@ start-up); it imports only the parts of ``sim`` that every measurement needs.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,3 +122,33 @@ def best_of(fn: Callable[[], Any], repeats: int, budget_s: float = float("inf"))
         if sum(times) >= budget_s:
             break
     return min(times), times, result
+
+
+def _jiffies() -> tuple[int, int] | None:
+    """(busy jiffies of the whole machine, jiffies of this process) from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/stat") as fh:
+            cpu = [int(x) for x in fh.readline().split()[1:]]
+        with open("/proc/self/stat") as fh:
+            own = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)  # idle + iowait
+    return sum(cpu[:8]) - idle, int(own[11]) + int(own[12])  # utime + stime of this process (all threads)
+
+
+class OtherLoad:
+    """Share of the machine's cores that *other* processes kept busy while the ``with`` block ran (0 = none,
+    1 = every core): a benchmark's figures, above all thread scaling, mean little when it is large."""
+
+    def __enter__(self) -> OtherLoad:
+        self._start, self._t0, self.share = _jiffies(), time.perf_counter(), None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _jiffies()
+        if self._start is None or end is None:
+            return
+        hz = os.sysconf("SC_CLK_TCK")
+        others = (end[0] - self._start[0]) - (end[1] - self._start[1])
+        self.share = max(0.0, others / hz / ((time.perf_counter() - self._t0) * (os.cpu_count() or 1)))
