@@ -82,7 +82,7 @@ def model_vector(cfg: Config, arm: Arm) -> np.ndarray:
     m[L.NEUTROPHIL_MTT_DAYS], m[L.NEUTROPHIL_LIFESPAN_DAYS] = ne.mtt_days, ne.lifespan_days
     m[L.NEUTROPHIL_GAMMA], m[L.NEUTROPHIL_ALPHA_RATIO] = ne.feedback_gamma, ne.alpha_ratio
     m[L.MARROW_GAMMA], m[L.MARROW_RESERVE_PER_GY] = mw.feedback_gamma, mw.reserve_loss_per_gy
-    m[L.MARROW_MAX_STEP_DAYS], m[L.MARROW_WINDOW_DAYS] = mw.max_step_days, mw.window_after_last_cycle_days
+    m[L.MARROW_FIRST_STEP_DAYS], m[L.MARROW_WINDOW_DAYS] = mw.max_step_days, mw.window_after_last_cycle_days
     m[L.FATAL_GRADE4_PROBABILITY] = mw.fatal_grade4_probability
     m[L.KIDNEY_BED50_GY], m[L.KIDNEY_LKB_M] = kd.bed50_gy, kd.lkb_m
     m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] = kd.risk_factor_bed50_shift_gy

@@ -413,7 +413,7 @@ class _Arm:
                                    model[L.MARROW_GAMMA]],
                                   [4.0 / model[L.NEUTROPHIL_MTT_DAYS], 1.0 / model[L.NEUTROPHIL_LIFESPAN_DAYS],
                                    model[L.NEUTROPHIL_GAMMA]]])
-        self.beta, self.max_step = model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS]
+        self.beta, self.max_step = model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_FIRST_STEP_DAYS]
         self.window = model[L.MARROW_WINDOW_DAYS]
         self.c_egfr = model[L.EGFR_RADIATION_DECLINE_PER_GY_YEAR] * model[L.EGFR_RISK_FACTOR_MULTIPLIER] ** self.risk
 

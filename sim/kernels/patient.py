@@ -437,12 +437,12 @@ def _advance_marrow(platelets, neutrophils, t0, t1, dose_rate, committed, lam, p
     low, low_day = marrow_advance(
         platelets, t0, t1, dose_rate, committed, lam, p[L.PLATELETS_BASELINE], model[L.MARROW_MTT_DAYS],
         model[L.MARROW_GAMMA], model[L.PLATELET_LIFESPAN_DAYS], p[L.MARROW_ALPHA_PER_GY],
-        model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_MAX_STEP_DAYS])
+        model[L.MARROW_RESERVE_PER_GY], model[L.MARROW_FIRST_STEP_DAYS])
     low_neutro, _ = marrow_advance(
         neutrophils, t0, t1, dose_rate, committed, lam, p[L.NEUTROPHILS_BASELINE], model[L.NEUTROPHIL_MTT_DAYS],
         model[L.NEUTROPHIL_GAMMA], model[L.NEUTROPHIL_LIFESPAN_DAYS],
         p[L.MARROW_ALPHA_PER_GY] * model[L.NEUTROPHIL_ALPHA_RATIO], model[L.MARROW_RESERVE_PER_GY],
-        model[L.MARROW_MAX_STEP_DAYS])
+        model[L.MARROW_FIRST_STEP_DAYS])
     return low, low_day, low_neutro
 
 
