@@ -303,7 +303,8 @@ class Marrow(Strict):
     bone_metastases_multiplier: PositiveFloat
     age_log_slope_per_year: float = Field(description="alpha x exp(slope x (age - 65)).")
     reserve_loss_per_gy: NonNegFloat = Field(description="Permanent set-point loss: x exp(-value x dose).")
-    max_step_days: Annotated[float, Field(gt=0, le=2)] = 0.5
+    max_step_days: Annotated[float, Field(gt=0, le=2)] = Field(
+        0.5, description="First trial step of each interval of the adaptive RK4 (docs/model.md 4.1).")
     window_after_last_cycle_days: PositiveFloat = Field(description="Follow-up of the last cycle's nadir.")
     fatal_grade4_probability: Probability = Field(description="Death at a cycle's grade-4 nadir.")
     neutrophils: Neutrophils

@@ -12,7 +12,6 @@ as a safeguard. Agreement with ``scipy.stats.beta.ppf`` is about 1e-14 relative 
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from sim.rng import norm_ppf
