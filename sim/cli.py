@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="what the HDF5 file holds: every per-cycle array (default); per-patient values and "
                      "cycle totals only (~100 bytes per patient and arm, for large cohorts); or no HDF5 file, "
                      "only OUT.summary.json (same summary in every case)")
-    run.add_argument("--chunk-size", type=int, help="patients simulated at a time (default 200000; memory)")
+    run.add_argument("--chunk-size", type=int, help="patients simulated at a time (default 100000; memory)")
 
     trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size")
     trial.add_argument("config")
