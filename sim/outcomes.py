@@ -178,17 +178,22 @@ class NotOurFileError(ValueError):
     """The file is not an rptsim outcomes file, or is from an incompatible schema version."""
 
 
-def read(path: str | Path) -> xr.Dataset:
-    """Open an outcomes file, checking that it is ours and of a schema version we read."""
+def open_checked(path: str | Path, schema: str, version: int, what: str, error: type[ValueError]) -> xr.Dataset:
+    """Open an HDF5/netCDF file, raising ``error`` unless its ``schema`` attribute and version are these."""
     try:
         ds = xr.open_dataset(path, engine="h5netcdf")
     except (OSError, ValueError) as exc:
-        raise NotOurFileError(f"{path}: not a readable HDF5/netCDF file ({exc})") from None
-    if ds.attrs.get("schema") != SCHEMA:
+        raise error(f"{path}: not a readable HDF5/netCDF file ({exc})") from None
+    if ds.attrs.get("schema") != schema:
         ds.close()
-        raise NotOurFileError(f"{path}: not an rptsim outcomes file (no '{SCHEMA}' schema attribute)")
-    version = int(np.asarray(ds.attrs.get("schema_version", -1)).ravel()[0])
-    if version != SCHEMA_VERSION:
+        raise error(f"{path}: not an rptsim {what} file (no '{schema}' schema attribute)")
+    found = int(np.asarray(ds.attrs.get("schema_version", -1)).ravel()[0])
+    if found != version:
         ds.close()
-        raise NotOurFileError(f"{path}: schema version {version}, this rptsim {__version__} reads {SCHEMA_VERSION}")
+        raise error(f"{path}: {what} schema version {found}, this rptsim {__version__} reads {version}")
     return ds
+
+
+def read(path: str | Path) -> xr.Dataset:
+    """Open an outcomes file, checking that it is ours and of a schema version we read."""
+    return open_checked(path, SCHEMA, SCHEMA_VERSION, "outcomes", NotOurFileError)

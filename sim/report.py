@@ -164,16 +164,14 @@ def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: A
     return "\n".join(parts)
 
 
-def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[Path]:  # noqa: ANN001
-    """Draw every figure the dataset supports into ``out_dir`` and write ``index.md``; returns the paths written."""
-    from sim import analysis
+def _write_page(out_dir: Path, drawers: dict, captions: dict, page) -> list[Path]:  # noqa: ANN001
+    """Draw ``drawers`` (file name -> function) into ``out_dir``, remove figures of an earlier report that this one
+    does not draw, and write ``index.md`` from ``page(figure names)``; returns the paths written."""
     from sim.outcomes import write_atomic
 
-    summary = summary if summary is not None else analysis.summary(ds)
-    out_dir = Path(out_dir)
     plt = _pyplot()
     written = []
-    for name, draw in figures(ds).items():
+    for name, draw in drawers.items():
         with plt.rc_context(STYLE):  # the caller's matplotlib settings are left as they were
             fig = draw()
             try:
@@ -181,16 +179,20 @@ def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[P
             finally:
                 plt.close(fig)
         written.append(out_dir / name)
-    for stale in set(FIGURE_CAPTIONS) - {p.name for p in written}:  # from an earlier report into this folder
+    for stale in set(captions) - {p.name for p in written}:  # from an earlier report into this folder
         (out_dir / stale).unlink(missing_ok=True)
-    page = markdown_page(ds, summary, [p.name for p in written])
     index = out_dir / "index.md"
-
-    def _write(tmp: str) -> None:
-        Path(tmp).write_text(page + "\n", encoding="utf-8")
-
-    write_atomic(index, _write)
+    text = page([p.name for p in written])
+    write_atomic(index, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     return [*written, index]
+
+
+def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[Path]:  # noqa: ANN001
+    """Draw every figure the dataset supports into ``out_dir`` and write ``index.md``; returns the paths written."""
+    from sim import analysis
+
+    summary = summary if summary is not None else analysis.summary(ds)
+    return _write_page(Path(out_dir), figures(ds), FIGURE_CAPTIONS, lambda names: markdown_page(ds, summary, names))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -295,22 +297,6 @@ def _fmt_from(ds, coord: str) -> list[str]:  # noqa: ANN001
 def write_sweep_report(ds, out_dir: str | Path) -> list[Path]:  # noqa: ANN001
     """Draw the sweep figures into ``out_dir`` and write ``index.md``; returns the paths written."""
     from sim.figures import SWEEP_FIGURE_CAPTIONS, sweep_figures
-    from sim.outcomes import write_atomic
 
-    out_dir = Path(out_dir)
-    plt = _pyplot()
-    written = []
-    for name, draw in sweep_figures(ds).items():
-        with plt.rc_context(STYLE):
-            fig = draw()
-            try:
-                _save(fig, out_dir / name)
-            finally:
-                plt.close(fig)
-        written.append(out_dir / name)
-    for stale in set(SWEEP_FIGURE_CAPTIONS) - {p.name for p in written}:
-        (out_dir / stale).unlink(missing_ok=True)
-    page = markdown_sweep_page(ds, [p.name for p in written])
-    index = out_dir / "index.md"
-    write_atomic(index, lambda tmp: Path(tmp).write_text(page + "\n", encoding="utf-8"))
-    return [*written, index]
+    return _write_page(Path(out_dir), sweep_figures(ds), SWEEP_FIGURE_CAPTIONS,
+                       lambda names: markdown_sweep_page(ds, names))

@@ -291,19 +291,7 @@ def is_sweep_file(path: str | Path) -> bool:
 
 def read(path: str | Path) -> xr.Dataset:
     """Open a sweep file, checking its schema and version."""
-    try:
-        ds = xr.open_dataset(path, engine="h5netcdf")
-    except (OSError, ValueError) as exc:
-        raise NotASweepError(f"{path}: not a readable HDF5/netCDF file ({exc})") from None
-    if ds.attrs.get("schema") != SCHEMA:
-        ds.close()
-        raise NotASweepError(f"{path}: not an rptsim sweep file (no '{SCHEMA}' schema attribute)")
-    version = int(np.asarray(ds.attrs.get("schema_version", -1)).ravel()[0])
-    if version != SCHEMA_VERSION:
-        ds.close()
-        raise NotASweepError(f"{path}: sweep schema version {version}, this rptsim {__version__} reads "
-                             f"{SCHEMA_VERSION}")
-    return ds
+    return outcomes.open_checked(path, SCHEMA, SCHEMA_VERSION, "sweep", NotASweepError)
 
 
 def same_results(a: xr.Dataset, b: xr.Dataset, ignore_attrs: tuple[str, ...] = ("created_utc",)) -> bool:
