@@ -170,8 +170,8 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
     return fig
 
 
-def _cumulative(ds, var: str, arm: str) -> np.ndarray:  # noqa: ANN001
-    a = patient_level(ds).sel(arm=arm)
+def _cumulative(level, var: str, arm: str) -> np.ndarray:  # noqa: ANN001 - level: a patient-level Dataset
+    a = level.sel(arm=arm)
     return a[f"{var}_total"].values[a.cycles_given.values > 0]
 
 
@@ -198,8 +198,9 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     fig, axes = plt.subplots(1, 3, figsize=(min(15.0, max(10.5, 6.0 + 2.4 * len(arms))), 6.0), layout="constrained")
     positions = np.arange(len(arms))
     pad = max(0.0, (2 - len(arms)) * 0.5)
+    level = patient_level(ds)
     for ax, (var, ylabel, title, refs, log) in zip(axes, panels, strict=True):
-        values = [_cumulative(ds, var, a) for a in arms]
+        values = [_cumulative(level, var, a) for a in arms]
         if log:
             values = [np.log10(v[v > 0]) for v in values]
         pooled = np.concatenate(values)
@@ -244,9 +245,8 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     return fig
 
 
-def _rates(ds, arm: str, flag: Callable) -> tuple[int, int]:  # noqa: ANN001
-    a = patient_level(ds).sel(arm=arm)
-    flags = np.asarray(flag(a))
+def _rates(level, arm: str, flag: Callable) -> tuple[int, int]:  # noqa: ANN001 - level: a patient-level Dataset
+    flags = np.asarray(flag(level.sel(arm=arm)))
     return int(flags.sum()), int(flags.size)
 
 
@@ -259,10 +259,11 @@ def toxicity_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     fig, (ax, ax_orr) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=[len(TOXICITY_BARS), 1.6],
                                      layout="constrained")
     width = 0.8 / len(arms)
+    level = patient_level(ds)  # once: each flag reads per-patient values
     for axis, bars in ((ax, TOXICITY_BARS), (ax_orr, [ORR_BAR])):
         x = np.arange(len(bars))
         for i, arm in enumerate(arms):
-            counts = [_rates(ds, arm, TOXICITY_FLAGS[key]) for _, key in bars]
+            counts = [_rates(level, arm, TOXICITY_FLAGS[key]) for _, key in bars]
             k = np.array([c[0] for c in counts])
             n = np.array([c[1] for c in counts])
             p = k / n

@@ -103,8 +103,8 @@ def completed(out: Path, sweep: Sweep) -> set[str]:
     folder = parts_dir(out)
     if not folder.is_dir():
         return set()
-    return {s.id for s in sweep.scenarios if (folder / f"{s.id}.h5").is_file()
-            and _valid_part(folder / f"{s.id}.h5", sweep, s)}
+    return {s.id for s in sweep.scenarios if part_path(out, s.id).is_file()
+            and _valid_part(part_path(out, s.id), sweep, s)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def warm_numba_cache(sweep: Sweep, scenario: Scenario) -> None:
+def warm_numba_cache(scenario: Scenario) -> None:
     """Compile (or load) the kernels once in this process, so that workers load them from numba's disk cache
     instead of all compiling at the same time."""
     cfg = scenario.config.model_copy(update={"trial": scenario.config.trial.model_copy(
@@ -436,7 +436,7 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
             from distributed import as_completed
 
             n_workers = workers or max(1, min(available_cores(), len(todo)))
-            warm_numba_cache(sweep, todo[0])
+            warm_numba_cache(todo[0])
             by_key = {f"scenario-{s.id}": s for s in todo}
             with _client(sweep, n_workers, scheduler, cluster) as client:
                 futures = client.map(run_scenario, [s.config_json for s in todo], keep=keep, chunk_size=chunk,

@@ -265,11 +265,16 @@ def _reference_nadir(circ, t1: float) -> tuple[float, float]:
     return float(res.fun), float(res.x)
 
 
+def _one_cycle_run(model=None, scans=(30.0, 60.0, 120.0)):  # noqa: ANN001, ANN202
+    """One cycle of 6 GBq x 0.2 Gy/GBq = 1.2 Gy marrow at day 0; the window (84 d) ends the integration."""
+    return simulate_arm_reference(_stable_patient(MARROW_GY_PER_GBQ=0.2), np.array([8]), 1,
+                                  model if model is not None else _model(), _regimen(1, 42.0), np.array([6.0]),
+                                  np.array(scans), 1)
+
+
 def test_first_cycle_nadir_matches_solve_ivp():
-    # One cycle of 6 x 0.2 = 1.2 Gy; the window (84 d) ends the integration. Reference: DOP853 at rtol 1e-10.
-    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
-    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(), _regimen(1, 42.0),
-                                                    np.array([6.0]), np.array([30.0, 60.0, 120.0]), 1)
+    # Reference: DOP853 at rtol 1e-10.
+    per_cycle, per_patient = _one_cycle_run()
     nadir, day = _reference_nadir(_first_cycle_platelets(1.2), 84.0)  # ~49.4 at day ~39.7
     assert per_cycle[L.C_PLATELET_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-4)
     assert abs(per_cycle[L.C_PLATELET_NADIR_DAY, 0, 0] - day) < 0.05
@@ -476,16 +481,13 @@ def test_untreated_worst_neutrophil_grade_is_the_baseline_grade(anc0, grade):
 def test_first_cycle_neutrophil_nadir_matches_solve_ivp():
     # The run of test_first_cycle_nadir_matches_solve_ivp: 1.2 Gy at day 0, intervals split at the scans (30, 60)
     # and ended by the window (84 d); neutrophil kinetics MTT 5.2 d, lifespan 1.3 d, gamma 0.16, ratio 1.
-    p = _stable_patient(MARROW_GY_PER_GBQ=0.2)
-    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(), _regimen(1, 42.0),
-                                                    np.array([6.0]), np.array([30.0, 60.0, 120.0]), 1)
+    per_cycle, per_patient = _one_cycle_run()
     nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2), 84.0)  # ~1.079 at day ~13.2
     assert per_cycle[L.C_NEUTROPHIL_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-3)
     assert 1.5 - nadir > 0.1 and nadir - 1.0 > 0.05  # grade 2, clear of the thresholds
     assert per_cycle[L.C_NEUTROPHIL_GRADE, 0, 0] == 2.0 == per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0]
     # The ratio scales the radiosensitivity: half as sensitive, a shallower nadir (grade 1).
-    per_cycle, per_patient = simulate_arm_reference(p, np.array([8]), 1, _model(NEUTROPHIL_ALPHA_RATIO=0.5),
-                                                    _regimen(1, 42.0), np.array([6.0]), np.array([30.0, 60.0]), 1)
+    per_cycle, per_patient = _one_cycle_run(_model(NEUTROPHIL_ALPHA_RATIO=0.5), scans=(30.0, 60.0))
     nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2, alpha=0.75), 84.0)
     assert per_cycle[L.C_NEUTROPHIL_NADIR, 0, 0] == pytest.approx(nadir, rel=1e-3)
     assert per_cycle[L.C_NEUTROPHIL_GRADE, 0, 0] == 1.0 == per_patient[L.P_NEUTROPHIL_WORST_GRADE, 0]
