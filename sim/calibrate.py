@@ -21,7 +21,7 @@ import numpy as np
 from scipy import optimize
 
 from sim import analysis, config, engine, outcomes
-from sim.validate import Target, evaluate, load_targets, lookup
+from sim.validate import Target, evaluate, load_targets
 
 MISSING_PENALTY = 1e4  # a target the run cannot produce (e.g. a median not reached)
 
@@ -38,8 +38,8 @@ class Calibration:
 
 def _get(data: dict, path: str) -> float:
     try:
-        node = lookup(data, tuple(path.split(".")))
-    except (KeyError, TypeError):
+        node = config.get_dotted(data, path)
+    except config.ConfigError:
         raise config.ConfigError(f"--params {path}: no such numeric field in the config") from None
     if not isinstance(node, int | float) or isinstance(node, bool) or node <= 0:
         raise config.ConfigError(f"--params {path} = {node!r}: must be a positive number to calibrate")

@@ -598,6 +598,21 @@ def set_dotted(data: dict, path: str, value: Any) -> None:
     node[last] = value
 
 
+def get_dotted(data: dict, path: str) -> Any:
+    """The value at ``a.b.c`` in nested dicts; list items (arms) are addressed by their ``name``."""
+    parts = path.split(".")
+    node: Any = data
+    for depth, key in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = _list_item(node, key, where)
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            raise ConfigError(f"no field {where}")
+    return node
+
+
 def _list_item(items: list, key: str, where: str) -> dict:
     for item in items:
         if isinstance(item, dict) and item.get("name") == key:
@@ -646,13 +661,19 @@ def select_arms(data: dict, names: list[str], source: str) -> None:
     data["arms"] = [arms[n] for n in names]
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read, override (dotted paths) and validate a TOML config. A top-level ``select_arms = [...]`` keeps
-    only those of the (possibly inherited) arms."""
+def read_scenario(path: str | Path) -> dict:
+    """A scenario file's mapping before validation: ``extends`` resolved, and a top-level
+    ``select_arms = [...]`` applied (only those of the, possibly inherited, arms are kept)."""
     data = read_toml(path)
     selected = data.pop("select_arms", None)
     if selected is not None:
         select_arms(data, selected if isinstance(selected, list) else [selected], str(path))
+    return data
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read (``read_scenario``), override (dotted paths) and validate a TOML config."""
+    data = read_scenario(path)
     for key, value in (overrides or {}).items():
         set_dotted(data, key, value)
     return validate(data, str(path))

@@ -252,20 +252,13 @@ def _scale(param: SampleParam, u: float) -> float | int:
 
 
 def get_dotted(data: dict, path: str, source: str) -> Any:
-    """The value at a dotted path of a config mapping (arms by name)."""
-    node: Any = data
-    for depth, key in enumerate(path.split(".")):
-        where = ".".join(path.split(".")[: depth + 1])
-        if isinstance(node, list):
-            try:
-                node = config._list_item(node, key, where)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: {path}: {str(exc).removeprefix('override ')}") from None
-        elif isinstance(node, dict) and key in node:
-            node = node[key]
-        else:
-            raise ConfigError(f"{source}: {path}: no field {where} in the base config")
-    return node
+    """The value at a dotted path of the base config's mapping (arms by name)."""
+    try:
+        return config.get_dotted(data, path)
+    except ConfigError as exc:
+        msg = str(exc).removeprefix("override ")
+        raise ConfigError(f"{source}: {path}: {msg}" + (" in the base config" if msg.startswith("no field") else "")
+                          ) from None
 
 
 def _set(data: dict, path: str, value: Any, source: str) -> None:
@@ -294,15 +287,6 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _base_data(path: Path) -> dict:
-    """A scenario file as ``config.load`` reads it (``extends``, ``select_arms``), before validation."""
-    data = config.read_toml(path)
-    selected = data.pop("select_arms", None)
-    if selected is not None:
-        config.select_arms(data, selected if isinstance(selected, list) else [selected], str(path))
-    return data
-
-
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     """Read a sweep file, expand and validate every scenario; raise ConfigError naming the first bad field.
 
@@ -316,7 +300,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
         lines = [config._describe_error(err, raw) for err in exc.errors()]
         raise ConfigError(f"{path}: " + "; ".join(dict.fromkeys(lines))) from None
     base_path = (path.parent / spec.base)
-    base = _base_data(base_path)
+    base = config.read_scenario(base_path)
     fixed: dict[str, Any] = {}
     _flatten("", spec.overrides, fixed)
     fixed.update(overrides or {})
