@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
-_JITTED = ("rng.py", "kernels")
+_JITTED = ("rng.py", "units.py", "kernels")
 
 
 def source_hash() -> str:

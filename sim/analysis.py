@@ -8,10 +8,10 @@ import numpy as np
 import xarray as xr
 
 from sim import config
-from sim.config import DAYS_PER_MONTH, Config, GuidedArm
-from sim.kernels import layout as L
+from sim.config import Config, GuidedArm
 from sim.outcomes import patient_level
 from sim.survival import cox_two_group, kaplan_meier, logrank
+from sim.units import DAYS_PER_MONTH
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
 
@@ -49,14 +49,11 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "rmst_os_months": _months(os_.rmst(cfg.trial.rmst_horizon_months * DAYS_PER_MONTH)),
         "pfs_at_months": {str(m): round(float(pfs.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
         "os_at_months": {str(m): round(float(os_.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
-        "objective_response_rate": _rate(TOXICITY_FLAGS["objective_response_rate"](a)),
+        "objective_response_rate": _rate(objective_response(a)),
         "cycles_median": float(np.median(cycles)),
         "cycles_mean": round(float(np.mean(cycles)), 4),
         "cumulative_activity_gbq_median": _median(a.activity_gbq_total.values),
-        "kidney_dose_gy_median": _median(a.kidney_dose_gy_total.values),
-        "kidney_bed_gy_median": _median(a.kidney_bed_gy_total.values),
-        "marrow_dose_gy_median": _median(a.marrow_dose_gy_total.values),
-        "tumour_dose_gy_median": _median(a.tumour_dose_gy_total.values),
+        **dose_summary(a),
         **toxicity_summary(a),
         **resource_summary(a, cfg, arm),
     }
@@ -66,28 +63,48 @@ def _rate(flags: np.ndarray) -> float:
     return round(float(np.mean(flags)), 4)
 
 
-# Per-patient flags behind the toxicity rates, on a patient-level arm (the report's bars use the same ones).
-TOXICITY_FLAGS = {
-    "grade3plus_thrombocytopenia_rate": lambda a: a.platelet_worst_grade.values >= 3,
-    "grade3plus_neutropenia_rate": lambda a: a.neutrophil_worst_grade.values >= 3,
-    "grade3plus_renal_rate": lambda a: a.renal_grade3_event.values == 1,
-    "mds_aml_rate": lambda a: a.mds_aml.values == 1,
-    "dose_reductions_rate": lambda a: a.dose_reduced_any.values == 1,
-    "delays_rate": lambda a: a.delayed_any.values == 1,
-    "objective_response_rate": lambda a: (a.best_response.values == L.RESPONSE_CR)
-    | (a.best_response.values == L.RESPONSE_PR),
-}
+def dose_summary(a: xr.Dataset) -> dict:
+    """Medians over patients of the cumulative absorbed dose and BED of each organ (``<organ>_dose_gy_median``,
+    ``<organ>_bed_gy_median``) and of the index lesion (``tumour_dose_gy_median``, ``tumour_bed_gy_median``)."""
+    out = {}
+    for organ in a.organ.values:
+        out[f"{organ}_dose_gy_median"] = _median(a.dose_gy_total.sel(organ=organ).values)
+        out[f"{organ}_bed_gy_median"] = _median(a.bed_gy_total.sel(organ=organ).values)
+    out["tumour_dose_gy_median"] = _median(a.lesion_dose_gy_total.isel(lesion=0).values)
+    out["tumour_bed_gy_median"] = _median(a.lesion_bed_gy_total.isel(lesion=0).values)
+    return out
+
+
+def code(var: xr.DataArray, meaning: str) -> int:
+    """The stored value of one of a coded variable's ``flag_meanings``."""
+    return int(np.asarray(var.attrs["flag_values"])[var.attrs["flag_meanings"].split().index(meaning)])
+
+
+def objective_response(a: xr.Dataset) -> np.ndarray:
+    """Per patient: best overall response CR or PR."""
+    best = a.best_response
+    return (best.values == code(best, "complete_response")) | (best.values == code(best, "partial_response"))
+
+
+def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
+    """Per-patient flags behind the toxicity rates of a patient-level arm (the report's bars use the same ones):
+    ``grade3plus_<adverse event>_rate`` for each blood line, renal grade >= 3, MDS/AML, reductions and delays."""
+    worst = a.blood_worst_grade
+    flags = {f"grade3plus_{ae}_rate": worst.sel(blood_line=line).values >= 3
+             for line, ae in zip(worst.blood_line.values, worst.adverse_event.values, strict=True)}
+    flags["grade3plus_renal_rate"] = a.renal_grade3_event.values == 1
+    flags["mds_aml_rate"] = a.mds_aml.values == 1
+    flags["dose_reductions_rate"] = a.dose_reduced_any.values == 1
+    flags["delays_rate"] = a.delayed_any.values == 1
+    return flags
 
 
 def toxicity_summary(a: xr.Dataset) -> dict:
     """Toxicity and dose-modification rates of one arm (fractions of its patients)."""
-    out = {key: _rate(TOXICITY_FLAGS[key](a)) for key in TOXICITY_FLAGS if key != "objective_response_rate"}
-    # the blood lines modelled: platelets and neutrophils (anaemia and lymphopenia are not; see README)
-    haematological = (TOXICITY_FLAGS["grade3plus_thrombocytopenia_rate"](a)
-                      | TOXICITY_FLAGS["grade3plus_neutropenia_rate"](a))
-    out["grade3plus_haematological_rate"] = _rate(haematological)
+    out = {key: _rate(flags) for key, flags in toxicity_flags(a).items()}
+    out["grade3plus_haematological_rate"] = _rate((a.blood_worst_grade >= 3).any("blood_line").values)  # any line
     out["discontinued_for_toxicity_rate"] = _rate(a.discontinued_for_toxicity.values == 1)
-    out["treatment_related_death_rate"] = _rate(a.death_cause.values == L.CAUSE_TREATMENT)
+    out["treatment_related_death_rate"] = _rate(a.death_cause.values == code(a.death_cause, "treatment_related"))
     return out
 
 
@@ -102,7 +119,7 @@ def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
     hours = measured * (method.physicist_hours_per_cycle if method else 0.0)
     visits = cycles + measured * (method.extra_visits_per_cycle if method else 0)
     treated = cycles > 0
-    kidney_bed = a.kidney_bed_gy_total.values[treated]
+    kidney_bed = a.bed_gy_total.sel(organ="kidney").values[treated]
     out = {
         "activity_gbq_total_mean": round(float(activity.mean()), 4),
         "spect_sessions_mean": round(float(sessions.mean()), 4),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from sim import analysis, config, engine, outcomes
+from sim import analysis, config, engine
 from sim.validate import Target, evaluate, load_targets
 
 MISSING_PENALTY = 1e4  # a target the run cannot produce (e.g. a median not reached)
@@ -72,7 +72,7 @@ def calibrate(config_path: str | Path, params: list[str], targets: list[Target],
     def run_at(x: np.ndarray) -> tuple[float, list[dict]]:
         overrides = {**base, **{p: float(math.exp(v)) for p, v in zip(params, x, strict=True)}}
         cfg = config.load(config_path, overrides)
-        summary = analysis.summary(outcomes.to_dataset(engine.run(cfg)))
+        summary = analysis.summary(engine.run(cfg))
         rows = [evaluate(t, summary) for t in targets]
         return loss_of(rows, targets), rows
 

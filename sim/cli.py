@@ -121,9 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"
                   " patient-arms"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"Simulating {cfg.trial.name}", total=total)
-        result = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
-        ds = outcomes.to_dataset(result)
-        del result  # the Dataset holds the arrays now
+        ds = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
         if args.keep != "summary":
             bar.update(task, description="Writing HDF5")
             outcomes.write(ds, out)

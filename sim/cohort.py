@@ -1,7 +1,9 @@
-"""Virtual patients: correlated covariates (Gaussian copula) and per-patient, agent-specific parameters.
+"""Virtual patients: correlated covariates (Gaussian copula), trial entry and administrative censoring.
 
 Every patient's values come from its own random streams (``sim.rng``), keyed by a global patient id, so a
-patient is the same whether simulated alone, in a chunk, or in a larger cohort.
+patient is the same whether simulated alone, in a chunk, or in a larger cohort; each covariate has its own
+stream (``covariate/<name>``), so adding one leaves the others' draws as they were. The agent-specific values
+(Gy/GBq, half-lives) are drawn where they become kernel inputs (``sim.kernel_inputs``).
 """
 
 from __future__ import annotations
@@ -14,23 +16,9 @@ import numpy as np
 from scipy import special, stats
 
 from sim import rng
-from sim.config import (
-    COVARIATE_NAMES,
-    DAYS_PER_MONTH,
-    Agent,
-    Bernoulli,
-    Beta,
-    Config,
-    LogNormal,
-    Marginal,
-    Normal,
-)
-from sim.kernels import layout as L
+from sim.config import COVARIATE_NAMES, Bernoulli, Beta, Config, LogNormal, Marginal, Normal
 from sim.kernels.beta_quantile import TABLE_NODES, Z_RANGE, beta_ppf
-
-ENTRY_COUNTER = 1000  # stream-0 counter of the trial-entry uniform, clear of the covariate normals
-# stream-1 normals: kidney, kidney T_eff, marrow, marrow T_eff, tumour, tumour T_eff, marrow alpha
-N_PATIENT_EFFECTS = 7
+from sim.units import DAYS_PER_MONTH
 
 
 @dataclass(frozen=True)
@@ -41,7 +29,6 @@ class Cohort:
     covariates: dict[str, np.ndarray]  # COVARIATE_NAMES -> float64 arrays
     entry_day: np.ndarray
     admin_censor_day: np.ndarray
-    effects: np.ndarray  # (n, N_PATIENT_EFFECTS) standard normals of the dosimetry random effects
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -94,90 +81,27 @@ def draw(cfg: Config, patient_ids: np.ndarray) -> Cohort:
     """Draw the patients ``patient_ids`` of the scenario ``cfg`` (any subset gives the same rows)."""
     ids = np.ascontiguousarray(patient_ids, dtype=np.int64)
     seed = cfg.trial.seed
-    z = rng.normals(seed, ids, rng.STREAM_COVARIATES, 0, len(COVARIATE_NAMES))
+    z = np.column_stack([rng.normals(seed, ids, f"covariate/{name}")[:, 0] for name in COVARIATE_NAMES])
     chol = np.linalg.cholesky(cfg.cohort.correlation_matrix())
     u = special.ndtr(z @ chol.T)
     marginals = cfg.cohort.covariates
     covariates = {name: marginal_ppf(getattr(marginals, name), u[:, j]) for j, name in enumerate(COVARIATE_NAMES)}
     accrual_days = cfg.trial.accrual_months * DAYS_PER_MONTH
-    entry = rng.uniforms(seed, ids, rng.STREAM_COVARIATES, ENTRY_COUNTER, 1)[:, 0] * accrual_days
+    entry = rng.uniforms(seed, ids, "trial/entry")[:, 0] * accrual_days
     censor = accrual_days - entry + cfg.trial.follow_up_months * DAYS_PER_MONTH
-    effects = rng.normals(seed, ids, rng.STREAM_PATIENT_EFFECTS, 0, N_PATIENT_EFFECTS)
-    return Cohort(ids, covariates, entry, censor, effects)
+    return Cohort(ids, covariates, entry, censor)
+
+
+def concat(chunks: list[Cohort]) -> Cohort:
+    """One cohort of consecutive chunks."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return Cohort(np.concatenate([c.patient_ids for c in chunks]),
+                  {k: np.concatenate([c.covariates[k] for c in chunks]) for k in chunks[0].covariates},
+                  np.concatenate([c.entry_day for c in chunks]), np.concatenate([c.admin_censor_day for c in chunks]))
 
 
 def median_growth_per_day(cfg: Config) -> float:
     """Growth rate at the median of the configured doubling-time marginal."""
     td_months = marginal_ppf(cfg.cohort.covariates.doubling_time_months, np.array([0.5]))[0]
     return math.log(2.0) / (td_months * DAYS_PER_MONTH)
-
-
-def kernel_patients(cfg: Config, cohort: Cohort, agent: Agent | None) -> np.ndarray:
-    """The kernel's patient matrix (``layout`` columns) for one arm's agent (``None``: no dosimetry)."""
-    c = cohort.covariates
-    n = len(cohort)
-    nh = cfg.natural_history
-    out = np.zeros((n, L.N_PATIENT))
-    growth = math.log(2.0) / (c["doubling_time_months"] * DAYS_PER_MONTH)
-    out[:, L.AGE_YEARS] = c["age_years"]
-    out[:, L.TUMOUR_VOLUME_ML] = c["tumour_volume_ml"]
-    out[:, L.STROMA_FRACTION] = c["stroma_fraction"]
-    out[:, L.RECEPTOR_NEGATIVE_FRACTION] = c["receptor_negative_fraction"]
-    out[:, L.GROWTH_PER_DAY] = growth
-    out[:, L.NEW_LESION_PER_DAY] = c["new_lesion_rate_per_month"] / DAYS_PER_MONTH
-    out[:, L.TUMOUR_ALPHA_PER_GY] = c["tumour_alpha_per_gy"]
-    out[:, L.ADMIN_CENSOR_DAY] = cohort.admin_censor_day
-    out[:, L.POST_PROGRESSION_DEATH_PER_DAY] = (nh.post_progression_death_per_month / DAYS_PER_MONTH) * (
-        growth / median_growth_per_day(cfg)) ** nh.post_progression_growth_exponent
-    out[:, L.PLATELETS_BASELINE] = c["platelets_1e9_per_l"]
-    out[:, L.NEUTROPHILS_BASELINE] = c["neutrophils_1e9_per_l"]
-    out[:, L.MARROW_ALPHA_PER_GY] = marrow_alpha(cfg, cohort)
-    out[:, L.EGFR_BASELINE] = c["egfr_ml_min"]
-    out[:, L.KIDNEY_RISK_FACTOR] = has_kidney_risk_factor(cohort)
-    out[:, L.PRIOR_CHEMOTHERAPY] = c["prior_chemotherapy"]
-    if agent is not None:
-        dosimetry = patient_dosimetry(agent, cohort)
-        for col, values in dosimetry.items():
-            out[:, col] = values
-    return out
-
-
-def has_kidney_risk_factor(cohort: Cohort) -> np.ndarray:
-    """Hypertension or diabetes (Bodei L et al. EJNMMI 2008;35:1847), as 0/1 floats."""
-    c = cohort.covariates
-    return ((c["hypertension"] > 0) | (c["diabetes"] > 0)).astype(np.float64)
-
-
-def marrow_alpha(cfg: Config, cohort: Cohort) -> np.ndarray:
-    """Progenitor radiosensitivity (1/Gy): lower marrow reserve after chemotherapy, with bone metastases and
-    with age (Bergsma H et al. EJNMMI 2016;43:453; Groener D et al. 2021), times a log-normal effect."""
-    m, c = cfg.marrow, cohort.covariates
-    return (m.alpha_per_gy * np.exp(m.alpha_sigma_ln * cohort.effects[:, rng.EFFECT_MARROW_ALPHA])
-            * m.prior_chemotherapy_multiplier ** c["prior_chemotherapy"]
-            * m.bone_metastases_multiplier ** c["bone_metastases"]
-            * np.exp(m.age_log_slope_per_year * (c["age_years"] - 65.0)))
-
-
-def patient_dosimetry(agent: Agent, cohort: Cohort) -> dict[int, np.ndarray]:
-    """Per-patient Gy/GBq and effective half-lives (h) of one agent, keyed by ``layout`` column.
-
-    Inter-patient log-normal effects times covariate modifiers: kidney risk factors (Guerriero F et al.,
-    Biomed Res Int 2013;935351), renal function (Svensson J et al., EJNMMI 2015;42:947), bone metastases
-    for marrow (Hagmarker L et al., J Nucl Med 2019;60:1406), receptor expression for tumour uptake, and
-    the tumour sink (Beauregard JM et al., EJNMMI 2012;39:50) for both organs.
-    """
-    c, z = cohort.covariates, cohort.effects
-    sink = (c["tumour_volume_ml"] / agent.sink_reference_volume_ml) ** -agent.sink_exponent
-    kid, mar, tum = agent.kidney, agent.marrow, agent.tumour
-    risk = np.where(has_kidney_risk_factor(cohort), kid.risk_factor_multiplier, 1.0)
-    renal = (c["egfr_ml_min"] / 90.0) ** -kid.egfr_exponent
-    bone = np.where(c["bone_metastases"] > 0, mar.bone_metastases_multiplier, 1.0)
-    return {
-        L.KIDNEY_GY_PER_GBQ: kid.gy_per_gbq_median * np.exp(kid.inter_patient_sigma_ln * z[:, 0]) * risk * renal * sink,
-        L.KIDNEY_TEFF_H: kid.effective_half_life_h_median * np.exp(kid.effective_half_life_sigma_ln * z[:, 1]),
-        L.MARROW_GY_PER_GBQ: mar.gy_per_gbq_median * np.exp(mar.inter_patient_sigma_ln * z[:, 2]) * bone * sink,
-        L.MARROW_TEFF_H: mar.effective_half_life_h_median * np.exp(mar.effective_half_life_sigma_ln * z[:, 3]),
-        L.TUMOUR_GY_PER_GBQ: tum.gy_per_gbq_median * np.exp(tum.inter_patient_sigma_ln * z[:, 4])
-        * c["receptor_expression"],
-        L.TUMOUR_TEFF_H: tum.effective_half_life_h_median * np.exp(tum.effective_half_life_sigma_ln * z[:, 5]),
-    }

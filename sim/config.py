@@ -17,10 +17,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DAYS_PER_WEEK = 7.0
-DAYS_PER_MONTH = 365.25 / 12.0
-DAYS_PER_YEAR = 365.25
-
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the user: file, field path, value, allowed range."""
@@ -225,6 +221,10 @@ class Agent(Strict):
     tumour: TumourDosimetry
     sink_exponent: NonNegFloat = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
     sink_reference_volume_ml: PositiveFloat
+
+    def organ_dosimetry(self) -> dict[str, OrganDosimetry]:
+        """The organs at risk this agent gives dosimetry for: every organ table but the tumour's."""
+        return {name: value for name, value in self if isinstance(value, OrganDosimetry) and name != "tumour"}
 
 
 class DosimetryMethod(Strict):
@@ -492,6 +492,17 @@ class Config(Strict):
             if dosimetry is not None and dosimetry.method not in self.dosimetry_methods:
                 raise ValueError(f"arm {arm.name!r} uses dosimetry method {dosimetry.method!r}, not defined under "
                                  f"[dosimetry_methods] (defined: {sorted(self.dosimetry_methods) or 'none'})")
+            if dosimetry is not None:
+                method = self.dosimetry_methods[dosimetry.method]
+                for organ in self.agents[agent].organ_dosimetry():
+                    if getattr(method, f"{organ}_cv", None) is None:
+                        raise ValueError(f"arm {arm.name!r} measures {organ} doses ([agents.{agent}.{organ}]) but "
+                                         f"dosimetry_methods.{dosimetry.method}.{organ}_cv is not given")
+        for name, agent in self.agents.items():
+            for organ in agent.organ_dosimetry():
+                if getattr(self.radiobiology, organ, None) is None:
+                    raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "
+                                     "repair_half_time_h)")
         return self
 
     def reference_arm(self) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.analysis import TOXICITY_FLAGS
-from sim.config import DAYS_PER_MONTH
+from sim.analysis import objective_response, toxicity_flags
 from sim.outcomes import patient_level
+from sim.units import DAYS_PER_MONTH
 
 DPI = 130
 # Okabe-Ito colour-blind-safe palette for treated arms; greys for arms without treatment (controls).
@@ -24,16 +24,20 @@ GREYS = ["#555555", "#999999", "#333333"]
 KIDNEY_BED_LIMITS_GY = ((40.0, "40 Gy (Bodei 2008)"), (28.0, "28 Gy, risk factors (Bodei 2008)"))
 MARROW_LIMIT_GY = 2.0
 
-# label and summary key of each bar; the per-patient flags are sim.analysis.TOXICITY_FLAGS
-TOXICITY_BARS = [
-    ("Grade ≥3\nthrombocytopenia", "grade3plus_thrombocytopenia_rate"),
-    ("Grade ≥3\nneutropenia", "grade3plus_neutropenia_rate"),
+# label and summary key of each bar after the blood lines' (one per line); the per-patient flags are
+# sim.analysis.toxicity_flags
+OTHER_TOXICITY_BARS = [
     ("Renal grade ≥3\n(eGFR < 30)", "grade3plus_renal_rate"),
     ("MDS/AML", "mds_aml_rate"),
     ("Dose\nreductions", "dose_reductions_rate"),
     ("Delays", "delays_rate"),
 ]
 ORR_BAR = ("Objective\nresponse (CR/PR)", "objective_response_rate")
+
+
+def toxicity_bars(ds) -> list[tuple[str, str]]:  # noqa: ANN001
+    """(label, summary key) of each toxicity bar: grade >= 3 per blood line, then ``OTHER_TOXICITY_BARS``."""
+    return [(f"Grade ≥3\n{ae}", f"grade3plus_{ae}_rate") for ae in ds.adverse_event.values] + OTHER_TOXICITY_BARS
 
 SWIMMER_PATIENTS = 30
 SCATTER_MAX_POINTS = 3000
@@ -170,9 +174,10 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
     return fig
 
 
-def _cumulative(level, var: str, arm: str) -> np.ndarray:  # noqa: ANN001 - level: a patient-level Dataset
+def _cumulative(level, select: Callable, arm: str) -> np.ndarray:  # noqa: ANN001 - level: patient-level Dataset
+    """``select(level)`` (a cumulative dose variable) of the treated patients of ``arm``."""
     a = level.sel(arm=arm)
-    return a[f"{var}_total"].values[a.cycles_given.values > 0]
+    return select(a).values[a.cycles_given.values > 0]
 
 
 def _log_ticks(low: float, high: float) -> np.ndarray:
@@ -183,24 +188,31 @@ def _log_ticks(low: float, high: float) -> np.ndarray:
 
 
 def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
-    """Violins (with median and interquartile range) of cumulative kidney BED, marrow and tumour absorbed dose
-    of treated patients, per treated arm, with the organ reference lines."""
+    """Violins (with median and interquartile range) of cumulative kidney BED, the absorbed dose of every other
+    organ at risk and of the index lesion, of treated patients, per treated arm, with the organ reference lines."""
     from matplotlib.patches import Patch
 
     plt = _pyplot()
     arms, labels = treated_arms(ds), _labels(ds)
     panels = [
-        ("kidney_bed_gy", "Cumulative kidney BED (Gy)", "Kidney BED", KIDNEY_BED_LIMITS_GY, False),
-        ("marrow_dose_gy", "Cumulative red-marrow absorbed dose (Gy)", "Red-marrow absorbed dose",
-         ((MARROW_LIMIT_GY, "2 Gy marrow limit"),), False),
-        ("tumour_dose_gy", "Cumulative tumour absorbed dose (Gy, log scale)", "Tumour absorbed dose", (), True),
+        (lambda a: a.bed_gy_total.sel(organ="kidney"), "Cumulative kidney BED (Gy)", "Kidney BED",
+         KIDNEY_BED_LIMITS_GY, False),
+        (lambda a: a.dose_gy_total.sel(organ="marrow"), "Cumulative red-marrow absorbed dose (Gy)",
+         "Red-marrow absorbed dose", ((MARROW_LIMIT_GY, "2 Gy marrow limit"),), False),
+        *((lambda a, o=organ: a.dose_gy_total.sel(organ=o), f"Cumulative {label.lower()} absorbed dose (Gy)",
+           f"{label} absorbed dose", (), False)
+          for organ, label in zip(ds.organ.values, ds.organ_label.values, strict=True)
+          if organ not in ("kidney", "marrow")),
+        (lambda a: a.lesion_dose_gy_total.isel(lesion=0), "Cumulative index-lesion absorbed dose (Gy, log scale)",
+         "Tumour absorbed dose", (), True),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(min(15.0, max(10.5, 6.0 + 2.4 * len(arms))), 6.0), layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(5.0 * len(panels), max(10.5, 6.0 + 2.4 * len(arms))), 6.0),
+                             layout="constrained")
     positions = np.arange(len(arms))
     pad = max(0.0, (2 - len(arms)) * 0.5)
     level = patient_level(ds)
-    for ax, (var, ylabel, title, refs, log) in zip(axes, panels, strict=True):
-        values = [_cumulative(level, var, a) for a in arms]
+    for ax, (select, ylabel, title, refs, log) in zip(axes, panels, strict=True):
+        values = [_cumulative(level, select, a) for a in arms]
         if log:
             values = [np.log10(v[v > 0]) for v in values]
         pooled = np.concatenate(values)
@@ -245,27 +257,24 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     return fig
 
 
-def _rates(level, arm: str, flag: Callable) -> tuple[int, int]:  # noqa: ANN001 - level: a patient-level Dataset
-    flags = np.asarray(flag(level.sel(arm=arm)))
-    return int(flags.sum()), int(flags.size)
-
-
 def toxicity_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     """Grouped bars per arm: grade >= 3 toxicities, MDS/AML, dose modifications and ORR, with Wilson 95 % CIs."""
     from sim.survival import wilson_ci
 
     plt = _pyplot()
     arms, labels = _arms(ds), _labels(ds)
-    fig, (ax, ax_orr) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=[len(TOXICITY_BARS), 1.6],
+    bars_left = toxicity_bars(ds)
+    fig, (ax, ax_orr) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=[len(bars_left), 1.6],
                                      layout="constrained")
     width = 0.8 / len(arms)
     level = patient_level(ds)  # once: each flag reads per-patient values
-    for axis, bars in ((ax, TOXICITY_BARS), (ax_orr, [ORR_BAR])):
+    flags = {arm: {**toxicity_flags(level.sel(arm=arm)), ORR_BAR[1]: objective_response(level.sel(arm=arm))}
+             for arm in arms}
+    for axis, bars in ((ax, bars_left), (ax_orr, [ORR_BAR])):
         x = np.arange(len(bars))
         for i, arm in enumerate(arms):
-            counts = [_rates(level, arm, TOXICITY_FLAGS[key]) for _, key in bars]
-            k = np.array([c[0] for c in counts])
-            n = np.array([c[1] for c in counts])
+            k = np.array([int(flags[arm][key].sum()) for _, key in bars])
+            n = np.array([flags[arm][key].size for _, key in bars])
             p = k / n
             low, high = wilson_ci(k, n)
             offset = (i - (len(arms) - 1) / 2) * width
@@ -383,7 +392,7 @@ def activity_kidney_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
         a = ds.sel(arm=arm)
         first = a.activity_gbq.isel(cycle=0).values
         ok = first > 0
-        per_gbq = a.kidney_dose_gy.isel(cycle=0).values[ok] / first[ok]
+        per_gbq = a.dose_gy.sel(organ="kidney").isel(cycle=0).values[ok] / first[ok]
         total = a.activity_gbq.sum("cycle").values[ok]
         if per_gbq.size > SCATTER_MAX_POINTS:
             keep = rng.choice(per_gbq.size, SCATTER_MAX_POINTS, replace=False)
@@ -413,7 +422,8 @@ FIGURE_CAPTIONS = {
     "km_pfs.png": "Progression-free survival: Kaplan-Meier per arm, 95 % log-log band, medians dashed, "
                   "numbers at risk.",
     "km_os.png": "Overall survival: Kaplan-Meier per arm, 95 % log-log band, medians dashed, numbers at risk.",
-    "doses.png": "Cumulative kidney BED, marrow and tumour doses of treated patients, with the Bodei 2008 kidney BED "
+    "doses.png": "Cumulative kidney BED and the absorbed doses of the other organs at risk and of the index lesion of "
+                 "treated patients, with the Bodei 2008 kidney BED "
                  "limits (40 Gy; 28 Gy with risk factors) and the 2 Gy marrow limit.",
     "toxicity.png": "Grade ≥ 3 toxicities, MDS/AML, dose reductions, delays and objective response per arm, with "
                     "Wilson 95 % CIs.",

@@ -1,4 +1,4 @@
-"""Outcomes as an ``xarray.Dataset`` (arm x patient x cycle) and its HDF5 file (engine h5netcdf).
+"""The outcomes file: an ``xarray.Dataset`` (arm x patient x cycle x organ ...) in HDF5 (engine h5netcdf).
 
 Files are written atomically (temporary file in the same folder, fsync, rename), so an interrupted write
 leaves either the previous file or none. Each file carries its provenance (config JSON, seed, package
@@ -20,17 +20,11 @@ import numpy as np
 import xarray as xr
 
 from sim import __version__
-from sim.config import COVARIATE_NAMES
-from sim.engine import RunResult
-from sim.variables import CYCLE_VARS, PATIENT_VARS, TOTALS, total
+from sim.config import Config
+from sim.kernel_outputs import TOTALS, attributes, reduce_cycles
 
 SCHEMA = "rptsim-outcomes"
-SCHEMA_VERSION = 1
-
-COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platelets_1e9_per_l": "1e9/L",
-                   "neutrophils_1e9_per_l": "1e9/L",
-                   "tumour_volume_ml": "mL", "doubling_time_months": "month", "new_lesion_rate_per_month": "1/month",
-                   "tumour_alpha_per_gy": "1/Gy"}
+SCHEMA_VERSION = 2  # 2: organ, lesion and blood_line dimensions (kernel interface by name)
 
 
 def git_commit() -> str:
@@ -42,70 +36,31 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _attrs(units: str, long: str, meanings: str | None = None) -> dict:
-    attrs = {"units": units, "long_name": long}
-    if meanings:
-        attrs["flag_values"] = np.arange(len(meanings.split()), dtype=np.int8)
-        attrs["flag_meanings"] = meanings
-    return attrs
-
-
-def to_dataset(result: RunResult) -> xr.Dataset:
-    """Assemble the outcomes of a run into a labelled Dataset with units and provenance.
-
-    With ``keep="cycles"`` the dims are (arm, patient, cycle); otherwise (arm, patient), with the per-cycle
-    variables replaced by their per-patient ``TOTALS``, and with ``keep="summary"`` no baseline covariates.
-    """
-    cfg = result.config
-    arms = [arm.name for arm in cfg.arms]
-    data: dict[str, tuple] = {}
-    if result.reduced is None:
-        for name, idx, dtype, units, long in CYCLE_VARS:
-            stacked = np.stack([result.arms[a].per_cycle[idx] for a in arms]).astype(dtype)
-            data[name] = (("arm", "patient", "cycle"), stacked, _attrs(units, long))
-        for name, idx, dtype, units, long, meanings in PATIENT_VARS:
-            stacked = np.stack([result.arms[a].per_patient[idx] for a in arms]).astype(dtype)
-            data[name] = (("arm", "patient"), stacked, _attrs(units, long, meanings))
-    else:
-        for name, _, _, units, long, meanings in PATIENT_VARS:
-            data[name] = (("arm", "patient"), result.reduced[name], _attrs(units, long, meanings))
-        for name, _, _, _, units, long in TOTALS:
-            data[name] = (("arm", "patient"), result.reduced[name], _attrs(units, long))
-    if result.cohort is not None:
-        for name in COVARIATE_NAMES:
-            data[name] = (("patient",), result.cohort.covariates[name],
-                          {"units": COVARIATE_UNITS.get(name, "1"), "long_name": f"baseline covariate {name}"})
-        data["entry_day"] = (("patient",), result.cohort.entry_day,
-                             {"units": "day", "long_name": "trial entry day from first randomisation"})
-    coords = {
-        "arm": ("arm", arms, {"long_name": "trial arm"}),
-        "arm_label": ("arm", [cfg.arm(a).label or a for a in arms]),
-        "patient": ("patient", np.arange(result.n_patients, dtype=np.int64),
-                    {"long_name": "global patient id (random-stream key)"}),
-    }
-    if result.reduced is None:
-        coords["cycle"] = ("cycle", np.arange(1, result.max_cycles + 1, dtype=np.int16), {"long_name": "cycle number"})
-    attrs = {
+def provenance(cfg: Config, keep: str, n_patients: int) -> dict:
+    """The attributes every outcomes file carries: schema, scenario, seed, the full config, version and commit."""
+    return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "scenario": cfg.trial.name,
         "seed": str(cfg.trial.seed),
-        "n_patients": result.n_patients,
-        "keep": result.keep,
+        "n_patients": n_patients,
+        "keep": keep,
         "config_json": cfg.to_json(),
         "rptsim_version": __version__,
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def patient_level(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` without its cycle dimension: per-cycle variables replaced by their ``TOTALS`` (no-op if none)."""
     if "cycle" not in ds.dims:
         return ds
-    totals = {name: (ds[var].dims[:-1], total(ds[var].values, how).astype(dtype), _attrs(units, long))
-              for name, var, how, dtype, units, long in TOTALS}
+    totals = {}
+    for t in TOTALS:
+        source = ds[t.source]
+        dims = tuple(d for d in source.dims if d != "cycle")
+        totals[t.name] = (dims, reduce_cycles(source.values, source.dims, t.how, t.dtype), attributes(t.name))
     return ds.drop_dims("cycle").assign(totals)
 
 

@@ -48,11 +48,26 @@ ROWS = [
 ]
 
 
+SHOWN_DOSES = ("kidney", "marrow", "tumour")  # organs that ROWS show; any other organ gets a row of its own
+
+
+def _organ_rows(summary: dict) -> list[tuple[str, object]]:
+    """A dose row for every organ at risk of the summary besides those of ``ROWS`` (e.g. salivary glands)."""
+    first = next(iter(summary["arms"].values()))
+    organs = [k.removesuffix("_dose_gy_median") for k in first if k.endswith("_dose_gy_median")]
+    return [(f"{organ.replace('_', ' ').capitalize()} dose / BED, median (Gy)",
+             lambda a, o=organ: f"{a[f'{o}_dose_gy_median']:.1f} / {a[f'{o}_bed_gy_median']:.1f}")
+            for organ in organs if organ not in SHOWN_DOSES]
+
+
 def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """The arm headers and, for each of :data:`ROWS`, its label and one formatted cell per arm."""
+    """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's), its label
+    and one formatted cell per arm."""
     arms = summary["arms"]
     header = [arm["label"] or name for name, arm in arms.items()]
-    return header, [(label, [cell(arm) for arm in arms.values()]) for label, cell in ROWS]
+    after = [label for label, _ in ROWS].index("Marrow dose, median (Gy)") + 1
+    rows = [*ROWS[:after], *_organ_rows(summary), *ROWS[after:]]
+    return header, [(label, [cell(arm) for arm in arms.values()]) for label, cell in rows]
 
 
 def _title(summary: dict) -> str:

@@ -1,10 +1,11 @@
-"""Counter-based random streams, one per (seed, patient, stream).
+"""Counter-based random streams, one per (seed, patient, purpose).
 
 Every random number in a simulation is a pure function of ``(seed, patient id, stream, counter)``:
 no generator state is shared between patients or threads, so results never depend on thread or
-worker count, and a patient draws the same numbers in every arm (common random numbers). Each
-purpose (cohort covariates, per-cycle dosimetry, event times, ...) has its own stream, so adding a
-draw to one process never shifts another's.
+worker count, and a patient draws the same numbers in every arm (common random numbers). A stream is
+named by its purpose (``"dosimetry/kidney/intra-patient"``, ``"death/background"``) and identified by
+a 64-bit hash of that name (``stream_id``), as Starsim keys its distributions: adding a stream never
+shifts another one, whatever the order in which the code declares or draws them.
 
 The mixing function is SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number
 generators", OOPSLA 2014), used as a hash of the counter: ``u = mix64(key + (ctr + 1) * phi)``.
@@ -18,6 +19,7 @@ float64 and silently destroys the hash.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -32,24 +34,10 @@ S30, S27, S31, S11 = U64(30), U64(27), U64(31), U64(11)
 ONE = U64(1)
 INV53 = 1.0 / 9007199254740992.0
 
-# Streams. Never renumber: a stream's id is part of every result computed from it.
-STREAM_COVARIATES = 0  # Gaussian-copula normals of the cohort covariates, then trial entry
-STREAM_PATIENT_EFFECTS = 1  # inter-patient dosimetry random effects
-STREAM_CYCLE = 2  # per-cycle intra-patient variability and measurement error
-STREAM_EVENTS = 3  # event-time exponentials (deaths, dropout, new lesions)
 
-# Counters inside STREAM_CYCLE: cycle k uses CYCLE_SLOTS * k + slot.
-CYCLE_SLOTS = 8
-SLOT_KIDNEY, SLOT_MARROW, SLOT_TUMOUR = 0, 1, 2
-SLOT_KIDNEY_MEAS, SLOT_MARROW_MEAS, SLOT_TUMOUR_MEAS = 3, 4, 5
-
-# Counters inside STREAM_EVENTS (uniforms U, exponentials E or normals z as noted in docs/model.md).
-(EV_BACKGROUND_DEATH, EV_DROPOUT, EV_PRE_PROGRESSION_DEATH, EV_NEW_LESION, EV_POST_PROGRESSION_DEATH,
- EV_NEPHROPATHY, EV_NEPHROPATHY_LATENCY, EV_MDS, EV_MDS_LATENCY, EV_MDS_DEATH) = range(10)
-EV_FATAL_GRADE4 = 10  # + cycle index
-
-# Counters inside STREAM_PATIENT_EFFECTS: 0-5 dosimetry (sim.cohort), then:
-EFFECT_MARROW_ALPHA = 6
+def stream_id(name: str) -> np.uint64:
+    """The stream of a purpose: the first 8 bytes (little-endian) of the SHA-256 of its UTF-8 name."""
+    return U64(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
 
 
 @njit(inline="always", cache=True)
@@ -61,10 +49,16 @@ def mix64(z):
 
 
 @njit(inline="always", cache=True)
-def stream_key(seed, patient, stream):
-    """Key of the stream ``stream`` of patient ``patient`` under ``seed``."""
-    pk = mix64(U64(seed) ^ mix64(U64(patient) * GOLDEN + GOLDEN))
-    return mix64(pk + (U64(stream) + ONE) * STREAM_MULT)
+def patient_key(seed, patient):
+    """Key of patient ``patient`` under ``seed``: the root of all the patient's streams."""
+    return mix64(U64(seed) ^ mix64(U64(patient) * GOLDEN + GOLDEN))
+
+
+@njit(inline="always", cache=True)
+def stream_key(patient_key, stream):
+    """Key of the stream ``stream`` (a ``stream_id``; ``stream_id(name) + j`` for item ``j`` of an indexed
+    stream such as one per lesion) of the patient with key ``patient_key``."""
+    return mix64(patient_key + (stream + ONE) * STREAM_MULT)
 
 
 @njit(inline="always", cache=True)
@@ -124,7 +118,7 @@ def normal(key, ctr):
 def _fill(seed, patient_ids, stream, first_ctr, kind, out):
     n, m = out.shape
     for i in prange(n):
-        key = stream_key(seed, patient_ids[i], stream)
+        key = stream_key(patient_key(seed, patient_ids[i]), stream)
         for j in range(m):
             if kind == 0:
                 out[i, j] = uniform(key, first_ctr + j)
@@ -132,15 +126,22 @@ def _fill(seed, patient_ids, stream, first_ctr, kind, out):
                 out[i, j] = normal(key, first_ctr + j)
 
 
-def uniforms(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int, count: int) -> np.ndarray:
-    """Uniforms ``[patient, j]`` = counter ``first_ctr + j`` of each patient's ``stream``."""
+def _draws(seed: int, patient_ids: np.ndarray, stream: str, first_ctr: int, count: int, index: int,
+           kind: int) -> np.ndarray:
     out = np.empty((len(patient_ids), count))
-    _fill(np.uint64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), stream, first_ctr, 0, out)
+    sid = U64((int(stream_id(stream)) + index) % 2**64)
+    _fill(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), sid, np.int64(first_ctr), kind, out)
     return out
 
 
-def normals(seed: int, patient_ids: np.ndarray, stream: int, first_ctr: int, count: int) -> np.ndarray:
-    """Standard normals ``[patient, j]`` = counter ``first_ctr + j`` of each patient's ``stream``."""
-    out = np.empty((len(patient_ids), count))
-    _fill(np.uint64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), stream, first_ctr, 1, out)
-    return out
+def uniforms(seed: int, patient_ids: np.ndarray, stream: str, first_ctr: int = 0, count: int = 1,
+             index: int = 0) -> np.ndarray:
+    """Uniforms ``[patient, j]`` = counter ``first_ctr + j`` of each patient's stream named ``stream`` (item
+    ``index`` of an indexed stream)."""
+    return _draws(seed, patient_ids, stream, first_ctr, count, index, 0)
+
+
+def normals(seed: int, patient_ids: np.ndarray, stream: str, first_ctr: int = 0, count: int = 1,
+            index: int = 0) -> np.ndarray:
+    """Standard normals ``[patient, j]``, as ``uniforms``."""
+    return _draws(seed, patient_ids, stream, first_ctr, count, index, 1)

@@ -59,9 +59,7 @@ def run_scenario(config_json: str, keep: str, chunk_size: int | None = None) -> 
     """Simulate one scenario; return its summary and, with ``keep = "patients"``, its patient-level Dataset."""
     cfg = config.validate(json.loads(config_json), "scenario")
     with _SIMULATION_LOCK:
-        result = engine.run(cfg, chunk_size or engine.DEFAULT_CHUNK, keep=keep)
-    ds = outcomes.to_dataset(result)
-    del result
+        ds = engine.run(cfg, chunk_size or engine.DEFAULT_CHUNK, keep=keep)
     summary = analysis.summary(ds)
     if keep != "patients":
         return summary, None

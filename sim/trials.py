@@ -16,16 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim import cohort as cohort_mod
-from sim import engine, regimens
+from sim import engine
 from sim.config import Config, ConfigError
-from sim.kernels import layout as L
 from sim.survival import cox_two_group, logrank
 
 OFFSET = 1 << 40  # trial patients' ids start here
 STRIDE = 1 << 20  # room for up to ~1 million patients per arm
 REPLICATES_PER_BATCH = 64
-ENDPOINTS = {"pfs": (L.P_PFS_DAYS, L.P_PFS_EVENT), "os": (L.P_OS_DAYS, L.P_OS_EVENT)}
+ENDPOINTS = {"pfs": ("pfs_time_days", "pfs_event"), "os": ("os_time_days", "os_event")}
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,13 @@ class TrialResult:
 
 
 def same_regimen(cfg: Config, a: str, b: str) -> bool:
-    """Whether two arms apply the same treatment (the log-rank rejection rate is then the type-I error)."""
-    pa, pb = regimens.encode(cfg.arm(a)), regimens.encode(cfg.arm(b))
-    return (a == b or (pa.agent == pb.agent and np.array_equal(pa.vector, pb.vector)
-                       and np.array_equal(pa.activities, pb.activities)
-                       and np.array_equal(engine.model_vector(cfg, cfg.arm(a)), engine.model_vector(cfg, cfg.arm(b)))))
+    """Whether two arms apply the same treatment: their configs are equal but for name and label (every kernel
+    input of an arm comes from its config and the shared sections), so the log-rank rejection rate is then the
+    type-I error."""
+    def treatment(name: str) -> dict:
+        return cfg.arm(name).model_dump(exclude={"name", "label"})
+
+    return a == b or treatment(a) == treatment(b)
 
 
 def simulate_trials(cfg: Config, design: TrialDesign, patients_per_arm: int | None = None,
@@ -75,8 +75,7 @@ def simulate_trials(cfg: Config, design: TrialDesign, patients_per_arm: int | No
     """Run ``design.replicates`` independent trials with ``patients_per_arm`` per arm; ``progress(k)`` after
     each batch of ``k`` replicates."""
     n = patients_per_arm or design.patients_per_arm
-    time_col, event_col = ENDPOINTS[design.endpoint]
-    k_max, scans = engine.max_cycles(cfg), engine.scan_days(cfg)
+    time_var, event_var = ENDPOINTS[design.endpoint]
     hr = np.empty(design.replicates)
     p = np.empty(design.replicates)
     for first in range(0, design.replicates, REPLICATES_PER_BATCH):
@@ -84,9 +83,9 @@ def simulate_trials(cfg: Config, design: TrialDesign, patients_per_arm: int | No
         outcome = []
         for a, name in enumerate((design.experimental, design.reference)):
             ids = (OFFSET + (2 * reps[:, None] + a) * STRIDE + np.arange(n)[None, :]).ravel()
-            res = engine.simulate(cfg, cfg.arm(name), cohort_mod.draw(cfg, ids), k_max, scans)
-            outcome.append((res.per_patient[time_col].reshape(len(reps), n),
-                            res.per_patient[event_col].reshape(len(reps), n)))
+            res = engine.simulate_outcomes(cfg, name, ids)
+            outcome.append((res[time_var].values.reshape(len(reps), n),
+                            res[event_var].values.reshape(len(reps), n)))
         (t_e, e_e), (t_r, e_r) = outcome
         for i, r in enumerate(reps):
             p[r] = logrank(t_e[i], e_e[i], t_r[i], e_r[i]).p_value

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim import analysis, config, engine, outcomes
+from sim import analysis, config, engine
 from sim.survival import wilson_ci
 
 TARGETS = Path(__file__).parent / "data" / "trial_targets.toml"
@@ -81,7 +81,7 @@ def run(configs: list[str] | None = None, overrides: dict | None = None,
         if progress is not None:
             progress(name)
         cfg = config.load(CONFIGS / name, overrides)
-        ds = outcomes.to_dataset(engine.run(cfg))
+        ds = engine.run(cfg)
         if datasets is not None:
             datasets[name] = ds
         summary = analysis.summary(ds)

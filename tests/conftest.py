@@ -24,7 +24,7 @@ def netter1_small() -> config.Config:
 
 @pytest.fixture(scope="session")
 def netter1_run(netter1_small):
-    """One compiled-and-run NETTER-1 scenario shared by the tests that only read it."""
+    """One compiled-and-run NETTER-1 scenario (its outcome Dataset) shared by the tests that only read it."""
     from sim import engine
 
     return engine.run(netter1_small)
@@ -32,6 +32,4 @@ def netter1_run(netter1_small):
 
 @pytest.fixture(scope="session")
 def netter1_dataset(netter1_run):
-    from sim import outcomes
-
-    return outcomes.to_dataset(netter1_run)
+    return netter1_run

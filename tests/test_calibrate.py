@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim import analysis, calibrate, cli, config, engine, outcomes
+from sim import analysis, calibrate, cli, config, engine
 
 from .conftest import CONFIGS
 
@@ -32,7 +32,7 @@ def start_config(tmp_path_factory):
     truth = config.load(CONFIGS / "netter1.toml", {"trial.patients": PATIENTS, **TRUTH})
     targets = folder / "targets.toml"
     start = folder / f"{folder.name}.toml"  # targets name this file
-    write_targets(targets, analysis.summary(outcomes.to_dataset(engine.run(truth))))
+    write_targets(targets, analysis.summary(engine.run(truth)))
     start.write_text(f'extends = "{(CONFIGS / "netter1.toml").as_posix()}"\n'
                      "cohort.covariates.doubling_time_months.median = 11.0\n"
                      "cohort.covariates.new_lesion_rate_per_month.median = 0.012\n")

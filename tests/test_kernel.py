@@ -7,33 +7,29 @@ import numpy as np
 import pytest
 
 from sim import cohort as cohort_mod
-from sim import engine, regimens, rng
-from sim.kernels import layout as L
-from sim.kernels.patient import simulate_arm
-from sim.reference import simulate_arm_reference
+from sim import engine, kernel_inputs, kernel_outputs, rng
+from sim.kernels import events, policy, tumour
+from sim.kernels.patient import run_arm
+from sim.numpy_oracle import simulate_arm_oracle
 
+from . import hand_inputs as H
 from .conftest import load_small
 
-DISCRETE_PATIENT_VARS = [L.P_CYCLES, L.P_PFS_EVENT, L.P_OS_EVENT, L.P_DEATH_CAUSE, L.P_BEST_RESPONSE,
-                         L.P_PROGRESSION_TYPE]
+DISCRETE = ["cycles_given", "pfs_event", "os_event", "death_cause", "best_response", "progression_type",
+            "blood_worst_grade", "blood_grade", "dose_reduced", "dosimetry_measured", "reached_target",
+            "renal_grade3_event", "mds_aml", "discontinued_for_toxicity"]
 
 
-def kernel_inputs(cfg, arm_name):
-    ids = np.arange(cfg.trial.patients, dtype=np.int64)
-    chunk = cohort_mod.draw(cfg, ids)
-    plan = regimens.encode(cfg.arm(arm_name))
-    agent = cfg.agents[plan.agent] if plan.agent else None
-    patients = cohort_mod.kernel_patients(cfg, chunk, agent)
-    k_max = engine.max_cycles(cfg)
-    return (patients, ids, cfg.trial.seed, engine.model_vector(cfg, cfg.arm(arm_name)), plan.vector, plan.activities,
-            engine.scan_days(cfg)), k_max
+def scenario_inputs(cfg, arm_name):
+    """The kernel inputs of one arm of ``cfg`` for its whole cohort, and the output sizes."""
+    chunk = cohort_mod.draw(cfg, np.arange(cfg.trial.patients, dtype=np.int64))
+    return kernel_inputs.translate(cfg, arm_name, chunk), engine.sizes_of(kernel_inputs.axes_of(cfg), len(chunk))
 
 
-def run_kernel(args, k_max):
-    n = args[0].shape[0]
-    per_cycle, per_patient = np.empty((L.N_CYCLE_VARS, n, k_max)), np.empty((L.N_PATIENT_VARS, n))
-    simulate_arm(*args[:2], np.int64(args[2]), *args[3:], per_cycle, per_patient)
-    return per_cycle, per_patient
+def run_kernel(inp, sizes):
+    out = kernel_outputs.allocate(sizes)
+    run_arm(*inp.args(), out)
+    return out
 
 
 @pytest.mark.parametrize(("scenario", "arm", "overrides"), [
@@ -47,16 +43,20 @@ def run_kernel(args, k_max):
     ("guided_vs_fixed", "p_prrt", {}),
     ("guided_vs_fixed", "tumour_guided", {"arms.tumour_guided.dosimetry.measured_cycles": 2}),
 ])
-def test_kernel_matches_numpy_reference(scenario, arm, overrides):
+def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     cfg = load_small(scenario, patients=1500, **overrides)
-    args, k_max = kernel_inputs(cfg, arm)
-    cyc, pat = run_kernel(args, k_max)
-    ref_cyc, ref_pat = simulate_arm_reference(*args, k_max)
-    np.testing.assert_array_equal(pat[DISCRETE_PATIENT_VARS], ref_pat[DISCRETE_PATIENT_VARS])
-    np.testing.assert_allclose(pat, ref_pat, rtol=1e-11, atol=0)
-    np.testing.assert_allclose(cyc, ref_cyc, rtol=1e-11, atol=0, equal_nan=True)
+    inp, sizes = scenario_inputs(cfg, arm)
+    got = run_kernel(inp, sizes)
+    ref = simulate_arm_oracle(*inp.args(), sizes)
+    for name in kernel_outputs.Outputs._fields:
+        a, b = getattr(got, name), getattr(ref, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        if name in DISCRETE:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=0, equal_nan=True, err_msg=name)
     # the comparison is not vacuous: outcomes vary across patients
-    assert len(np.unique(pat[L.P_BEST_RESPONSE])) >= 2 and pat[L.P_PFS_EVENT].sum() > 100
+    assert len(np.unique(got.best_response)) >= 2 and got.pfs_event.sum() > 100
 
 
 def test_results_do_not_depend_on_thread_count(netter1_small):
@@ -66,150 +66,119 @@ def test_results_do_not_depend_on_thread_count(netter1_small):
         results.append(engine.run(netter1_small))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     a, b = results
-    for arm in a.arms:
-        np.testing.assert_array_equal(a.arms[arm].per_cycle, b.arms[arm].per_cycle)
-        np.testing.assert_array_equal(a.arms[arm].per_patient, b.arms[arm].per_patient)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
 def test_chunked_run_equals_single_run(netter1_small, netter1_run):
     chunked = engine.run(netter1_small, chunk_size=97)
-    for arm in chunked.arms:
-        np.testing.assert_array_equal(chunked.arms[arm].per_cycle, netter1_run.arms[arm].per_cycle)
-        np.testing.assert_array_equal(chunked.arms[arm].per_patient, netter1_run.arms[arm].per_patient)
+    for name in chunked.data_vars:
+        np.testing.assert_array_equal(chunked[name].values, netter1_run[name].values, err_msg=name)
 
 
 def test_common_random_numbers_across_arms(netter1_run):
     """Patients who die of other causes before any treatment effect could matter die on the same day in both arms."""
-    lu, ctl = netter1_run.arms["lu177_dotatate"].per_patient, netter1_run.arms["control"].per_patient
-    both_other = (lu[L.P_DEATH_CAUSE] == L.CAUSE_OTHER) & (ctl[L.P_DEATH_CAUSE] == L.CAUSE_OTHER)
-    both_pre = both_other & (lu[L.P_PFS_DAYS] == lu[L.P_OS_DAYS]) & (ctl[L.P_PFS_DAYS] == ctl[L.P_OS_DAYS])
+    lu, ctl = netter1_run.sel(arm="lu177_dotatate"), netter1_run.sel(arm="control")
+    both_other = (lu.death_cause.values == events.CAUSE_OTHER) & (ctl.death_cause.values == events.CAUSE_OTHER)
+    both_pre = (both_other & (lu.pfs_time_days.values == lu.os_time_days.values)
+                & (ctl.pfs_time_days.values == ctl.os_time_days.values))
     assert both_pre.sum() > 0
-    np.testing.assert_array_equal(lu[L.P_OS_DAYS][both_pre], ctl[L.P_OS_DAYS][both_pre])
+    np.testing.assert_array_equal(lu.os_time_days.values[both_pre], ctl.os_time_days.values[both_pre])
 
 
-def hand_patient(**values) -> np.ndarray:
-    p = np.zeros((1, L.N_PATIENT))
-    base = dict(AGE_YEARS=60.0, TUMOUR_VOLUME_ML=100.0, STROMA_FRACTION=0.2, RECEPTOR_NEGATIVE_FRACTION=0.0,
-                GROWTH_PER_DAY=np.log(2) / 300.0, NEW_LESION_PER_DAY=0.0, TUMOUR_ALPHA_PER_GY=0.0,
-                ADMIN_CENSOR_DAY=3000.0, POST_PROGRESSION_DEATH_PER_DAY=1e-3, KIDNEY_GY_PER_GBQ=0.5,
-                KIDNEY_TEFF_H=55.0, MARROW_GY_PER_GBQ=0.03, MARROW_TEFF_H=40.0, TUMOUR_GY_PER_GBQ=4.0,
-                TUMOUR_TEFF_H=90.0, PLATELETS_BASELINE=250.0, MARROW_ALPHA_PER_GY=1.5, EGFR_BASELINE=90.0,
-                NEUTROPHILS_BASELINE=4.0)
-    base.update(values)
-    for name, v in base.items():
-        p[0, getattr(L, name)] = v
-    return p
+def run_one(patient=None, event_params=None, n_cycles=4, activities=None, interval_days=56.0, scans=H.SCANS_Q12W,
+            k_max=6, blood_params=None, kidney_params=None, organ=None, lesion=None, **rules):
+    """One hand-made patient under a fixed (or, with ``rule=...``, guided) regimen: its outputs, row 0."""
+    plan = H.regimen(n_cycles, activities, interval_days, **rules)
+    out = H.run(H.inputs(patient, organ, lesion, blood_params, kidney_params, event_params, plan, scans), k_max)
+    return kernel_outputs.Outputs(*(a[0] for a in out))
 
 
-def hand_model(**values) -> np.ndarray:
-    m = np.zeros(L.N_MODEL)
-    base = dict(KIDNEY_ALPHA_BETA_GY=2.6, KIDNEY_REPAIR_H=2.8, MARROW_ALPHA_BETA_GY=10.0, MARROW_REPAIR_H=0.5,
-                TUMOUR_ALPHA_BETA_GY=10.0, TUMOUR_REPAIR_H=1.5, DEAD_CLEARANCE_PER_DAY=np.log(2) / 30,
-                BACKGROUND_HAZARD_65_PER_YEAR=1e-12, MARROW_MTT_DAYS=20.0, PLATELET_LIFESPAN_DAYS=5.0,
-                MARROW_GAMMA=0.3, MARROW_RESERVE_PER_GY=0.15, MARROW_FIRST_STEP_DAYS=0.5, MARROW_WINDOW_DAYS=112.0,
-                KIDNEY_BED50_GY=49.5, KIDNEY_LKB_M=0.108, KIDNEY_RISK_FACTOR_SHIFT_GY=15.5,
-                NEPHROPATHY_LATENCY_DAYS=540.0, NEPHROPATHY_LATENCY_SIGMA=0.5, NEPHROPATHY_EGFR_LOSS=0.6,
-                EGFR_AGE_DECLINE_PER_YEAR=1.0, EGFR_RADIATION_DECLINE_PER_GY_YEAR=0.0015,
-                EGFR_RISK_FACTOR_MULTIPLIER=1.5, EGFR_SUBCLINICAL_LATENCY_DAYS=180.0, MDS_CHEMO_MULTIPLIER=2.0,
-                MDS_LATENCY_DAYS=880.0, MDS_LATENCY_SIGMA=0.45, MDS_DEATH_PER_DAY=0.002, NEUTROPHIL_MTT_DAYS=5.2,
-                NEUTROPHIL_LIFESPAN_DAYS=1.3, NEUTROPHIL_GAMMA=0.16, NEUTROPHIL_ALPHA_RATIO=1.0)
-    base.update(values)
-    for name, v in base.items():
-        m[getattr(L, name)] = v
-    return m
-
-
-SCANS_Q12W = np.arange(84.0, 3000.0, 84.0)
-
-
-def hand_regimen(n_cycles, interval_days=56.0, continue_after=0, **rules) -> np.ndarray:
-    r = np.zeros(L.N_REGIMEN)
-    base = dict(R_N_CYCLES=n_cycles, R_INTERVAL_DAYS=interval_days, R_CONTINUE_AFTER=continue_after,
-                R_WITHHOLD_GRADE=L.NEVER_GRADE, R_REDUCE_GRADE=L.NEVER_GRADE, R_WITHHOLD_EGFR_DROP=1.0,
-                R_WITHHOLD_NEUTROPHIL_GRADE=L.NEVER_GRADE, R_REDUCE_NEUTROPHIL_GRADE=L.NEVER_GRADE,
-                R_RECHECK_DAYS=7.0, R_MAX_DELAY_DAYS=112.0, R_MAX_REDUCTIONS=1)
-    base.update(rules)
-    for name, v in base.items():
-        r[getattr(L, name)] = v
-    return r
-
-
-def run_one(patient, model, activities, n_cycles, interval_days=56.0, continue_after=0, scans=SCANS_Q12W, k_max=6,
-            **rules):
-    cyc, pat = np.empty((L.N_CYCLE_VARS, 1, k_max)), np.empty((L.N_PATIENT_VARS, 1))
-    simulate_arm(patient, np.array([3], dtype=np.int64), np.int64(11), model,
-                 hand_regimen(n_cycles, interval_days, continue_after, **rules), np.asarray(activities, float),
-                 scans, cyc, pat)
-    return cyc[:, 0], pat[:, 0]
+P, D, CR, PR, SD, PD, NE = (H.patients, H.events, tumour.RESPONSE_CR, tumour.RESPONSE_PR, tumour.RESPONSE_SD,
+                            tumour.RESPONSE_PD, tumour.RESPONSE_NE)
+KIDNEY, MARROW = 0, 1  # organ axis of the hand-made inputs
+PLATELETS, NEUTROPHILS = 0, 1
+NEVER = policy.NEVER_GRADE
 
 
 def test_untreated_growth_progresses_at_first_scan_past_threshold():
-    cyc, pat = run_one(hand_patient(), hand_model(), [0.0], 0)
+    o = run_one(n_cycles=0, activities=[0.0])
     # V(t) = 20 + 80 exp(g t) >= 1.728 * 100 first at t* = ln(152.8/80)/g
     t_star = np.log((1.728 * 100 - 20) / 80) / (np.log(2) / 300.0)
-    expected = 84.0 * np.ceil(t_star / 84.0)
-    assert pat[L.P_PFS_DAYS] == expected and pat[L.P_PFS_EVENT] == 1
-    assert pat[L.P_PROGRESSION_TYPE] == L.PROGRESSION_TARGET
-    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_SD and pat[L.P_CYCLES] == 0
-    assert np.all(np.isnan(cyc[L.C_TIME_DAYS])) and np.all(np.isnan(cyc[L.C_PLATELET_NADIR]))
-    assert np.all(cyc[L.C_ACTIVITY_GBQ] == 0) and np.all(cyc[L.C_KIDNEY_BED_GY] == 0)
-    assert pat[L.P_PLATELET_WORST_GRADE] == 0 and pat[L.P_MDS_AML] == 0
+    assert o.pfs_time_days == 84.0 * np.ceil(t_star / 84.0) and o.pfs_event == 1
+    assert o.progression_type == tumour.PROGRESSION_TARGET
+    assert o.best_response == SD and o.cycles_given == 0
+    assert np.all(np.isnan(o.cycle_time_days)) and np.all(np.isnan(o.blood_nadir_1e9_per_l))
+    assert np.all(o.activity_gbq == 0) and np.all(o.bed_gy == 0)
+    assert np.all(o.blood_worst_grade == 0) and o.mds_aml == 0
 
 
 def test_fixed_regimen_doses_without_variability():
-    cyc, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4, R_MEASURED_CYCLES=4)
-    assert pat[L.P_CYCLES] == 4
-    np.testing.assert_allclose(cyc[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
-    np.testing.assert_allclose(cyc[L.C_ACTIVITY_GBQ, :4], 7.4)
-    np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_GY, :4], 3.7)
-    np.testing.assert_allclose(cyc[L.C_KIDNEY_DOSE_MEASURED_GY, :4], 3.7)  # zero measurement error
-    assert np.all(cyc[L.C_MEASURED, :4] == 1)
+    o = run_one(P(growth_per_day=1e-6), measured_cycles=4)
+    assert o.cycles_given == 4
+    np.testing.assert_allclose(o.cycle_time_days[:4], [0, 56, 112, 168])
+    np.testing.assert_allclose(o.activity_gbq[:4], 7.4)
+    np.testing.assert_allclose(o.dose_gy[:4, KIDNEY], 3.7)
+    np.testing.assert_allclose(o.dose_measured_gy[:4, KIDNEY], 3.7)  # zero measurement error
+    np.testing.assert_allclose(o.lesion_dose_gy[:4, 0], 29.6)
+    assert np.all(o.dosimetry_measured[:4] == 1)
     # without dosimetry nothing is measured
-    plain, _ = run_one(hand_patient(GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
-    assert np.all(np.isnan(plain[L.C_KIDNEY_DOSE_MEASURED_GY])) and np.all(plain[L.C_MEASURED] == 0)
+    plain = run_one(P(growth_per_day=1e-6))
+    assert np.all(np.isnan(plain.dose_measured_gy)) and np.all(plain.dosimetry_measured == 0)
     g = 2.8 / (2.8 + 55.0)
-    np.testing.assert_allclose(cyc[L.C_KIDNEY_BED_GY, :4], 3.7 * (1 + g * 3.7 / 2.6))
-    assert np.all(cyc[L.C_ACTIVITY_GBQ, 4:] == 0)
+    np.testing.assert_allclose(o.bed_gy[:4, KIDNEY], 3.7 * (1 + g * 3.7 / 2.6))
+    assert np.all(o.activity_gbq[4:] == 0)
 
 
 def test_radiosensitive_tumour_responds_and_new_lesions_progress():
-    p = hand_patient(TUMOUR_ALPHA_PER_GY=0.5, STROMA_FRACTION=0.05)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4)
-    assert pat[L.P_BEST_RESPONSE] in (L.RESPONSE_PR, L.RESPONSE_CR) and pat[L.P_NADIR_RATIO] < 0.343
+    o = run_one(P(tumour_alpha_per_gy=0.5, lesion_stroma_fraction=[0.05]))
+    assert o.best_response in (PR, CR) and o.tumour_nadir_ratio < 0.343
     # a very high new-lesion hazard gives progression at the first scan, and stops treatment there
-    cyc, pat = run_one(hand_patient(NEW_LESION_PER_DAY=1.0), hand_model(), [7.4] * 4, 4)
-    assert pat[L.P_PFS_DAYS] == 84.0 and pat[L.P_PROGRESSION_TYPE] == L.PROGRESSION_NEW_LESION
-    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_PD and pat[L.P_CYCLES] == 2  # days 0 and 56, not 112
+    o = run_one(P(new_lesion_per_day=1.0))
+    assert o.pfs_time_days == 84.0 and o.progression_type == tumour.PROGRESSION_NEW_LESION
+    assert o.best_response == PD and o.cycles_given == 2  # days 0 and 56, not 112
 
 
 def test_continuation_rule_needs_shrinkage():
-    args = dict(activities=[7.4] * 6, n_cycles=6, interval_days=42.0, continue_after=4,
+    args = dict(n_cycles=6, activities=[7.4] * 6, interval_days=42.0, continue_after=4,
                 scans=np.arange(56.0, 3000.0, 56.0))
-    _, shrinking = run_one(hand_patient(TUMOUR_ALPHA_PER_GY=0.05), hand_model(), **args)
-    _, growing = run_one(hand_patient(GROWTH_PER_DAY=np.log(2) / 400.0), hand_model(), **args)
-    assert shrinking[L.P_CYCLES] == 6 and growing[L.P_CYCLES] == 4
+    shrinking = run_one(P(tumour_alpha_per_gy=0.05), **args)
+    growing = run_one(P(growth_per_day=np.log(2) / 400.0), **args)
+    assert shrinking.cycles_given == 6 and growing.cycles_given == 4
 
 
 def test_death_before_first_scan_is_not_evaluable():
-    model = hand_model(PRE_PROGRESSION_DEATH_PER_DAY=1.0)  # dies within days
-    _, pat = run_one(hand_patient(), model, [7.4] * 4, 4)
-    assert pat[L.P_BEST_RESPONSE] == L.RESPONSE_NE and pat[L.P_PFS_EVENT] == 1 and pat[L.P_OS_EVENT] == 1
-    assert pat[L.P_PFS_DAYS] == pat[L.P_OS_DAYS] < 84 and pat[L.P_DEATH_CAUSE] == L.CAUSE_CANCER_BEFORE_PROGRESSION
-    assert pat[L.P_CYCLES] == 1
+    o = run_one(event_params=D(pre_progression_death_per_day=1.0))  # dies within days
+    assert o.best_response == NE and o.pfs_event == 1 and o.os_event == 1
+    assert o.pfs_time_days == o.os_time_days < 84 and o.death_cause == events.CAUSE_CANCER_BEFORE_PROGRESSION
+    assert o.cycles_given == 1
 
 
 def test_administrative_censoring():
-    _, pat = run_one(hand_patient(GROWTH_PER_DAY=1e-7, ADMIN_CENSOR_DAY=400.0), hand_model(), [0.0], 0)
-    assert pat[L.P_OS_EVENT] == 0 and pat[L.P_OS_DAYS] == 400.0 and pat[L.P_DEATH_CAUSE] == L.CAUSE_ALIVE
-    assert pat[L.P_PFS_EVENT] == 0 and pat[L.P_PFS_DAYS] == 336.0  # censored at the last scan
+    o = run_one(P(growth_per_day=1e-7, admin_censor_day=400.0), n_cycles=0, activities=[0.0])
+    assert o.os_event == 0 and o.os_time_days == 400.0 and o.death_cause == events.CAUSE_ALIVE
+    assert o.pfs_event == 0 and o.pfs_time_days == 336.0  # censored at the last scan
 
 
 def test_stream_draws_are_per_patient():
     ids = np.array([0, 5, 2**40], dtype=np.int64)
-    both = rng.uniforms(9, ids, rng.STREAM_EVENTS, 0, 3)
-    alone = np.vstack([rng.uniforms(9, ids[i:i + 1], rng.STREAM_EVENTS, 0, 3) for i in range(3)])
+    both = rng.uniforms(9, ids, "death/background", 0, 3)
+    alone = np.vstack([rng.uniforms(9, ids[i:i + 1], "death/background", 0, 3) for i in range(3)])
     np.testing.assert_array_equal(both, alone)
     assert len(np.unique(both)) == both.size
+
+
+def test_stream_ids_are_hashes_of_purpose_names():
+    import hashlib
+
+    name = "dosimetry/kidney/intra-patient"
+    assert int(rng.stream_id(name)) == int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    assert rng.stream_id(name) != rng.stream_id("dosimetry/marrow/intra-patient")
+    # item j of an indexed stream is the stream id + j
+    np.testing.assert_array_equal(rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=2),
+                                  rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=2))
+    assert not np.array_equal(rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=0),
+                              rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=1))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -219,9 +188,10 @@ def test_stream_draws_are_per_patient():
 def test_more_marrow_dose_deepens_the_nadir():
     nadirs = []
     for gy_per_gbq in (0.01, 0.03, 0.1, 0.3):
-        cyc, _ = run_one(hand_patient(MARROW_GY_PER_GBQ=gy_per_gbq, GROWTH_PER_DAY=1e-6), hand_model(), [7.4] * 4, 4)
-        nadirs.append(cyc[L.C_PLATELET_NADIR, :4])
-        assert np.all((cyc[L.C_PLATELET_NADIR_DAY, :4] > 14) & (cyc[L.C_PLATELET_NADIR_DAY, :4] <= 112))
+        o = run_one(P(gy_per_gbq=[0.5, gy_per_gbq], growth_per_day=1e-6))
+        nadirs.append(o.blood_nadir_1e9_per_l[:4, PLATELETS])
+        day = o.blood_nadir_day[:4, PLATELETS]
+        assert np.all((day > 14) & (day <= 112))
     nadirs = np.array(nadirs)
     assert np.all(np.diff(nadirs, axis=0) < 0)  # each cycle's nadir falls with dose
     assert np.all(nadirs < 250.0)
@@ -229,75 +199,72 @@ def test_more_marrow_dose_deepens_the_nadir():
 
 def test_withhold_delay_and_reduction():
     # ~2.2 Gy per cycle: grade >= 2 at the second cycle's due day -> weekly re-checks, then 50 % activity
-    p = hand_patient(MARROW_GY_PER_GBQ=0.3, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=200.0)
-    rules = dict(R_WITHHOLD_GRADE=2, R_REDUCE_IF_WITHHELD=1.0, R_REDUCTION_FRACTION=0.5, R_MAX_REDUCTIONS=3)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, **rules)
-    assert cyc[L.C_PLATELET_GRADE, 0] >= 2
-    assert cyc[L.C_DELAY_DAYS, 1] > 0 and cyc[L.C_DELAY_DAYS, 1] % 7 == 0
-    assert cyc[L.C_TIME_DAYS, 1] == 56 + cyc[L.C_DELAY_DAYS, 1]
-    given = int(pat[L.P_CYCLES])
+    p = P(gy_per_gbq=[0.5, 0.3], growth_per_day=1e-6, blood_baseline=[200.0, 4.0])
+    o = run_one(p, withhold_grade=[2, NEVER], reduce_if_withheld=True, reduction_fraction=0.5, max_reductions=3)
+    assert o.blood_grade[0, PLATELETS] >= 2
+    assert o.delay_days[1] > 0 and o.delay_days[1] % 7 == 0
+    assert o.cycle_time_days[1] == 56 + o.delay_days[1]
+    given = int(o.cycles_given)
     assert given >= 3  # each next cycle is due an interval after the actual day, plus its own delay
-    np.testing.assert_array_equal(np.diff(cyc[L.C_TIME_DAYS, :given]), 56 + cyc[L.C_DELAY_DAYS, 1:given])
-    assert cyc[L.C_REDUCED, 1] == 1 and cyc[L.C_ACTIVITY_GBQ, 1] == pytest.approx(3.7)
+    np.testing.assert_array_equal(np.diff(o.cycle_time_days[:given]), 56 + o.delay_days[1:given])
+    assert o.dose_reduced[1] == 1 and o.activity_gbq[1] == pytest.approx(3.7)
     # without the rules the same patient is treated on schedule at full activity
-    plain, _ = run_one(p, hand_model(), [7.4] * 4, 4)
-    np.testing.assert_array_equal(plain[L.C_TIME_DAYS, :4], [0, 56, 112, 168])
-    assert np.all(plain[L.C_ACTIVITY_GBQ, :4] == 7.4)
+    plain = run_one(p)
+    np.testing.assert_array_equal(plain.cycle_time_days[:4], [0, 56, 112, 168])
+    assert np.all(plain.activity_gbq[:4] == 7.4)
 
 
 def test_neutrophil_rules_act_alone():
     # a neutropenic course (low baseline ANC, radiosensitive neutrophil progenitors) with the platelet rules off
-    p = hand_patient(MARROW_GY_PER_GBQ=0.1, GROWTH_PER_DAY=1e-6, NEUTROPHILS_BASELINE=2.0)
-    model = hand_model(NEUTROPHIL_ALPHA_RATIO=3.0)
-    plain, pat = run_one(p, model, [7.4] * 4, 4)
-    assert plain[L.C_NEUTROPHIL_GRADE, 0] >= 3 and plain[L.C_PLATELET_GRADE, 0] < 2
-    assert pat[L.P_NEUTROPHIL_WORST_GRADE] == plain[L.C_NEUTROPHIL_GRADE, :4].max()
-    cyc, _ = run_one(p, model, [7.4] * 4, 4, R_REDUCE_NEUTROPHIL_GRADE=3, R_REDUCTION_FRACTION=0.2)
-    assert cyc[L.C_REDUCED, 1] == 1 and cyc[L.C_ACTIVITY_GBQ, 1] == pytest.approx(7.4 * 0.8)
+    p = P(gy_per_gbq=[0.5, 0.1], growth_per_day=1e-6, blood_baseline=[250.0, 2.0])
+    sensitive = H.blood(alpha_ratio=[1.0, 3.0])
+    plain = run_one(p, blood_params=sensitive)
+    assert plain.blood_grade[0, NEUTROPHILS] >= 3 and plain.blood_grade[0, PLATELETS] < 2
+    assert plain.blood_worst_grade[NEUTROPHILS] == plain.blood_grade[:4, NEUTROPHILS].max()
+    o = run_one(p, blood_params=sensitive, reduce_grade=[NEVER, 3], reduction_fraction=0.2)
+    assert o.dose_reduced[1] == 1 and o.activity_gbq[1] == pytest.approx(7.4 * 0.8)
     # more marrow dose, deeper neutrophil nadir
-    deeper, _ = run_one(hand_patient(MARROW_GY_PER_GBQ=0.2, GROWTH_PER_DAY=1e-6, NEUTROPHILS_BASELINE=2.0), model,
-                        [7.4] * 4, 4)
-    assert deeper[L.C_NEUTROPHIL_NADIR, 0] < plain[L.C_NEUTROPHIL_NADIR, 0]
+    deeper = run_one(P(gy_per_gbq=[0.5, 0.2], growth_per_day=1e-6, blood_baseline=[250.0, 2.0]),
+                     blood_params=sensitive)
+    assert deeper.blood_nadir_1e9_per_l[0, NEUTROPHILS] < plain.blood_nadir_1e9_per_l[0, NEUTROPHILS]
 
 
 def test_discontinue_after_max_delay_and_after_reductions():
-    p = hand_patient(MARROW_GY_PER_GBQ=0.3, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=200.0)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_WITHHOLD_GRADE=1, R_MAX_DELAY_DAYS=0.0)
-    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
-    cyc, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_REDUCE_GRADE=1, R_MAX_REDUCTIONS=0)
-    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
+    p = P(gy_per_gbq=[0.5, 0.3], growth_per_day=1e-6, blood_baseline=[200.0, 4.0])
+    o = run_one(p, withhold_grade=[1, NEVER], max_delay_days=0.0)
+    assert o.cycles_given == 1 and o.discontinued_for_toxicity == 1
+    o = run_one(p, reduce_grade=[1, NEVER], max_reductions=0)
+    assert o.cycles_given == 1 and o.discontinued_for_toxicity == 1
 
 
 def test_restore_full_activity_after_a_tolerated_reduced_cycle():
     # grade 1 after cycle 1 triggers a reduction; the reduced cycle stays above 150 -> back to full activity
-    p = hand_patient(MARROW_GY_PER_GBQ=0.03, GROWTH_PER_DAY=1e-6, PLATELETS_BASELINE=170.0)
-    cyc, _ = run_one(p, hand_model(), [7.4] * 4, 4, R_REDUCE_GRADE=1, R_REDUCTION_FRACTION=0.5, R_RESTORE=1.0,
-                     R_MAX_REDUCTIONS=9)
-    assert cyc[L.C_PLATELET_GRADE, 0] == 1 and cyc[L.C_REDUCED, 1] == 1
-    reduced = cyc[L.C_REDUCED, :4] == 1
-    assert np.any(~reduced[1:]) and np.all(cyc[L.C_ACTIVITY_GBQ, :4][~reduced] == 7.4)
+    p = P(gy_per_gbq=[0.5, 0.03], growth_per_day=1e-6, blood_baseline=[170.0, 4.0])
+    o = run_one(p, reduce_grade=[1, NEVER], reduction_fraction=0.5, restore_after_tolerated=True, max_reductions=9)
+    assert o.blood_grade[0, PLATELETS] == 1 and o.dose_reduced[1] == 1
+    reduced = o.dose_reduced[:4] == 1
+    assert np.any(~reduced[1:]) and np.all(o.activity_gbq[:4][~reduced] == 7.4)
 
 
 def test_renal_rule_withholds_with_low_egfr():
-    p = hand_patient(EGFR_BASELINE=35.0, GROWTH_PER_DAY=1e-6)
-    _, pat = run_one(p, hand_model(), [7.4] * 4, 4, R_WITHHOLD_EGFR_BELOW=40.0, R_MAX_DELAY_DAYS=28.0)
-    assert pat[L.P_CYCLES] == 1 and pat[L.P_DISCONTINUED_TOXICITY] == 1
+    o = run_one(P(egfr_baseline_ml_min=35.0, growth_per_day=1e-6), withhold_egfr_below_ml_min=40.0,
+                max_delay_days=28.0)
+    assert o.cycles_given == 1 and o.discontinued_for_toxicity == 1
 
 
 def test_egfr_trajectory_closed_form():
     # one cycle of BED b at day 0: e(t) = e0 - a t_y - e0 c b (t - tau)_y; censored at day 3000
     e0 = 38.0
-    p = hand_patient(GROWTH_PER_DAY=1e-7, ADMIN_CENSOR_DAY=3000.0, EGFR_BASELINE=e0)
-    cyc, pat = run_one(p, hand_model(), [7.4], 1)
-    b = cyc[L.C_KIDNEY_BED_GY, 0]
+    o = run_one(P(growth_per_day=1e-7, admin_censor_day=3000.0, egfr_baseline_ml_min=e0), n_cycles=1)
+    b = o.bed_gy[0, KIDNEY]
     years, lat = 3000 / 365.25, 180 / 365.25
     expected = e0 - 1.0 * years - e0 * 0.0015 * b * (years - lat)
-    assert pat[L.P_EGFR_END] == pytest.approx(expected, rel=1e-12)
-    assert pat[L.P_CKD_GRADE] == 3 and expected < 30
+    assert o.egfr_end_ml_min == pytest.approx(expected, rel=1e-12)
+    assert o.ckd_grade == 3 and expected < 30
     # grade >= 3 when e < 30: solve the linear equation
     slope = 1.0 + e0 * 0.0015 * b
     t30 = (e0 - 30.0 + e0 * 0.0015 * b * lat) / slope * 365.25
-    assert pat[L.P_RENAL_G3_EVENT] == 1 and pat[L.P_RENAL_G3_DAYS] == pytest.approx(t30, rel=1e-9)
+    assert o.renal_grade3_event == 1 and o.renal_grade3_time_days == pytest.approx(t30, rel=1e-9)
 
 
 def test_nephropathy_risk_rises_with_kidney_bed_and_risk_factors():
@@ -315,15 +282,14 @@ def test_nephropathy_risk_rises_with_kidney_bed_and_risk_factors():
 
 
 def test_forced_mds_and_fatal_grade4_are_treatment_deaths():
-    p = hand_patient(GROWTH_PER_DAY=1e-7)
-    _, pat = run_one(p, hand_model(MDS_RISK_PER_GY=1e6), [7.4] * 4, 4)
-    assert pat[L.P_MDS_AML] == 1 and pat[L.P_DEATH_CAUSE] == L.CAUSE_TREATMENT
-    assert pat[L.P_OS_DAYS] > pat[L.P_MDS_AML_DAY] > 168  # onset after the last cycle
-    big = hand_patient(GROWTH_PER_DAY=1e-7, MARROW_GY_PER_GBQ=1.0, PLATELETS_BASELINE=150.0)
-    cyc, pat = run_one(big, hand_model(FATAL_GRADE4_PROBABILITY=1.0), [7.4] * 4, 4)
-    assert pat[L.P_DEATH_CAUSE] == L.CAUSE_TREATMENT and pat[L.P_CYCLES] == 1
-    assert pat[L.P_OS_DAYS] == pytest.approx(cyc[L.C_PLATELET_NADIR_DAY, 0], abs=1.0)
-    assert cyc[L.C_PLATELET_GRADE, 0] == 4 and pat[L.P_PFS_EVENT] == 1
+    o = run_one(P(growth_per_day=1e-7), event_params=D(mds_risk_per_gy=1e6))
+    assert o.mds_aml == 1 and o.death_cause == events.CAUSE_TREATMENT
+    assert o.os_time_days > o.mds_aml_day > 168  # onset after the last cycle
+    big = P(growth_per_day=1e-7, gy_per_gbq=[0.5, 1.0], blood_baseline=[150.0, 4.0])
+    o = run_one(big, blood_params=H.blood(fatal_grade4_probability=1.0))
+    assert o.death_cause == events.CAUSE_TREATMENT and o.cycles_given == 1
+    assert o.os_time_days == pytest.approx(o.blood_nadir_day[0, PLATELETS], abs=1.0)
+    assert o.blood_grade[0, PLATELETS] == 4 and o.pfs_event == 1
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -335,77 +301,116 @@ def kidney_bed_of(dose, teff=55.0, trep=2.8, ab=2.6):
 
 
 def guided(rule, n_cycles=8, **rules):
-    base = dict(R_RULE=rule, R_GUIDED_ACTIVITY=7.4, R_KIDNEY_LIMIT_GY=np.inf, R_KIDNEY_LIMIT_RF_GY=np.inf,
-                R_MARROW_LIMIT_GY=2.0, R_TARGET=np.inf, R_TARGET_IS_BED=1.0, R_MAX_ACTIVITY=np.inf,
-                R_MEASURED_CYCLES=n_cycles)
+    base = dict(rule=rule, measured_cycles=n_cycles)
     base.update(rules)
     return base
 
 
-STABLE = dict(GROWTH_PER_DAY=1e-7)
+STABLE = dict(growth_per_day=1e-7)
 
 
-@pytest.mark.parametrize("on_bed", [1.0, 0.0])
+@pytest.mark.parametrize("on_bed", [True, False])
 def test_activity_to_kidney_target_hits_it_exactly(on_bed):
-    rules = guided(L.RULE_KIDNEY_TARGET, n_cycles=4, R_TARGET=23.0, R_TARGET_IS_BED=on_bed, R_MIN_ACTIVITY=1.0,
-                   R_MAX_ACTIVITY=30.0)
+    rules = guided(policy.RULE_KIDNEY_TARGET, n_cycles=4, target_gy=23.0, target_is_bed=on_bed, min_activity_gbq=1.0,
+                   max_activity_gbq=30.0)
     totals = []
     for gy_per_gbq in (0.3, 0.5, 0.8):
-        patient = hand_patient(KIDNEY_GY_PER_GBQ=gy_per_gbq, MARROW_GY_PER_GBQ=0.01, **STABLE)  # marrow cap not binding
-        cyc, pat = run_one(patient, hand_model(), [7.4] * 4, 4, **rules)
-        given = int(pat[L.P_CYCLES])
-        assert given == 4 and pat[L.P_REACHED_TARGET] == 1
-        total = cyc[L.C_KIDNEY_BED_GY if on_bed else L.C_KIDNEY_DOSE_GY, :given].sum()
+        o = run_one(P(gy_per_gbq=[gy_per_gbq, 0.01], **STABLE), **rules)  # marrow cap not binding
+        given = int(o.cycles_given)
+        assert given == 4 and o.reached_target == 1
+        total = (o.bed_gy if on_bed else o.dose_gy)[:given, KIDNEY].sum()
         assert total == pytest.approx(23.0, rel=1e-9)
-        assert cyc[L.C_ACTIVITY_GBQ, 0] == 7.4
-        totals.append(cyc[L.C_ACTIVITY_GBQ, :given].sum())
+        assert o.activity_gbq[0] == 7.4
+        totals.append(o.activity_gbq[:given].sum())
     assert totals[0] > totals[1] > totals[2]  # low kidney Gy/GBq gets more activity
 
 
 def test_cycles_to_kidney_limit():
-    p = hand_patient(**STABLE)  # 0.5 Gy/GBq: 3.7 Gy per 7.4 GBq
+    p = P(**STABLE)  # 0.5 Gy/GBq: 3.7 Gy per 7.4 GBq
     per_cycle_bed = kidney_bed_of(3.7)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0))
+    nine = dict(n_cycles=9, k_max=9)
+    o = run_one(p, **nine, **guided(policy.RULE_KIDNEY_LIMIT, kidney_limit_gy=27.0))
     expected = int(np.ceil(27.0 / per_cycle_bed))  # full cycles until the known BED reaches the limit
-    assert pat[L.P_CYCLES] == expected and pat[L.P_REACHED_TARGET] == 1
-    assert np.all(cyc[L.C_ACTIVITY_GBQ, :expected] == 7.4)
-    assert np.all(np.diff(cyc[L.C_TIME_DAYS, :expected]) == 56)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9,
-                       **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0, R_REDUCE_LAST=1.0, R_MIN_ACTIVITY=0.5))
-    given = int(pat[L.P_CYCLES])
-    assert cyc[L.C_KIDNEY_BED_GY, :given].sum() == pytest.approx(27.0, rel=1e-9) and pat[L.P_REACHED_TARGET] == 1
-    assert cyc[L.C_ACTIVITY_GBQ, given - 1] < 7.4
+    assert o.cycles_given == expected and o.reached_target == 1
+    assert np.all(o.activity_gbq[:expected] == 7.4)
+    assert np.all(np.diff(o.cycle_time_days[:expected]) == 56)
+    o = run_one(p, **nine, **guided(policy.RULE_KIDNEY_LIMIT, kidney_limit_gy=27.0, reduce_last_cycle=True,
+                                    min_activity_gbq=0.5))
+    given = int(o.cycles_given)
+    assert o.bed_gy[:given, KIDNEY].sum() == pytest.approx(27.0, rel=1e-9) and o.reached_target == 1
+    assert o.activity_gbq[given - 1] < 7.4
     # with a risk factor the lower limit applies
-    rf = hand_patient(KIDNEY_RISK_FACTOR=1.0, **STABLE)
-    cyc, pat = run_one(rf, hand_model(), [7.4] * 9, 9, k_max=9,
-                       **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0, R_KIDNEY_LIMIT_RF_GY=23.0,
-                                R_REDUCE_LAST=1.0))
-    assert cyc[L.C_KIDNEY_BED_GY, :int(pat[L.P_CYCLES])].sum() == pytest.approx(23.0, rel=1e-9)
+    o = run_one(P(kidney_risk_factor=1.0, **STABLE), **nine,
+                **guided(policy.RULE_KIDNEY_LIMIT, kidney_limit_gy=27.0, kidney_limit_risk_factor_gy=23.0,
+                         reduce_last_cycle=True))
+    assert o.bed_gy[:int(o.cycles_given), KIDNEY].sum() == pytest.approx(23.0, rel=1e-9)
 
 
 def test_marrow_limit_stops_without_reaching_the_kidney_limit():
-    p = hand_patient(MARROW_GY_PER_GBQ=0.1, **STABLE)  # 0.74 Gy per cycle
-    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **guided(L.RULE_KIDNEY_LIMIT, R_KIDNEY_LIMIT_GY=27.0))
-    assert pat[L.P_CYCLES] == 3 and pat[L.P_REACHED_TARGET] == 0  # 3 x 0.74 >= 2 Gy
-    assert cyc[L.C_MARROW_DOSE_GY, :3].sum() >= 2.0
+    o = run_one(P(gy_per_gbq=[0.5, 0.1], **STABLE), n_cycles=9, k_max=9,
+                **guided(policy.RULE_KIDNEY_LIMIT, kidney_limit_gy=27.0))
+    assert o.cycles_given == 3 and o.reached_target == 0  # 3 x 0.74 >= 2 Gy
+    assert o.dose_gy[:3, MARROW].sum() >= 2.0
 
 
 def test_tumour_dose_target_and_prediction_from_the_first_cycle():
-    p = hand_patient(**STABLE)  # tumour 4 Gy/GBq, no decline: 29.6 Gy per cycle
-    rules = guided(L.RULE_TUMOUR_TARGET, R_TARGET=100.0, R_KIDNEY_LIMIT_GY=40.0, R_MEASURED_CYCLES=1)
-    cyc, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **rules)
-    assert pat[L.P_CYCLES] == 4 and pat[L.P_REACHED_TARGET] == 1  # 4 x 29.6 >= 100 Gy
-    assert cyc[L.C_MEASURED, 0] == 1 and np.all(cyc[L.C_MEASURED, 1:] == 0)
-    assert not np.isnan(cyc[L.C_TUMOUR_DOSE_MEASURED_GY, 0]) and np.all(np.isnan(cyc[L.C_TUMOUR_DOSE_MEASURED_GY, 1:]))
+    p = P(**STABLE)  # tumour 4 Gy/GBq, no decline: 29.6 Gy per cycle
+    rules = guided(policy.RULE_TUMOUR_TARGET, target_gy=100.0, kidney_limit_gy=40.0, measured_cycles=1)
+    o = run_one(p, n_cycles=9, k_max=9, **rules)
+    assert o.cycles_given == 4 and o.reached_target == 1  # 4 x 29.6 >= 100 Gy
+    assert o.dosimetry_measured[0] == 1 and np.all(o.dosimetry_measured[1:] == 0)
+    assert not np.isnan(o.lesion_dose_measured_gy[0, 0]) and np.all(np.isnan(o.lesion_dose_measured_gy[1:, 0]))
     # a kidney limit that the next cycle would pass stops treatment first
-    rules = guided(L.RULE_TUMOUR_TARGET, R_TARGET=100.0, R_KIDNEY_LIMIT_GY=10.0)
-    _, pat = run_one(p, hand_model(), [7.4] * 9, 9, k_max=9, **rules)
-    assert pat[L.P_CYCLES] == 2 and pat[L.P_REACHED_TARGET] == 0  # 2 cycles ~8.1 Gy BED; a third would pass 10
+    rules = guided(policy.RULE_TUMOUR_TARGET, target_gy=100.0, kidney_limit_gy=10.0)
+    o = run_one(p, n_cycles=9, k_max=9, **rules)
+    assert o.cycles_given == 2 and o.reached_target == 0  # 2 cycles ~8.1 Gy BED; a third would pass 10
 
 
 def test_measurement_error_moves_the_guided_activity():
-    rules = guided(L.RULE_KIDNEY_TARGET, n_cycles=4, R_TARGET=23.0, R_MIN_ACTIVITY=1.0, R_MAX_ACTIVITY=30.0)
-    exact, _ = run_one(hand_patient(**STABLE), hand_model(), [7.4] * 4, 4, **rules)
-    noisy, _ = run_one(hand_patient(**STABLE), hand_model(KIDNEY_MEAS_SIGMA=0.3), [7.4] * 4, 4, **rules)
-    assert not np.allclose(exact[L.C_ACTIVITY_GBQ, 1:4], noisy[L.C_ACTIVITY_GBQ, 1:4])
-    assert noisy[L.C_KIDNEY_BED_GY, :4].sum() != pytest.approx(23.0, rel=1e-3)
+    rules = guided(policy.RULE_KIDNEY_TARGET, n_cycles=4, target_gy=23.0, min_activity_gbq=1.0, max_activity_gbq=30.0)
+    exact = run_one(P(**STABLE), **rules)
+    noisy = run_one(P(**STABLE), organ=H.organs(measurement_sigma=[0.3, 0.0]), **rules)
+    assert not np.allclose(exact.activity_gbq[1:4], noisy.activity_gbq[1:4])
+    assert noisy.bed_gy[:4, KIDNEY].sum() != pytest.approx(23.0, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Several organs and lesions: the axes are loops
+
+
+def test_an_extra_organ_gets_dose_and_bed_and_changes_nothing_else():
+    """A third organ (its own streams, radiobiology) is dosed like the others and leaves every other output as it
+    was: organs are entries of an axis, and a new organ's random streams never shift another's."""
+    base_patient = P(**STABLE)
+    organ3 = dict(intra_sigma=[0.1, 0.15, 0.2], measurement_sigma=[0.13, 0.3, 0.25])
+    two = run_one(base_patient, organ=H.organs(intra_sigma=[0.1, 0.15], measurement_sigma=[0.13, 0.3]),
+                  measured_cycles=4)
+    three_organs = H.organs(alpha_beta_gy=[2.6, 10.0, 3.0], repair_h=[2.8, 0.5, 1.5],
+                            intra_stream=[rng.stream_id(f"dosimetry/{o}/intra-patient") for o in ("kidney", "marrow",
+                                                                                                   "salivary")],
+                            measurement_stream=[rng.stream_id(f"dosimetry/{o}/measurement")
+                                                for o in ("kidney", "marrow", "salivary")], **organ3)
+    three = run_one(P(gy_per_gbq=[0.5, 0.03, 0.63], teff_h=[55.0, 40.0, 42.2], **STABLE), organ=three_organs,
+                    measured_cycles=4)
+    for name in kernel_outputs.Outputs._fields:
+        a, b = getattr(two, name), getattr(three, name)
+        if "organ" in kernel_outputs.BY_NAME[name].dims:
+            b = b[..., :2]
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    d = three.dose_gy[:4, 2]
+    assert np.all(d > 0) and len(np.unique(d)) == 4  # cycle-to-cycle variation of its own
+    g = 1.5 / (1.5 + 42.2)
+    np.testing.assert_allclose(three.bed_gy[:4, 2], d * (1 + g * d / 3.0), rtol=1e-14)
+
+
+def test_lesions_add_up_to_the_one_lesion_tumour():
+    """Splitting the tumour into two lesions with the same kinetics and uptake, and no dose variation, gives the same
+    response, progression and survival as one lesion of their combined volume."""
+    one = run_one(P(tumour_alpha_per_gy=0.08, **STABLE))
+    two = run_one(P(tumour_alpha_per_gy=0.08, lesion_volume_ml=[70.0, 30.0], lesion_stroma_fraction=[0.2, 0.2],
+                    lesion_negative_fraction=[0.0, 0.0], lesion_gy_per_gbq=[4.0, 4.0], lesion_teff_h=[90.0, 90.0],
+                    **STABLE))
+    for name in ("best_response", "pfs_time_days", "os_time_days", "progression_type", "cycles_given"):
+        assert getattr(one, name) == getattr(two, name), name
+    assert two.tumour_nadir_ratio == pytest.approx(one.tumour_nadir_ratio, rel=1e-12)
+    np.testing.assert_allclose(two.lesion_dose_gy[:4, 1], one.lesion_dose_gy[:4, 0], rtol=1e-14)

@@ -10,11 +10,13 @@ from scipy import integrate, optimize
 from sim.kernels.marrow import (
     CIRC,
     MARROW_STATE,
+    NEUTROPHIL_GRADE_BELOW,
+    PLATELET_GRADE_BELOW,
+    line_grade,
     marrow_advance,
     marrow_after_cycle,
     marrow_dose_rate,
     marrow_init,
-    platelet_grade,
 )
 
 # the shipped configs' [marrow] values (configs/netter1.toml), with a median NETTER-1 patient's alpha
@@ -212,7 +214,13 @@ def test_split_interval_matches_single_call():
     (400.0, 0), (150.0, 0), (149.99, 1), (75.0, 1), (74.99, 2), (50.0, 2), (49.99, 3), (25.0, 3), (24.99, 4),
     (0.0, 4)])
 def test_ctcae_v5_platelet_grades(count, grade):
-    assert platelet_grade(count) == grade
+    assert line_grade(count, np.array(PLATELET_GRADE_BELOW)) == grade
+
+
+@pytest.mark.parametrize(("count", "grade"), [(4.0, 0), (2.0, 0), (1.99, 1), (1.5, 1), (1.49, 2), (1.0, 2),
+                                              (0.99, 3), (0.5, 3), (0.49, 4)])
+def test_ctcae_v5_neutrophil_grades(count, grade):
+    assert line_grade(count, np.array(NEUTROPHIL_GRADE_BELOW)) == grade
 
 
 def test_stiff_high_dose_rate_cycle_stays_accurate():

@@ -15,10 +15,18 @@ from sim import analysis, outcomes
 
 def test_dataset_schema(netter1_dataset):
     ds = netter1_dataset
-    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4}
-    for name in ("activity_gbq", "kidney_dose_gy", "kidney_dose_measured_gy", "kidney_bed_gy", "marrow_dose_gy",
-                 "tumour_bed_gy", "cycle_time_days"):
+    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4, "organ": 2, "lesion": 1, "blood_line": 2}
+    assert list(ds.organ.values) == ["kidney", "marrow"] and list(ds.blood_line.values) == ["platelets", "neutrophils"]
+    assert list(ds.adverse_event.values) == ["thrombocytopenia", "neutropenia"]
+    for name in ("activity_gbq", "cycle_time_days", "delay_days"):
         assert ds[name].dims == ("arm", "patient", "cycle") and ds[name].attrs["units"]
+    for name in ("dose_gy", "dose_measured_gy", "bed_gy"):
+        assert ds[name].dims == ("arm", "patient", "cycle", "organ") and ds[name].attrs["units"] == "Gy"
+    for name in ("lesion_dose_gy", "lesion_bed_gy"):
+        assert ds[name].dims == ("arm", "patient", "cycle", "lesion")
+    for name in ("blood_nadir_1e9_per_l", "blood_grade", "blood_end_1e9_per_l"):
+        assert ds[name].dims == ("arm", "patient", "cycle", "blood_line")
+    assert ds.blood_worst_grade.dims == ("arm", "patient", "blood_line")
     for name in ("pfs_time_days", "pfs_event", "os_time_days", "os_event", "death_cause", "best_response",
                  "cycles_given"):
         assert ds[name].dims == ("arm", "patient")
@@ -32,23 +40,22 @@ def test_dataset_schema(netter1_dataset):
 def test_physical_consistency(netter1_dataset):
     ds = netter1_dataset
     assert np.all(ds.pfs_time_days <= ds.os_time_days)
-    assert np.all(ds.kidney_bed_gy >= ds.kidney_dose_gy)
+    assert np.all(ds.bed_gy >= ds.dose_gy) and np.all(ds.lesion_bed_gy >= ds.lesion_dose_gy)
     given = ds.activity_gbq > 0
     assert np.array_equal(given.sum("cycle"), ds.cycles_given)
     assert np.array_equal(np.isnan(ds.cycle_time_days), ~given)
     assert float(ds.activity_gbq.sel(arm="control").sum()) == 0.0
-    # platelet nadirs exist exactly for the cycles given, and their grades follow CTCAE v5 thresholds
-    assert np.array_equal(np.isnan(ds.platelet_nadir_1e9_per_l), ~given)
-    assert np.array_equal(np.isnan(ds.platelet_end_1e9_per_l), ~given)
-    assert np.all((ds.platelet_end_1e9_per_l >= ds.platelet_nadir_1e9_per_l - 1e-9).where(given, True))
-    nadir = ds.platelet_nadir_1e9_per_l.where(given)
+    # blood nadirs exist exactly for the cycles given, and their grades follow CTCAE v5 thresholds
+    assert np.array_equal(np.isnan(ds.blood_nadir_1e9_per_l), ~given.broadcast_like(ds.blood_nadir_1e9_per_l))
+    assert np.array_equal(np.isnan(ds.blood_end_1e9_per_l), ~given.broadcast_like(ds.blood_end_1e9_per_l))
+    assert np.all((ds.blood_end_1e9_per_l >= ds.blood_nadir_1e9_per_l - 1e-9).where(given, True))
+    nadir = ds.blood_nadir_1e9_per_l.sel(blood_line="platelets").where(given)
     expected_grade = (nadir < 150).astype(int) + (nadir < 75) + (nadir < 50) + (nadir < 25)
-    assert np.array_equal(expected_grade.where(given, 0), ds.platelet_grade)
-    assert np.all(ds.platelet_worst_grade >= ds.platelet_grade.max("cycle"))
-    anc = ds.neutrophil_nadir_1e9_per_l.where(given)
+    assert np.array_equal(expected_grade.where(given, 0), ds.blood_grade.sel(blood_line="platelets"))
+    anc = ds.blood_nadir_1e9_per_l.sel(blood_line="neutrophils").where(given)
     anc_grade = (anc < 2.0).astype(int) + (anc < 1.5) + (anc < 1.0) + (anc < 0.5)
-    assert np.array_equal(anc_grade.where(given, 0), ds.neutrophil_grade)
-    assert np.all(ds.neutrophil_worst_grade >= ds.neutrophil_grade.max("cycle"))
+    assert np.array_equal(anc_grade.where(given, 0), ds.blood_grade.sel(blood_line="neutrophils"))
+    assert np.all(ds.blood_worst_grade >= ds.blood_grade.max("cycle"))
     assert np.all((ds.renal_grade3_time_days <= ds.os_time_days) & (ds.egfr_end_ml_min >= 0))
     assert np.array_equal(np.isnan(ds.mds_aml_day), ds.mds_aml == 0)
     assert np.all(ds.delay_days >= 0)
@@ -62,7 +69,7 @@ def test_round_trip_xarray_and_h5py(netter1_dataset, tmp_path):
     back.close()
     with h5py.File(path, "r") as f:
         assert f["pfs_time_days"].shape == (2, 400)
-        assert f["kidney_dose_gy"].compression == "gzip"
+        assert f["dose_gy"].compression == "gzip" and f["dose_gy"].shape == (2, 400, 4, 2)
         np.testing.assert_array_equal(f["os_event"][...], netter1_dataset.os_event.values)
         assert json.loads(f.attrs["config_json"])["trial"]["name"] == "NETTER-1"
     assert not list(tmp_path.glob(".*tmp"))

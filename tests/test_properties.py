@@ -4,64 +4,64 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.kernels import layout as L
+from sim import kernel_outputs
 from sim.kernels.kidney import nephropathy_probability
 from sim.kernels.radiobiology import bed
 from sim.survival import kaplan_meier
 
-from .test_kernel import hand_model, hand_patient, run_one
+from . import hand_inputs as H
+from .test_kernel import KIDNEY, NEUTROPHILS, PLATELETS, run_one
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 patients = st.fixed_dictionaries({
-    "AGE_YEARS": st.floats(30, 90),
-    "TUMOUR_VOLUME_ML": st.floats(1, 3000),
-    "STROMA_FRACTION": st.floats(0.01, 0.9),
-    "RECEPTOR_NEGATIVE_FRACTION": st.floats(0.0, 0.5),
-    "GROWTH_PER_DAY": st.floats(1e-5, 0.02),
-    "NEW_LESION_PER_DAY": st.floats(0.0, 0.01),
-    "TUMOUR_ALPHA_PER_GY": st.floats(0.0, 0.5),
-    "ADMIN_CENSOR_DAY": st.floats(100, 4000),
-    "POST_PROGRESSION_DEATH_PER_DAY": st.floats(1e-4, 0.01),
-    "KIDNEY_GY_PER_GBQ": st.floats(0.1, 1.5),
-    "KIDNEY_TEFF_H": st.floats(10, 150),
-    "MARROW_GY_PER_GBQ": st.floats(0.005, 0.3),
-    "MARROW_TEFF_H": st.floats(10, 150),
-    "TUMOUR_GY_PER_GBQ": st.floats(0.3, 15),
-    "TUMOUR_TEFF_H": st.floats(20, 200),
-    "PLATELETS_BASELINE": st.floats(75, 450),
-    "MARROW_ALPHA_PER_GY": st.floats(0.1, 4),
-    "EGFR_BASELINE": st.floats(30, 130),
-    "KIDNEY_RISK_FACTOR": st.sampled_from([0.0, 1.0]),
-    "NEUTROPHILS_BASELINE": st.floats(1.5, 10),
+    "age_years": st.floats(30, 90),
+    "lesion_volume_ml": st.floats(1, 3000),
+    "lesion_stroma_fraction": st.floats(0.01, 0.9),
+    "lesion_negative_fraction": st.floats(0.0, 0.5),
+    "growth_per_day": st.floats(1e-5, 0.02),
+    "new_lesion_per_day": st.floats(0.0, 0.01),
+    "tumour_alpha_per_gy": st.floats(0.0, 0.5),
+    "admin_censor_day": st.floats(100, 4000),
+    "post_progression_death_per_day": st.floats(1e-4, 0.01),
+    "gy_per_gbq": st.tuples(st.floats(0.1, 1.5), st.floats(0.005, 0.3)),
+    "teff_h": st.tuples(st.floats(10, 150), st.floats(10, 150)),
+    "lesion_gy_per_gbq": st.floats(0.3, 15),
+    "lesion_teff_h": st.floats(20, 200),
+    "blood_baseline": st.tuples(st.floats(75, 450), st.floats(1.5, 10)),
+    "marrow_alpha_per_gy": st.floats(0.1, 4),
+    "egfr_baseline_ml_min": st.floats(30, 130),
+    "kidney_risk_factor": st.sampled_from([0.0, 1.0]),
 })
 regimens = st.tuples(st.integers(1, 6), st.floats(3.0, 12.0), st.sampled_from([42.0, 56.0, 70.0]))
+LESION_KEYS = ("lesion_volume_ml", "lesion_stroma_fraction", "lesion_negative_fraction", "lesion_gy_per_gbq",
+               "lesion_teff_h")
 
 
-def outcomes(p, model, n_cycles, activity, interval):
-    return run_one(hand_patient(**p), model, [activity] * n_cycles, n_cycles, interval_days=interval, k_max=6)
+def outcomes(p, event_params, n_cycles, activity, interval):
+    values = {k: ([v] if k in LESION_KEYS else v) for k, v in p.items()}
+    return run_one(H.patients(**values), event_params, n_cycles, [activity] * n_cycles, interval_days=interval,
+                   k_max=6)
+
+
+NOT_GIVEN_NAN = {o.name for o in kernel_outputs.OUTPUTS if o.fill != o.fill} | {"mds_aml_day"}
 
 
 @SETTINGS
 @given(p=patients, regimen=regimens)
 def test_invariants_of_one_course(p, regimen):
     n, activity, interval = regimen
-    cyc, pat = outcomes(p, hand_model(BACKGROUND_HAZARD_65_PER_YEAR=0.015, BACKGROUND_SLOPE_PER_YEAR=0.085,
-                                      MDS_RISK_PER_GY=0.03), n, activity, interval)
-    given_ = ~np.isnan(cyc[L.C_TIME_DAYS])
-    finite = [v for v in range(L.N_CYCLE_VARS) if v not in (L.C_TIME_DAYS, L.C_PLATELET_NADIR, L.C_PLATELET_NADIR_DAY,
-                                                            L.C_PLATELET_END, L.C_NEUTROPHIL_NADIR,
-                                                            L.C_KIDNEY_DOSE_MEASURED_GY, L.C_MARROW_DOSE_MEASURED_GY,
-                                                            L.C_TUMOUR_DOSE_MEASURED_GY)]
-    assert np.all(np.isfinite(cyc[finite])) and np.all(np.isfinite(pat[[v for v in range(L.N_PATIENT_VARS)
-                                                                        if v != L.P_MDS_AML_DAY]]))
-    for dose, bed_ in ((L.C_KIDNEY_DOSE_GY, L.C_KIDNEY_BED_GY), (L.C_MARROW_DOSE_GY, L.C_MARROW_BED_GY),
-                       (L.C_TUMOUR_DOSE_GY, L.C_TUMOUR_BED_GY)):
-        assert np.all(cyc[bed_] >= cyc[dose])  # BED >= physical dose
-        assert np.all(np.diff(np.cumsum(cyc[dose])) >= 0)  # cumulative dose never falls
-    assert pat[L.P_PFS_DAYS] <= pat[L.P_OS_DAYS] and pat[L.P_CYCLES] == given_.sum() <= n
-    assert np.all(np.diff(cyc[L.C_TIME_DAYS][given_]) >= interval)  # delays only lengthen intervals
-    assert np.all(cyc[L.C_PLATELET_NADIR][given_] > 0) and 0 <= pat[L.P_EGFR_END] <= p["EGFR_BASELINE"]
+    o = outcomes(p, H.events(background_hazard_65_per_year=0.015, background_slope_per_year=0.085,
+                             mds_risk_per_gy=0.03), n, activity, interval)
+    given_ = ~np.isnan(o.cycle_time_days)
+    for name in kernel_outputs.Outputs._fields:
+        if name not in NOT_GIVEN_NAN:
+            assert np.all(np.isfinite(getattr(o, name))), name
+    assert np.all(o.bed_gy >= o.dose_gy) and np.all(o.lesion_bed_gy >= o.lesion_dose_gy)  # BED >= physical dose
+    assert np.all(o.dose_gy >= 0) and np.all(o.lesion_dose_gy >= 0)  # so cumulative doses never fall
+    assert o.pfs_time_days <= o.os_time_days and o.cycles_given == given_.sum() <= n
+    assert np.all(np.diff(o.cycle_time_days[given_]) >= interval)  # delays only lengthen intervals
+    assert np.all(o.blood_nadir_1e9_per_l[given_] > 0) and 0 <= o.egfr_end_ml_min <= p["egfr_baseline_ml_min"]
 
 
 @SETTINGS
@@ -70,16 +70,15 @@ def test_more_activity_never_spares_an_organ(p, regimen, extra):
     """Same patient, same draws: more activity per cycle gives at least the dose, BED and nadir depth of cycle 1,
     and at least the nephropathy risk of the same number of cycles."""
     n, activity, interval = regimen
-    model = hand_model()
-    low, _ = outcomes(p, model, n, activity, interval)
-    high, _ = outcomes(p, model, n, activity * extra, interval)
-    for v in (L.C_KIDNEY_DOSE_GY, L.C_KIDNEY_BED_GY, L.C_MARROW_DOSE_GY, L.C_MARROW_BED_GY, L.C_TUMOUR_DOSE_GY):
-        assert high[v, 0] > low[v, 0]
-    assert high[L.C_PLATELET_NADIR, 0] <= low[L.C_PLATELET_NADIR, 0] + 1e-9
-    assert high[L.C_NEUTROPHIL_NADIR, 0] <= low[L.C_NEUTROPHIL_NADIR, 0] + 1e-12
-    given_both = int(min(np.sum(~np.isnan(low[L.C_TIME_DAYS])), np.sum(~np.isnan(high[L.C_TIME_DAYS]))))
-    b_low, b_high = low[L.C_KIDNEY_BED_GY, :given_both].sum(), high[L.C_KIDNEY_BED_GY, :given_both].sum()
-    rf = p["KIDNEY_RISK_FACTOR"]
+    low = outcomes(p, None, n, activity, interval)
+    high = outcomes(p, None, n, activity * extra, interval)
+    assert np.all(high.dose_gy[0] > low.dose_gy[0]) and np.all(high.bed_gy[0] > low.bed_gy[0])
+    assert high.lesion_dose_gy[0, 0] > low.lesion_dose_gy[0, 0]
+    assert high.blood_nadir_1e9_per_l[0, PLATELETS] <= low.blood_nadir_1e9_per_l[0, PLATELETS] + 1e-9
+    assert high.blood_nadir_1e9_per_l[0, NEUTROPHILS] <= low.blood_nadir_1e9_per_l[0, NEUTROPHILS] + 1e-12
+    given_both = int(min(np.sum(~np.isnan(low.cycle_time_days)), np.sum(~np.isnan(high.cycle_time_days))))
+    b_low, b_high = low.bed_gy[:given_both, KIDNEY].sum(), high.bed_gy[:given_both, KIDNEY].sum()
+    rf = p["kidney_risk_factor"]
     assert nephropathy_probability(b_high, 49.5, 0.108, rf, 15.5) >= nephropathy_probability(b_low, 49.5, 0.108, rf,
                                                                                              15.5)
 
@@ -136,17 +135,17 @@ def test_random_valid_configs_keep_invariants_and_caps(overrides):
     """Random valid four-arm configs (fixed and the three guided rules, every cycle measured): physical invariants
     hold in every arm, and no guided arm exceeds its cycle count, activity bounds or organ limits (docs/model.md 5.2:
     no cycle starts once the known cumulative quantity has reached its limit)."""
-    from sim import config, engine, outcomes
+    from sim import config, engine
 
     from .conftest import CONFIGS
 
     cfg = config.load(CONFIGS / "guided_vs_fixed.toml", {"trial.patients": 60, **overrides})
-    ds = outcomes.to_dataset(engine.run(cfg))
+    ds = engine.run(cfg)
     given_ = ds.activity_gbq > 0
     assert bool((ds.pfs_time_days <= ds.os_time_days).all()) and not bool(ds.os_time_days.isnull().any())
-    for organ in ("kidney", "marrow", "tumour"):
-        assert bool((ds[f"{organ}_bed_gy"] >= ds[f"{organ}_dose_gy"]).all())
-        assert not bool(ds[f"{organ}_dose_gy"].isnull().any()) and bool((ds[f"{organ}_dose_gy"] >= 0).all())
+    for dose, bed_ in (("dose_gy", "bed_gy"), ("lesion_dose_gy", "lesion_bed_gy")):
+        assert bool((ds[bed_] >= ds[dose]).all())
+        assert not bool(ds[dose].isnull().any()) and bool((ds[dose] >= 0).all())
     for arm in cfg.arms:
         a = ds.sel(arm=arm.name)
         g = given_.sel(arm=arm.name).values
@@ -158,9 +157,9 @@ def test_random_valid_configs_keep_invariants_and_caps(overrides):
         upper = arm.max_activity_gbq if arm.rule == "activity_to_kidney_target" else arm.activity_gbq
         assert (act[later] <= upper * (1 + 1e-12)).all() and (act[later] >= arm.min_activity_gbq * (1 - 1e-12)).all()
         assert (a.dosimetry_measured.values == g).all()  # every cycle given is measured
-        marrow_before = _known_before(np.nan_to_num(a.marrow_dose_measured_gy.values))
+        marrow_before = _known_before(np.nan_to_num(a.dose_measured_gy.sel(organ="marrow").values))
         if arm.rule != "activity_to_kidney_target":  # its marrow cap is spread over cycles (a prediction)
             assert (marrow_before[g] < arm.marrow_limit_gy).all()
         if arm.rule == "activity_to_kidney_target" and arm.target_quantity == "dose":
-            kidney_before = _known_before(np.nan_to_num(a.kidney_dose_measured_gy.values))
+            kidney_before = _known_before(np.nan_to_num(a.dose_measured_gy.sel(organ="kidney").values))
             assert (kidney_before[g] < arm.target_gy).all()

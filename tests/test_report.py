@@ -31,7 +31,7 @@ def guided_h5(tmp_path_factory) -> Path:
     from sim import engine
 
     path = tmp_path_factory.mktemp("guided") / "guided.h5"
-    outcomes.write(outcomes.to_dataset(engine.run(load_small("guided_vs_fixed", patients=150))), path)
+    outcomes.write(engine.run(load_small("guided_vs_fixed", patients=150)), path)
     return path
 
 
@@ -99,9 +99,13 @@ def test_toxicity_bars_show_summary_rates(netter1_h5):
     with outcomes.read(netter1_h5) as ds:
         summ = analysis.summary(ds)
         level = outcomes.patient_level(ds)
+        bars = figures.toxicity_bars(ds)
+        assert [key for _, key in bars[:2]] == ["grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate"]
         for arm in figures._arms(ds):
-            for _, key in [*figures.TOXICITY_BARS, figures.ORR_BAR]:
-                k, n = figures._rates(level, arm, analysis.TOXICITY_FLAGS[key])
+            flags = {**analysis.toxicity_flags(level.sel(arm=arm)),
+                     figures.ORR_BAR[1]: analysis.objective_response(level.sel(arm=arm))}
+            for _, key in [*bars, figures.ORR_BAR]:
+                k, n = int(flags[key].sum()), flags[key].size
                 assert n == ds.sizes["patient"] and round(k / n, 4) == summ["arms"][arm][key], (arm, key)
 
 

@@ -10,19 +10,19 @@ with ``rptsim validate``.
 import numpy as np
 import pytest
 
-from sim import analysis, engine, outcomes
+from sim import analysis, engine
 
 from .conftest import load_small
 
 
 @pytest.fixture(scope="module")
 def netter1_summary():
-    return analysis.summary(outcomes.to_dataset(engine.run(load_small("netter1", patients=3000))))
+    return analysis.summary(engine.run(load_small("netter1", patients=3000)))
 
 
 @pytest.fixture(scope="module")
 def vision_summary():
-    return analysis.summary(outcomes.to_dataset(engine.run(load_small("vision", patients=3000))))
+    return analysis.summary(engine.run(load_small("vision", patients=3000)))
 
 
 def test_netter1_doses_and_exposure(netter1_summary):
@@ -81,7 +81,7 @@ def test_vision_toxicity(vision_summary):
 def guided_dataset(**overrides):
     from .conftest import load_small as load
 
-    return outcomes.to_dataset(engine.run(load("guided_vs_fixed", patients=1500, **overrides)))
+    return engine.run(load("guided_vs_fixed", patients=1500, **overrides))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_guided_arms_individualise_activity(guided_ds):
 
     ds = guided_ds
     # each patient's true kidney Gy/GBq at cycle 1 (same in every arm: same patient, same draws)
-    kidney_per_gbq = (ds.kidney_dose_gy / ds.activity_gbq).isel(cycle=0).sel(arm="fixed_netter1").values
+    kidney_per_gbq = (ds.dose_gy.sel(organ="kidney") / ds.activity_gbq).isel(cycle=0).sel(arm="fixed_netter1").values
     for arm in ("iluminet", "p_prrt"):
         a = ds.sel(arm=arm)
         full = a.cycles_given.values >= 3  # courses not cut short by progression or death
@@ -134,13 +134,13 @@ def test_exact_dosimetry_hits_the_kidney_target():
     activity = ds.activity_gbq.values[:, 1:]
     at_minimum = np.isclose(activity, 3.7, rtol=1e-12).any(axis=1)  # the 3.7 GBq floor overshoots the target
     reached = ds.reached_target.values == 1
-    total = ds.kidney_bed_gy.sum("cycle").values
+    total = ds.bed_gy.sel(organ="kidney").sum("cycle").values
     assert reached.sum() > 100
     np.testing.assert_allclose(total[reached & ~at_minimum], 23.0, rtol=1e-9)
     assert np.all(total[at_minimum & reached] > 23.0) and np.all(total[~reached] < 23.0 * (1 + 1e-9))
     assert np.mean(np.isclose(total, 23.0, rtol=1e-9)) > 0.4
     varied = guided_dataset(**exact).sel(arm="p_prrt")
-    total = varied.kidney_bed_gy.sum("cycle").values
+    total = varied.bed_gy.sel(organ="kidney").sum("cycle").values
     assert np.mean(np.isclose(total, 23.0, rtol=1e-9)) < 0.01  # cycle-to-cycle variation: near, not on, target
     near = varied.reached_target.values == 1
     assert np.median(np.abs(total[near] / 23.0 - 1)) < 0.1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sim import analysis, cli, engine, outcomes, variables
+from sim import analysis, cli, engine, kernel_outputs, outcomes
 
 from .conftest import CONFIGS, load_small
 
@@ -20,12 +20,12 @@ def guided_cfg():
 @pytest.fixture(scope="module")
 def whole(guided_cfg):
     """The reference: one chunk holding every per-cycle array."""
-    return outcomes.to_dataset(engine.run(guided_cfg, chunk_size=guided_cfg.trial.patients))
+    return engine.run(guided_cfg, chunk_size=guided_cfg.trial.patients)
 
 
 @pytest.mark.parametrize("keep", ["patients", "summary"])
 def test_chunked_reduced_run_equals_whole_run(guided_cfg, whole, keep):
-    reduced = outcomes.to_dataset(engine.run(guided_cfg, chunk_size=257, keep=keep))
+    reduced = engine.run(guided_cfg, chunk_size=257, keep=keep)
     assert "cycle" not in reduced.dims
     assert analysis.summary(reduced) == analysis.summary(whole)
     expected = outcomes.patient_level(whole)
@@ -41,16 +41,19 @@ def test_totals_are_the_cycle_sums(whole):
     np.testing.assert_array_equal(level.cycles_measured, whole.dosimetry_measured.sum("cycle"))
     np.testing.assert_array_equal(level.dose_reduced_any, whole.dose_reduced.max("cycle"))
     np.testing.assert_array_equal(level.delayed_any, (whole.delay_days > 0).any("cycle"))
-    assert {name for name, *_ in variables.TOTALS} <= set(level.data_vars)
+    np.testing.assert_allclose(level.dose_gy_total, whole.dose_gy.sum("cycle"), rtol=1e-15)
+    assert level.dose_gy_total.dims == ("arm", "patient", "organ")
+    assert {t.name for t in kernel_outputs.TOTALS} <= set(level.data_vars)
 
 
 def test_reduced_run_memory_does_not_grow_with_cycles(guided_cfg):
     """What a reduced run holds per patient and arm: the per-patient values only, well under the per-cycle arrays."""
-    result = engine.run(guided_cfg, chunk_size=300, keep="summary")
+    ds = engine.run(guided_cfg, chunk_size=300, keep="summary")
     n, arms = guided_cfg.trial.patients, len(guided_cfg.arms)
-    held = sum(a.nbytes for a in result.reduced.values()) / (n * arms)
-    per_cycle = 8 * len(variables.CYCLE_VARS) * result.max_cycles
-    assert held < 150 < per_cycle and result.cohort is None and not result.arms
+    held = sum(v.nbytes for v in ds.data_vars.values()) / (n * arms)
+    cycles = int(max(getattr(a, "cycles", 0) for a in guided_cfg.arms))
+    per_cycle = sum(np.dtype(o.dtype).itemsize * cycles for o in kernel_outputs.OUTPUTS if "cycle" in o.dims)
+    assert held < 150 < per_cycle and "age_years" not in ds and "cycle" not in ds.dims
 
 
 def test_bad_keep_level(guided_cfg):

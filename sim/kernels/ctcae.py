@@ -2,8 +2,10 @@
 
 from numba import njit
 
+from sim.kernels import KERNEL
 
-@njit(inline="always", cache=True)
+
+@njit(inline="always", **KERNEL)
 def grade_below(value, thresholds):
     """Grade g = the number of ``thresholds`` (descending) that ``value`` is below: 0 (normal) to 4."""
     g = 0

@@ -1,13 +1,46 @@
-"""Time-to-event draws by inversion of the cumulative hazard."""
+"""Competing events: background and cancer deaths, dropout, therapy-related MDS/AML (docs/model.md 3, 4.3, 4.4).
+
+Time-to-event draws invert the cumulative hazard; each event has its own random stream (counter 0).
+"""
 
 import math
 
 from numba import njit
 
-from sim.config import DAYS_PER_YEAR
+from sim import rng
+from sim.kernels import KERNEL
+from sim.units import DAYS_PER_YEAR
+
+# Cause of death codes (int8 in the outputs).
+CAUSE_ALIVE, CAUSE_CANCER_AFTER_PROGRESSION, CAUSE_CANCER_BEFORE_PROGRESSION, CAUSE_OTHER, CAUSE_TREATMENT = range(5)
+CAUSE_MEANINGS = "alive_or_censored cancer_after_progression cancer_before_progression other_causes treatment_related"
+
+BACKGROUND_DEATH_STREAM = rng.stream_id("death/background")
+DROPOUT_STREAM = rng.stream_id("trial/dropout")
+PRE_PROGRESSION_DEATH_STREAM = rng.stream_id("death/pre-progression")
+POST_PROGRESSION_DEATH_STREAM = rng.stream_id("death/post-progression")
+MDS_ONSET_STREAM = rng.stream_id("mds/onset")
+MDS_LATENCY_STREAM = rng.stream_id("mds/latency")
+MDS_DEATH_STREAM = rng.stream_id("mds/death")
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
+def draw(patient_key, stream):
+    """Counter 0 of one of the patient's event streams, as a uniform."""
+    return rng.uniform(rng.stream_key(patient_key, stream), 0)
+
+
+@njit(inline="always", **KERNEL)
+def draw_exponential(patient_key, stream):
+    return -math.log(draw(patient_key, stream))
+
+
+@njit(inline="always", **KERNEL)
+def draw_normal(patient_key, stream):
+    return rng.norm_ppf(draw(patient_key, stream))
+
+
+@njit(inline="always", **KERNEL)
 def gompertz_death_day(age_years, hazard_65_per_year, slope_per_year, exp1):
     """Day of background death for a standard exponential ``exp1``.
 
@@ -20,7 +53,7 @@ def gompertz_death_day(age_years, hazard_65_per_year, slope_per_year, exp1):
     return DAYS_PER_YEAR * math.log1p(exp1 * slope_per_year / h_now) / slope_per_year
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def exponential_day(rate_per_day, exp1):
     """Event day of a constant hazard; infinite when the rate is zero."""
     if rate_per_day <= 0.0:
@@ -28,9 +61,21 @@ def exponential_day(rate_per_day, exp1):
     return exp1 / rate_per_day
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def mds_aml_probability(marrow_dose_gy, risk_per_gy, chemo_multiplier, prior_chemotherapy):
     """Lifetime probability of a therapy-related myeloid neoplasm, ``1 - exp(-b m D_marrow)``: linear in dose at
     low dose, calibrated to MDS 2.3 % after ~1 Gy (NETTER-1; Lutathera label)."""
     m = chemo_multiplier if prior_chemotherapy > 0.0 else 1.0
     return -math.expm1(-risk_per_gy * m * marrow_dose_gy)
+
+
+@njit(**KERNEL)
+def mds_onset_and_death(patient_key, marrow_total_gy, prior_chemo, last_admin_day, late):
+    """(onset day, death day) of MDS/AML, both infinite when it does not occur (docs/model.md 4.3); ``late`` holds
+    the late-effect parameters."""
+    prob = mds_aml_probability(marrow_total_gy, late.mds_risk_per_gy, late.mds_chemo_multiplier, prior_chemo)
+    if draw(patient_key, MDS_ONSET_STREAM) >= prob:
+        return math.inf, math.inf
+    onset = last_admin_day + late.mds_latency_days * math.exp(
+        late.mds_latency_sigma * draw_normal(patient_key, MDS_LATENCY_STREAM))
+    return onset, onset + exponential_day(late.mds_death_per_day, draw_exponential(patient_key, MDS_DEATH_STREAM))

@@ -1,22 +1,31 @@
-"""Kidney: nephropathy probability (LKB on cumulative BED) and the eGFR trajectory (docs/model.md 4.2)."""
+"""Kidney: nephropathy probability (LKB on cumulative BED) and the eGFR trajectory (docs/model.md 4.2).
+
+The kidney is the organ ``kidney.organ`` of the organ axis; its per-cycle BED comes from the dosimetry phase.
+"""
 
 import math
 
 from numba import njit
 
-from sim.config import DAYS_PER_YEAR
+from sim import rng
+from sim.kernels import KERNEL
 from sim.kernels.ctcae import grade_below
-from sim.kernels.layout import CKD_GRADE_BELOW
+from sim.units import DAYS_PER_YEAR
 
+# CTCAE v5.0 chronic kidney disease grade thresholds on eGFR (mL/min/1.73 m2; NCI 2017).
+CKD_GRADE_BELOW = (90.0, 60.0, 30.0, 15.0)
 GRADE3_EGFR = CKD_GRADE_BELOW[2]
 
+NEPHROPATHY_STREAM = rng.stream_id("kidney/nephropathy")
+NEPHROPATHY_LATENCY_STREAM = rng.stream_id("kidney/nephropathy-latency")
 
-@njit(inline="always", cache=True)
+
+@njit(inline="always", **KERNEL)
 def normal_cdf(x):
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def nephropathy_probability(bed_gy, bed50_gy, m, risk_factor, shift_gy):
     """Lyman-Kutcher-Burman NTCP on cumulative kidney BED: ``Phi((BED - BED50)/(m BED50))`` with BED50 lowered
     by ``shift`` for hypertension/diabetes (Burman C et al. IJROBP 1991;21:123; Bodei L et al. EJNMMI
@@ -25,7 +34,7 @@ def nephropathy_probability(bed_gy, bed50_gy, m, risk_factor, shift_gy):
     return normal_cdf((bed_gy - b50) / (m * b50))
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def egfr_at(t, e0, age_decline_per_year, decline_per_gy_year, latency_days, cycle_days, cycle_beds, n_cycles,
             nephropathy_day, nephropathy_loss):
     """eGFR (mL/min) at day ``t``: ageing decline, a radiation decline proportional to each cycle's kidney BED
@@ -40,7 +49,7 @@ def egfr_at(t, e0, age_decline_per_year, decline_per_gy_year, latency_days, cycl
     return max(e, 0.0)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def first_day_below(level, t_end, e0, age_decline_per_year, decline_per_gy_year, latency_days, cycle_days,
                     cycle_beds, n_cycles, nephropathy_day, nephropathy_loss):
     """First day in ``[0, t_end]`` with eGFR below ``level`` (bisection: eGFR never rises); ``inf`` if none."""
@@ -60,7 +69,37 @@ def first_day_below(level, t_end, e0, age_decline_per_year, decline_per_gy_year,
     return hi
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def ckd_grade(egfr):
     """CTCAE v5.0 chronic kidney disease grade from eGFR alone (< 90: 1, < 60: 2, < 30: 3, < 15: 4)."""
     return grade_below(egfr, CKD_GRADE_BELOW)
+
+
+@njit(inline="always", **KERNEL)
+def radiation_decline(kidney, risk_factor):
+    """The patient's eGFR loss per Gy of kidney BED per year (fraction of baseline): faster with risk factors."""
+    return kidney.radiation_decline_per_gy_year * (kidney.risk_factor_decline_multiplier if risk_factor > 0.0 else 1.0)
+
+
+@njit(**KERNEL)
+def kidney_outcomes(patient_key, e0, risk_factor, decline, cycle_days, cycle_beds, n_cycles, last_admin, end_day,
+                    kidney):
+    """Nephropathy (LKB draw on the cumulative BED when treated), then eGFR at ``end_day`` and the first day of
+    eGFR < 30 (``inf`` if none by ``end_day``): returns ``(egfr_end, renal_grade3_day)``."""
+    nephropathy_day = math.inf
+    if n_cycles > 0:
+        bed_total = 0.0
+        for c in range(n_cycles):
+            bed_total += cycle_beds[c]
+        ntcp = nephropathy_probability(bed_total, kidney.bed50_gy, kidney.lkb_m, risk_factor,
+                                       kidney.risk_factor_shift_gy)
+        if rng.uniform(rng.stream_key(patient_key, NEPHROPATHY_STREAM), 0) < ntcp:
+            z = rng.norm_ppf(rng.uniform(rng.stream_key(patient_key, NEPHROPATHY_LATENCY_STREAM), 0))
+            latency = kidney.nephropathy_latency_days * math.exp(kidney.nephropathy_latency_sigma * z)
+            nephropathy_day = last_admin + latency
+    e_end = egfr_at(end_day, e0, kidney.age_decline_per_year, decline, kidney.subclinical_latency_days, cycle_days,
+                    cycle_beds, n_cycles, nephropathy_day, kidney.nephropathy_egfr_loss)
+    renal_day = first_day_below(GRADE3_EGFR, end_day, e0, kidney.age_decline_per_year, decline,
+                                kidney.subclinical_latency_days, cycle_days, cycle_beds, n_cycles, nephropathy_day,
+                                kidney.nephropathy_egfr_loss)
+    return e_end, renal_day

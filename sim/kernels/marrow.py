@@ -38,7 +38,11 @@ scalars: the current dose rate ``r = Rdot(t)`` and the committed dose ``Dsum = s
 to ``Dsum`` (``marrow_after_cycle``). The caller must split integration at each administration day (the dose
 rate jumps there), which it does anyway as cycles are events of the patient loop.
 
-Integrator (``marrow_advance``): classical RK4 with step-size control (layout.py ``MARROW_*``). Each step also
+Blood lines. The model runs once per blood line (platelets, neutrophils, ...: the ``blood_line`` axis), each
+with its own kinetics (``mtt_days``, ``lifespan_days``, ``gamma``), baseline count and radiosensitivity
+``alpha_i x alpha_ratio``, and the same dose-rate forcing and reserve loss (docs/model.md 4.1, 4.7).
+
+Integrator (``marrow_advance``): classical RK4 with step-size control (``MARROW_*`` below). Each step also
 evaluates the right-hand side at its end (first same as last: that is the next step's first stage, so an accepted
 step costs four evaluations), which gives the embedded third-order solution ``y + h (k1 + 2 k2 + 2 k3 + k5) / 6``;
 the step is accepted when ``h max|k4 - k5| / 6 <= MARROW_RTOL min(y_new)`` (largest difference over the smallest
@@ -106,56 +110,61 @@ import math
 
 from numba import njit
 
+from sim.kernels import KERNEL
 from sim.kernels.ctcae import grade_below
-from sim.kernels.layout import (
-    MARROW_MAX_KILL_PER_STEP,
-    MARROW_MAX_STEP_FACTOR,
-    MARROW_MIN_STEP_DAYS,
-    MARROW_MIN_STEP_FACTOR,
-    MARROW_RTOL,
-    NEUTROPHIL_GRADE_BELOW,
-    PLATELET_GRADE_BELOW,
-)
+from sim.rng import stream_id
 
+# The ODE state of one blood line: Prol, T1, T2, T3, Circ (1e9/L).
 MARROW_STATE = 5
 PROL, TRANSIT1, TRANSIT2, TRANSIT3, CIRC = range(MARROW_STATE)
 
+# Integrator: RK4 with an embedded third-order error estimate and step-size control. A step is accepted when its
+# estimated local error is at most MARROW_RTOL of the smallest compartment; the next step is the current one times
+# 0.9 (MARROW_RTOL / error)^(1/4), kept within [MARROW_MIN_STEP_FACTOR, MARROW_MAX_STEP_FACTOR]. A step is also
+# short enough that the radiation kill alpha x dose rate at its start removes at most MARROW_MAX_KILL_PER_STEP of
+# the progenitors (stiff early hours of a high-dose, short-half-life cycle), and any step down to
+# MARROW_MIN_STEP_DAYS is accepted (a floor that ends the loop whatever the error).
+MARROW_RTOL = 3e-5
+MARROW_MIN_STEP_FACTOR = 0.2
+MARROW_MAX_STEP_FACTOR = 4.0
+MARROW_MAX_KILL_PER_STEP = 0.5
+MARROW_MIN_STEP_DAYS = 1e-6
+
+# CTCAE v5.0 grade thresholds (NCI 2017), 1e9/L: grade g if count < thresholds[g - 1].
+PLATELET_GRADE_BELOW = (150.0, 75.0, 50.0, 25.0)  # platelet count decreased (LLN 150)
+NEUTROPHIL_GRADE_BELOW = (2.0, 1.5, 1.0, 0.5)  # neutrophil count decreased (LLN 2.0)
+GRADE4 = 3  # index of the grade-4 threshold
+
+FATAL_GRADE4_STREAM = stream_id("marrow/fatal-grade4")  # counter: cycle
 
 
-@njit(inline="always", cache=True)
-def platelet_grade(count):
-    """CTCAE v5.0 grade of "platelet count decreased" from a count in 1e9/L: 0 if ``>= 150`` (LLN), 1 for
-    ``[75, 150)``, 2 for ``[50, 75)``, 3 for ``[25, 50)``, 4 below 25 (NCI CTCAE v5.0, 2017)."""
-    return grade_below(count, PLATELET_GRADE_BELOW)
+@njit(inline="always", **KERNEL)
+def line_grade(count, grade_below_row):
+    """CTCAE v5.0 grade of a blood count against its line's thresholds (0 normal to 4)."""
+    return grade_below(count, grade_below_row)
 
 
-@njit(inline="always", cache=True)
-def neutrophil_grade(count):
-    """CTCAE v5.0 grade of "neutrophil count decreased" (1e9/L): < 2.0 (LLN): 1, < 1.5: 2, < 1.0: 3, < 0.5: 4."""
-    return grade_below(count, NEUTROPHIL_GRADE_BELOW)
-
-
-@njit(cache=True)
+@njit(**KERNEL)
 def marrow_init(state, baseline):
     """Write the steady state of an untreated patient (every compartment at the baseline count)."""
     for i in range(MARROW_STATE):
         state[i] = baseline
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def marrow_after_cycle(dose_rate, committed_dose, dose_gy, lam_per_day):
     """Forcing just after an administration of ``dose_gy``: ``(r + D lam, Dsum + D)`` (mono-exponential
     dose rate ``D lam exp(-lam t)`` that integrates to ``D``)."""
     return dose_rate + dose_gy * lam_per_day, committed_dose + dose_gy
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def marrow_dose_rate(dose_rate0, lam_per_day, dt_days):
     """Dose rate ``dt`` days later with no administration in between: ``r0 exp(-lam dt)``."""
     return dose_rate0 * math.exp(-lam_per_day * dt_days)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def _rhs(p, x1, x2, x3, c, k_tr, k_circ, gamma, kill_per_day, log_setpoint):
     """Right-hand side of the five-compartment model (see the module docstring)."""
     feedback = math.exp(gamma * (log_setpoint - math.log(c)))
@@ -166,7 +175,7 @@ def _rhs(p, x1, x2, x3, c, k_tr, k_circ, gamma, kill_per_day, log_setpoint):
             k_circ * (x3 - c))
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def _hermite_minimum(c0, d0, c1, d1, h):
     """Minimum of the cubic Hermite interpolant of Circ over one step of length ``h`` that starts falling
     (``d0 < 0``) and ends rising (``d1 > 0``), with ``c0, c1`` the counts and ``d0, d1`` their derivatives
@@ -189,7 +198,7 @@ def _hermite_minimum(c0, d0, c1, d1, h):
     return c0 + s * (h * d0 + s * (quad + s * cubic)), s
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, baseline, mtt_days, gamma,
                    platelet_life_days, alpha_per_gy, reserve_per_gy, first_step_days):
     """Advance ``state[0:5]`` (Prol, T1, T2, T3, Circ; 1e9/L) in place from day ``t0`` to ``t1`` by adaptive RK4.
@@ -197,7 +206,7 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
     ``dose_rate0`` (Gy/day) and ``committed_dose`` (Gy) describe the cycles given up to ``t0`` (see
     ``marrow_after_cycle``); no administration may fall inside ``(t0, t1]``. The dose rate at ``t1`` is
     ``marrow_dose_rate(dose_rate0, lam, t1 - t0)``; the committed dose is unchanged. The first trial step is
-    ``first_step_days``; the step rule is in the module docstring and ``layout.MARROW_RTOL``.
+    ``first_step_days``; the step rule is in the module docstring and ``MARROW_RTOL``.
 
     Returns ``(nadir, nadir_day)``: the minimum of Circ over ``[t0, t1]``, taken over the accepted step ends and,
     within each step where Circ turns from falling to rising, the minimum of its cubic Hermite interpolant.
@@ -261,7 +270,7 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
     return best, best_day
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def _step_factor(err):
     """Next step over this one: ``0.9 err^(-1/4)`` (square roots: correctly rounded in every implementation),
     kept within ``[MARROW_MIN_STEP_FACTOR, MARROW_MAX_STEP_FACTOR]``; an error of zero grows the step the most
@@ -272,3 +281,46 @@ def _step_factor(err):
     if factor > MARROW_MAX_STEP_FACTOR:
         return MARROW_MAX_STEP_FACTOR
     return factor if factor > MARROW_MIN_STEP_FACTOR else MARROW_MIN_STEP_FACTOR
+
+
+@njit(inline="always", **KERNEL)
+def blood_start(i, baseline, state, nadir, nadir_day):
+    """Untreated steady state of patient ``i``'s blood lines (every compartment at the baseline count)."""
+    for b in range(state.shape[1]):
+        marrow_init(state[i, b], baseline[i, b])
+        nadir[i, b] = baseline[i, b]
+        nadir_day[i, b] = 0.0
+
+
+@njit(inline="always", **KERNEL)
+def blood_advance(i, t0, t1, dose_rate, committed, lam, alpha, baseline, blood, state, nadir, nadir_day):
+    """Advance patient ``i``'s blood lines over ``[t0, t1]`` and lower each line's running nadir (and its day)
+    of the current cycle; returns the interval's nadir of the line ``blood.fatal_line`` and its day."""
+    fatal_low, fatal_day = math.inf, t0
+    for b in range(state.shape[1]):
+        low, low_day = marrow_advance(state[i, b], t0, t1, dose_rate, committed, lam, baseline[i, b],
+                                      blood.mtt_days[b], blood.gamma[b], blood.lifespan_days[b],
+                                      alpha * blood.alpha_ratio[b], blood.reserve_per_gy, blood.first_step_days)
+        if low < nadir[i, b]:
+            nadir[i, b], nadir_day[i, b] = low, low_day
+        if b == blood.fatal_line:
+            fatal_low, fatal_day = low, low_day
+    return fatal_low, fatal_day
+
+
+@njit(inline="always", **KERNEL)
+def blood_restart_nadirs(i, t, state, nadir, nadir_day):
+    """A new administration: each line's running nadir restarts at its current count."""
+    for b in range(state.shape[1]):
+        nadir[i, b], nadir_day[i, b] = state[i, b, CIRC], t
+
+
+@njit(inline="always", **KERNEL)
+def record_blood_cycle(i, c, admin_day, blood, state, nadir, nadir_day, out):
+    """Cycle ``c``'s nadir per blood line, its day after the administration, its grade, and the count when the
+    cycle's follow-up ended (next administration, end of the marrow window, death or censoring)."""
+    for b in range(state.shape[1]):
+        out.blood_nadir_1e9_per_l[i, c, b] = nadir[i, b]
+        out.blood_nadir_day[i, c, b] = nadir_day[i, b] - admin_day
+        out.blood_grade[i, c, b] = line_grade(nadir[i, b], blood.grade_below[b])
+        out.blood_end_1e9_per_l[i, c, b] = state[i, b, CIRC]

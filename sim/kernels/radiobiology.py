@@ -4,10 +4,12 @@ import math
 
 from numba import njit
 
+from sim.kernels import KERNEL
+
 LN2 = math.log(2.0)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def g_factor(effective_half_life_h, repair_half_time_h):
     """Lea-Catcheside factor of a mono-exponential dose rate delivered to completion.
 
@@ -17,13 +19,13 @@ def g_factor(effective_half_life_h, repair_half_time_h):
     return repair_half_time_h / (repair_half_time_h + effective_half_life_h)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def bed(dose_gy, effective_half_life_h, repair_half_time_h, alpha_beta_gy):
     """Biologically effective dose of one administration: ``D (1 + G D / (alpha/beta))`` (Dale 1985)."""
     return dose_gy * (1.0 + g_factor(effective_half_life_h, repair_half_time_h) * dose_gy / alpha_beta_gy)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **KERNEL)
 def surviving_fraction(alpha_per_gy, bed_gy):
     """LQ surviving fraction ``exp(-alpha BED)`` (BED already carries the beta term; Fowler 1989)."""
     return math.exp(-alpha_per_gy * bed_gy)

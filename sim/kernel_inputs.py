@@ -1,0 +1,510 @@
+"""The kernel's inputs, declared once by name, and the translation of a scenario into them.
+
+Each input is an ``Input``: its name, units, dims (``patient``, ``organ``, ``lesion``, ``blood_line``, ``cycle``),
+where it comes from in the config, and its transform (``build``, a function of the translation context). The
+inputs form eight groups; each group is a named tuple whose fields are the group's inputs, in the order declared,
+and the kernel reads them by name (``patients.age_years[i]``, ``organs.alpha_beta_gy[o]``):
+
+``Patients``  per-patient values (rows: patients)        ``Organs``  per-organ radiobiology and dosimetry error
+``Lesions``   tumour radiobiology and kinetics           ``Blood``   blood-line kinetics and the marrow model
+``Kidney``    nephropathy and eGFR                       ``Events``  competing deaths, dropout, MDS/AML
+``Regimen``   the arm's policy: schedule, dose modification, dosimetry-guided rule
+
+``translate(cfg, arm, cohort)`` is the only place where config values become kernel numbers
+(``docs/extending.md`` shows how to add an input).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim import rng
+from sim.cohort import Cohort, median_growth_per_day
+from sim.config import Agent, Config, ControlArm, DoseModification, FixedArm, GuidedArm
+from sim.kernels import policy
+from sim.organs import BLOOD_LINES, FATAL_LINE, ORGANS, BloodLine, Organ, has_kidney_risk_factor
+from sim.units import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR
+
+
+@dataclass(frozen=True)
+class Input:
+    """One kernel input: ``build(context)`` gives its value (array over ``dims``, or a scalar)."""
+
+    name: str
+    units: str
+    dims: tuple[str, ...]
+    source: str
+    build: Callable[[Context], Any]
+    dtype: type = np.float64
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The scenario's axes: organs at risk, blood lines, lesions per patient, and cycles (the most any arm gives)."""
+
+    organs: tuple[Organ, ...]
+    blood_lines: tuple[BloodLine, ...]
+    lesions: int
+    cycles: int
+
+    def organ(self, name: str) -> int:
+        return [o.name for o in self.organs].index(name)
+
+
+def arm_cycles(arm: FixedArm | GuidedArm | ControlArm) -> int:
+    return 0 if isinstance(arm, ControlArm) else arm.cycles
+
+
+def axes_of(cfg: Config) -> Axes:
+    """Organs: the required ones and any that an agent of the scenario gives dosimetry for (registry order);
+    blood lines: those the marrow config models; one lesion per patient."""
+    agents = cfg.agents.values()
+    organs = tuple(o for o in ORGANS if o.required or any(getattr(a, o.name, None) is not None for a in agents))
+    lines = tuple(b for b in BLOOD_LINES if b.kinetics(cfg.marrow) is not None)
+    return Axes(organs, lines, 1, max(1, *(arm_cycles(a) for a in cfg.arms)))
+
+
+@dataclass
+class Context:
+    """What a transform may read: the scenario, one arm (its agent and dosimetry method), a cohort, the axes."""
+
+    cfg: Config
+    arm: FixedArm | GuidedArm | ControlArm
+    axes: Axes
+    cohort: Cohort | None = None
+
+    @property
+    def agent(self) -> Agent | None:
+        return None if isinstance(self.arm, ControlArm) else self.cfg.agents[self.arm.agent]
+
+    @property
+    def cov(self) -> dict[str, np.ndarray]:
+        return self.cohort.covariates
+
+    def normal(self, stream: str, index: int = 0) -> np.ndarray:
+        """One standard normal per patient of the cohort from the stream ``stream`` (counter 0)."""
+        return rng.normals(self.cfg.trial.seed, self.cohort.patient_ids, stream, index=index)[:, 0]
+
+    def dose_modification(self) -> DoseModification:
+        return getattr(self.arm, "dose_modification", None) or DoseModification()
+
+    def guided(self, field: str, default: Any) -> Any:  # noqa: ANN401 - a config value
+        """A field of a guided arm (``default`` for other arms, or when unset)."""
+        value = getattr(self.arm, field, None) if isinstance(self.arm, GuidedArm) else None
+        return default if value is None else value
+
+    def measurement_sigma(self, what: str) -> float:
+        """Log-sd of the arm's measured / true dose for ``what`` (an organ, or ``tumour``); 0 without dosimetry."""
+        dosimetry = getattr(self.arm, "dosimetry", None)
+        if dosimetry is None:
+            return 0.0
+        return sigma_ln(dosimetry.error_scale * getattr(self.cfg.dosimetry_methods[dosimetry.method], f"{what}_cv"))
+
+
+def sigma_ln(cv: float) -> float:
+    """Sigma of log of a log-normal with coefficient of variation ``cv``."""
+    return math.sqrt(math.log1p(cv * cv))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Patients
+
+
+def _organ_values(c: Context, organ: Organ, which: str) -> np.ndarray:
+    """Gy/GBq (``which = "dose"``) or effective half-life (h) of one organ for the arm's agent; 0 without one.
+
+    Gy/GBq = median x exp(sigma z) x organ covariate modifier x tumour sink ``(V / V_ref)^-exponent`` (Beauregard JM
+    et al., EJNMMI 2012;39:50); T_eff = median x exp(sigma z'), z and z' from the organ's own streams."""
+    n = len(c.cohort)
+    dosimetry = getattr(c.agent, organ.name, None) if c.agent is not None else None
+    if dosimetry is None:
+        return np.zeros(n)
+    if which == "half-life":
+        return dosimetry.effective_half_life_h_median * np.exp(
+            dosimetry.effective_half_life_sigma_ln * c.normal(f"dosimetry/{organ.name}/half-life"))
+    sink = (c.cov["tumour_volume_ml"] / c.agent.sink_reference_volume_ml) ** -c.agent.sink_exponent
+    modifier = organ.uptake(dosimetry, c.cov) if organ.uptake is not None else 1.0
+    return (dosimetry.gy_per_gbq_median * np.exp(dosimetry.inter_patient_sigma_ln
+                                                 * c.normal(f"dosimetry/{organ.name}/inter-patient"))
+            * modifier * sink)
+
+
+def _per_organ(which: str) -> Callable[[Context], np.ndarray]:
+    return lambda c: np.stack([_organ_values(c, o, which) for o in c.axes.organs], axis=1)
+
+
+def _lesion_values(c: Context, which: str) -> np.ndarray:
+    """Per lesion: Gy/GBq = agent tumour median x exp(sigma z_l) x receptor expression, or T_eff (h); 0 without
+    an agent."""
+    n, m = len(c.cohort), c.axes.lesions
+    if c.agent is None:
+        return np.zeros((n, m))
+    t = c.agent.tumour
+    if which == "half-life":
+        return np.stack([t.effective_half_life_h_median * np.exp(
+            t.effective_half_life_sigma_ln * c.normal("dosimetry/lesion/half-life", index=j)) for j in range(m)],
+            axis=1)
+    return np.stack([t.gy_per_gbq_median * np.exp(t.inter_patient_sigma_ln * c.normal(
+        "dosimetry/lesion/inter-patient", index=j)) * c.cov["receptor_expression"] for j in range(m)], axis=1)
+
+
+def _per_lesion(covariate: str) -> Callable[[Context], np.ndarray]:
+    """A tumour covariate held by the (single) lesion."""
+    return lambda c: np.repeat(c.cov[covariate][:, None], c.axes.lesions, axis=1)
+
+
+def _growth(c: Context) -> np.ndarray:
+    return math.log(2.0) / (c.cov["doubling_time_months"] * DAYS_PER_MONTH)
+
+
+def _post_progression(c: Context) -> np.ndarray:
+    nh = c.cfg.natural_history
+    return (nh.post_progression_death_per_month / DAYS_PER_MONTH) * (
+        _growth(c) / median_growth_per_day(c.cfg)) ** nh.post_progression_growth_exponent
+
+
+def _marrow_alpha(c: Context) -> np.ndarray:
+    """Progenitor radiosensitivity (1/Gy): lower marrow reserve after chemotherapy, with bone metastases and with
+    age (Bergsma H et al. EJNMMI 2016;43:453; Groener D et al. 2021), times a log-normal effect."""
+    m, cov = c.cfg.marrow, c.cov
+    return (m.alpha_per_gy * np.exp(m.alpha_sigma_ln * c.normal("marrow/alpha"))
+            * m.prior_chemotherapy_multiplier ** cov["prior_chemotherapy"]
+            * m.bone_metastases_multiplier ** cov["bone_metastases"]
+            * np.exp(m.age_log_slope_per_year * (cov["age_years"] - 65.0)))
+
+
+PATIENT_INPUTS = (
+    Input("patient_id", "1", ("patient",), "global patient id (key of the patient's random streams)",
+          lambda c: c.cohort.patient_ids, np.int64),
+    Input("age_years", "year", ("patient",), "cohort.covariates.age_years", lambda c: c.cov["age_years"]),
+    Input("admin_censor_day", "day", ("patient",), "trial.accrual_months - entry + trial.follow_up_months",
+          lambda c: c.cohort.admin_censor_day),
+    Input("growth_per_day", "1/day", ("patient",), "ln 2 / cohort.covariates.doubling_time_months", _growth),
+    Input("new_lesion_per_day", "1/day", ("patient",), "cohort.covariates.new_lesion_rate_per_month",
+          lambda c: c.cov["new_lesion_rate_per_month"] / DAYS_PER_MONTH),
+    Input("post_progression_death_per_day", "1/day", ("patient",),
+          "natural_history.post_progression_death_per_month x (growth / median growth)^"
+          "post_progression_growth_exponent", _post_progression),
+    Input("tumour_alpha_per_gy", "1/Gy", ("patient",), "cohort.covariates.tumour_alpha_per_gy",
+          lambda c: c.cov["tumour_alpha_per_gy"]),
+    Input("egfr_baseline_ml_min", "mL/min/1.73m2", ("patient",), "cohort.covariates.egfr_ml_min",
+          lambda c: c.cov["egfr_ml_min"]),
+    Input("kidney_risk_factor", "1", ("patient",), "cohort.covariates.hypertension or diabetes",
+          lambda c: has_kidney_risk_factor(c.cov)),
+    Input("prior_chemotherapy", "1", ("patient",), "cohort.covariates.prior_chemotherapy",
+          lambda c: c.cov["prior_chemotherapy"]),
+    Input("marrow_alpha_per_gy", "1/Gy", ("patient",),
+          "marrow.alpha_per_gy x exp(alpha_sigma_ln z) x multipliers^(prior chemotherapy, bone metastases) x age",
+          _marrow_alpha),
+    Input("blood_baseline", "1e9/L", ("patient", "blood_line"), "cohort.covariates.<line baseline covariate>",
+          lambda c: np.stack([c.cov[b.baseline_covariate] for b in c.axes.blood_lines], axis=1)),
+    Input("gy_per_gbq", "Gy/GBq", ("patient", "organ"),
+          "agents.<agent>.<organ>.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x uptake modifier x sink",
+          _per_organ("dose")),
+    Input("teff_h", "h", ("patient", "organ"),
+          "agents.<agent>.<organ>.effective_half_life_h_median x exp(effective_half_life_sigma_ln z)",
+          _per_organ("half-life")),
+    Input("lesion_volume_ml", "mL", ("patient", "lesion"), "cohort.covariates.tumour_volume_ml",
+          _per_lesion("tumour_volume_ml")),
+    Input("lesion_stroma_fraction", "1", ("patient", "lesion"), "cohort.covariates.stroma_fraction",
+          _per_lesion("stroma_fraction")),
+    Input("lesion_negative_fraction", "1", ("patient", "lesion"), "cohort.covariates.receptor_negative_fraction",
+          _per_lesion("receptor_negative_fraction")),
+    Input("lesion_gy_per_gbq", "Gy/GBq", ("patient", "lesion"),
+          "agents.<agent>.tumour.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x receptor_expression",
+          lambda c: _lesion_values(c, "dose")),
+    Input("lesion_teff_h", "h", ("patient", "lesion"),
+          "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z)",
+          lambda c: _lesion_values(c, "half-life")),
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Organs, lesions, blood lines, kidney, events
+
+
+def _organ_cfg(c: Context, organ: Organ, section: str, field: str) -> float:
+    table = getattr(c.cfg.radiobiology, organ.name) if section == "radiobiology" else getattr(c.agent, organ.name)
+    return getattr(table, field)
+
+
+def _intra_sigma(c: Context, organ: Organ) -> float:
+    dosimetry = getattr(c.agent, organ.name, None) if c.agent is not None else None
+    return sigma_ln(dosimetry.intra_patient_cv) if dosimetry is not None else 0.0
+
+
+ORGAN_INPUTS = (
+    Input("alpha_beta_gy", "Gy", ("organ",), "radiobiology.<organ>.alpha_beta_gy",
+          lambda c: [_organ_cfg(c, o, "radiobiology", "alpha_beta_gy") for o in c.axes.organs]),
+    Input("repair_h", "h", ("organ",), "radiobiology.<organ>.repair_half_time_h",
+          lambda c: [_organ_cfg(c, o, "radiobiology", "repair_half_time_h") for o in c.axes.organs]),
+    Input("intra_sigma", "1", ("organ",), "sigma_ln(agents.<agent>.<organ>.intra_patient_cv)",
+          lambda c: [_intra_sigma(c, o) for o in c.axes.organs]),
+    Input("measurement_sigma", "1", ("organ",),
+          "sigma_ln(arms.dosimetry.error_scale x dosimetry_methods.<method>.<organ>_cv); 0 without dosimetry",
+          lambda c: [c.measurement_sigma(o.name) for o in c.axes.organs]),
+    Input("intra_stream", "1", ("organ",), "stream 'dosimetry/<organ>/intra-patient' (counter: cycle)",
+          lambda c: [rng.stream_id(f"dosimetry/{o.name}/intra-patient") for o in c.axes.organs], np.uint64),
+    Input("measurement_stream", "1", ("organ",), "stream 'dosimetry/<organ>/measurement' (counter: cycle)",
+          lambda c: [rng.stream_id(f"dosimetry/{o.name}/measurement") for o in c.axes.organs], np.uint64),
+)
+
+LESION_INPUTS = (
+    Input("alpha_beta_gy", "Gy", (), "radiobiology.tumour.alpha_beta_gy",
+          lambda c: c.cfg.radiobiology.tumour.alpha_beta_gy),
+    Input("repair_h", "h", (), "radiobiology.tumour.repair_half_time_h",
+          lambda c: c.cfg.radiobiology.tumour.repair_half_time_h),
+    Input("intra_sigma", "1", (), "sigma_ln(agents.<agent>.tumour.intra_patient_cv)",
+          lambda c: sigma_ln(c.agent.tumour.intra_patient_cv) if c.agent is not None else 0.0),
+    Input("measurement_sigma", "1", (), "sigma_ln(arms.dosimetry.error_scale x dosimetry_methods.<method>.tumour_cv)",
+          lambda c: c.measurement_sigma("tumour")),
+    Input("dose_decline", "1", (), "agents.<agent>.tumour.dose_decline_per_cycle",
+          lambda c: c.agent.tumour.dose_decline_per_cycle if c.agent is not None else 0.0),
+    Input("dead_clearance_per_day", "1/day", (), "ln 2 / tumour.dead_cell_clearance_half_life_days",
+          lambda c: math.log(2.0) / c.cfg.tumour.dead_cell_clearance_half_life_days),
+    Input("new_lesion_exponent", "1", (), "tumour.new_lesion_burden_exponent",
+          lambda c: c.cfg.tumour.new_lesion_burden_exponent),
+    Input("confirm_response", "1", (), "tumour.response_confirmation",
+          lambda c: c.cfg.tumour.response_confirmation, np.bool_),
+)
+
+
+def _kinetics(column: int) -> Callable[[Context], list[float]]:
+    return lambda c: [b.kinetics(c.cfg.marrow)[column] for b in c.axes.blood_lines]
+
+
+BLOOD_INPUTS = (
+    Input("organ", "1", (), "index of the marrow on the organ axis", lambda c: c.axes.organ("marrow"), np.int64),
+    Input("mtt_days", "day", ("blood_line",), "marrow.mtt_days; marrow.<line>.mtt_days", _kinetics(0)),
+    Input("lifespan_days", "day", ("blood_line",), "marrow.platelet_lifespan_days; marrow.<line>.lifespan_days",
+          _kinetics(1)),
+    Input("gamma", "1", ("blood_line",), "marrow.feedback_gamma; marrow.<line>.feedback_gamma", _kinetics(2)),
+    Input("alpha_ratio", "1", ("blood_line",), "1 for platelets; marrow.<line>.alpha_ratio", _kinetics(3)),
+    Input("grade_below", "1e9/L", ("blood_line", "grade"), "CTCAE v5.0 thresholds (sim/kernels/marrow.py)",
+          lambda c: [b.grade_below for b in c.axes.blood_lines]),
+    Input("reserve_per_gy", "1/Gy", (), "marrow.reserve_loss_per_gy", lambda c: c.cfg.marrow.reserve_loss_per_gy),
+    Input("first_step_days", "day", (), "marrow.max_step_days", lambda c: c.cfg.marrow.max_step_days),
+    Input("window_days", "day", (), "marrow.window_after_last_cycle_days",
+          lambda c: c.cfg.marrow.window_after_last_cycle_days),
+    Input("fatal_grade4_probability", "1", (), "marrow.fatal_grade4_probability",
+          lambda c: c.cfg.marrow.fatal_grade4_probability),
+    Input("fatal_line", "1", (), f"index of {FATAL_LINE} on the blood_line axis",
+          lambda c: [b.name for b in c.axes.blood_lines].index(FATAL_LINE), np.int64),
+)
+
+KIDNEY_INPUTS = (
+    Input("organ", "1", (), "index of the kidney on the organ axis", lambda c: c.axes.organ("kidney"), np.int64),
+    Input("bed50_gy", "Gy", (), "kidney.bed50_gy", lambda c: c.cfg.kidney.bed50_gy),
+    Input("lkb_m", "1", (), "kidney.lkb_m", lambda c: c.cfg.kidney.lkb_m),
+    Input("risk_factor_shift_gy", "Gy", (), "kidney.risk_factor_bed50_shift_gy",
+          lambda c: c.cfg.kidney.risk_factor_bed50_shift_gy),
+    Input("nephropathy_latency_days", "day", (), "kidney.nephropathy_latency_months_median",
+          lambda c: c.cfg.kidney.nephropathy_latency_months_median * DAYS_PER_MONTH),
+    Input("nephropathy_latency_sigma", "1", (), "kidney.nephropathy_latency_sigma_ln",
+          lambda c: c.cfg.kidney.nephropathy_latency_sigma_ln),
+    Input("nephropathy_egfr_loss", "1", (), "kidney.nephropathy_egfr_loss_fraction",
+          lambda c: c.cfg.kidney.nephropathy_egfr_loss_fraction),
+    Input("age_decline_per_year", "mL/min/year", (), "kidney.age_decline_ml_min_per_year",
+          lambda c: c.cfg.kidney.age_decline_ml_min_per_year),
+    Input("radiation_decline_per_gy_year", "1/(Gy year)", (), "kidney.radiation_decline_per_gy_per_year",
+          lambda c: c.cfg.kidney.radiation_decline_per_gy_per_year),
+    Input("risk_factor_decline_multiplier", "1", (), "kidney.risk_factor_decline_multiplier",
+          lambda c: c.cfg.kidney.risk_factor_decline_multiplier),
+    Input("subclinical_latency_days", "day", (), "kidney.subclinical_latency_months",
+          lambda c: c.cfg.kidney.subclinical_latency_months * DAYS_PER_MONTH),
+)
+
+EVENT_INPUTS = (
+    Input("background_hazard_65_per_year", "1/year", (), "natural_history.background_hazard_at_65_per_year",
+          lambda c: c.cfg.natural_history.background_hazard_at_65_per_year),
+    Input("background_slope_per_year", "1/year", (), "natural_history.background_hazard_log_slope_per_year",
+          lambda c: c.cfg.natural_history.background_hazard_log_slope_per_year),
+    Input("pre_progression_death_per_day", "1/day", (), "natural_history.pre_progression_death_per_month",
+          lambda c: c.cfg.natural_history.pre_progression_death_per_month / DAYS_PER_MONTH),
+    Input("dropout_per_day", "1/day", (), "trial.dropout_per_year",
+          lambda c: c.cfg.trial.dropout_per_year / DAYS_PER_YEAR),
+    Input("mds_risk_per_gy", "1/Gy", (), "late_effects.mds_aml_risk_per_gy",
+          lambda c: c.cfg.late_effects.mds_aml_risk_per_gy),
+    Input("mds_chemo_multiplier", "1", (), "late_effects.mds_aml_prior_chemotherapy_multiplier",
+          lambda c: c.cfg.late_effects.mds_aml_prior_chemotherapy_multiplier),
+    Input("mds_latency_days", "day", (), "late_effects.mds_aml_latency_months_median",
+          lambda c: c.cfg.late_effects.mds_aml_latency_months_median * DAYS_PER_MONTH),
+    Input("mds_latency_sigma", "1", (), "late_effects.mds_aml_latency_sigma_ln",
+          lambda c: c.cfg.late_effects.mds_aml_latency_sigma_ln),
+    Input("mds_death_per_day", "1/day", (), "late_effects.mds_aml_death_per_month",
+          lambda c: c.cfg.late_effects.mds_aml_death_per_month / DAYS_PER_MONTH),
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Regimen (policy)
+
+
+def _activities(c: Context) -> np.ndarray:
+    """Nominal GBq per cycle (at least one entry, so the kernel's types are the same for a control arm)."""
+    if isinstance(c.arm, FixedArm):
+        return np.asarray(c.arm.activities(), dtype=np.float64)
+    if isinstance(c.arm, GuidedArm):
+        return np.full(c.arm.cycles, c.arm.activity_gbq)
+    return np.zeros(1)
+
+
+def _line_rule(c: Context, which: str) -> list[float]:
+    """Per blood line, the grade that triggers the rule (never, when the line has no such rule or the arm does not
+    set it)."""
+    dm = c.dose_modification()
+    fields = [getattr(b, which) for b in c.axes.blood_lines]
+    values = [getattr(dm, f) if f is not None else None for f in fields]
+    return [policy.NEVER_GRADE if v is None else float(v) for v in values]
+
+
+def _measured_cycles(c: Context) -> int:
+    dosimetry = getattr(c.arm, "dosimetry", None)
+    if dosimetry is None:
+        return 0
+    return c.arm.cycles if dosimetry.measured_cycles is None else min(dosimetry.measured_cycles, c.arm.cycles)
+
+
+def _kidney_limits(c: Context) -> tuple[float, float]:
+    return c.arm.kidney_limits() if isinstance(c.arm, GuidedArm) else (math.inf, math.inf)
+
+
+REGIMEN_INPUTS = (
+    Input("n_cycles", "1", (), "arms.cycles (0: control)", lambda c: arm_cycles(c.arm), np.int64),
+    Input("interval_days", "day", (), "arms.interval_weeks",
+          lambda c: getattr(c.arm, "interval_weeks", 1.0 / DAYS_PER_WEEK) * DAYS_PER_WEEK),
+    Input("continue_after", "1", (), "arms.continue_after_cycle (0: none)",
+          lambda c: getattr(c.arm, "continue_after_cycle", None) or 0, np.int64),
+    Input("activities_gbq", "GBq", ("cycle",), "arms.activity_gbq (per cycle)", _activities),
+    Input("rule", "1", (), "arms.rule (sim/kernels/policy.py RULE_*)",
+          lambda c: policy.RULES[c.arm.rule] if isinstance(c.arm, GuidedArm) else policy.RULE_FIXED, np.int64),
+    Input("guided_activity_gbq", "GBq", (), "arms.activity_gbq (guided)", lambda c: c.guided("activity_gbq", 0.0)),
+    Input("kidney_limit_gy", "Gy", (), "arms.kidney_bed_limit_gy", lambda c: _kidney_limits(c)[0]),
+    Input("kidney_limit_risk_factor_gy", "Gy", (), "arms.kidney_bed_limit_risk_factor_gy (default: the limit)",
+          lambda c: _kidney_limits(c)[1]),
+    Input("marrow_limit_gy", "Gy", (), "arms.marrow_limit_gy", lambda c: c.guided("marrow_limit_gy", 0.0)),
+    Input("target_gy", "Gy", (), "arms.target_gy", lambda c: c.guided("target_gy", math.inf)),
+    Input("target_is_bed", "1", (), "arms.target_quantity == 'bed'",
+          lambda c: c.guided("target_quantity", "bed") == "bed", np.bool_),
+    Input("min_activity_gbq", "GBq", (), "arms.min_activity_gbq", lambda c: c.guided("min_activity_gbq", 0.0)),
+    Input("max_activity_gbq", "GBq", (), "arms.max_activity_gbq", lambda c: c.guided("max_activity_gbq", math.inf)),
+    Input("reduce_last_cycle", "1", (), "arms.reduce_last_cycle_to_limit",
+          lambda c: c.guided("reduce_last_cycle_to_limit", False), np.bool_),
+    Input("measured_cycles", "1", (), "arms.dosimetry.measured_cycles (all cycles if unset; 0 without dosimetry)",
+          _measured_cycles, np.int64),
+    Input("withhold_grade", "1", ("blood_line",), "arms.dose_modification.withhold_<line>_grade",
+          lambda c: _line_rule(c, "withhold_rule")),
+    Input("reduce_grade", "1", ("blood_line",), "arms.dose_modification.reduce_after_<line>_grade",
+          lambda c: _line_rule(c, "reduce_rule")),
+    Input("withhold_egfr_below_ml_min", "mL/min", (), "arms.dose_modification.withhold_egfr_below_ml_min (0: never)",
+          lambda c: c.dose_modification().withhold_egfr_below_ml_min or 0.0),
+    Input("withhold_egfr_drop", "1", (), "arms.dose_modification.withhold_egfr_drop_fraction (1: never)",
+          lambda c: c.dose_modification().withhold_egfr_drop_fraction or 1.0),
+    Input("reduction_fraction", "1", (), "arms.dose_modification.reduction_fraction",
+          lambda c: c.dose_modification().reduction_fraction),
+    Input("restore_after_tolerated", "1", (), "arms.dose_modification.restore_after_tolerated",
+          lambda c: c.dose_modification().restore_after_tolerated, np.bool_),
+    Input("max_reductions", "1", (), "arms.dose_modification.max_reductions",
+          lambda c: c.dose_modification().max_reductions, np.int64),
+    Input("recheck_days", "day", (), "arms.dose_modification.recheck_weeks",
+          lambda c: c.dose_modification().recheck_weeks * DAYS_PER_WEEK),
+    Input("max_delay_days", "day", (), "arms.dose_modification.max_delay_weeks",
+          lambda c: c.dose_modification().max_delay_weeks * DAYS_PER_WEEK),
+    Input("reduce_if_withheld", "1", (), "arms.dose_modification.reduce_after_withholding",
+          lambda c: c.dose_modification().reduce_after_withholding, np.bool_),
+)
+
+GROUPS = {"Patients": PATIENT_INPUTS, "Organs": ORGAN_INPUTS, "Lesions": LESION_INPUTS, "Blood": BLOOD_INPUTS,
+          "Kidney": KIDNEY_INPUTS, "Events": EVENT_INPUTS, "Regimen": REGIMEN_INPUTS}
+Patients = namedtuple("Patients", [q.name for q in PATIENT_INPUTS])
+Organs = namedtuple("Organs", [q.name for q in ORGAN_INPUTS])
+Lesions = namedtuple("Lesions", [q.name for q in LESION_INPUTS])
+Blood = namedtuple("Blood", [q.name for q in BLOOD_INPUTS])
+Kidney = namedtuple("Kidney", [q.name for q in KIDNEY_INPUTS])
+Events = namedtuple("Events", [q.name for q in EVENT_INPUTS])
+Regimen = namedtuple("Regimen", [q.name for q in REGIMEN_INPUTS])
+TYPES = {"Patients": Patients, "Organs": Organs, "Lesions": Lesions, "Blood": Blood, "Kidney": Kidney,
+         "Events": Events, "Regimen": Regimen}
+
+
+def _value(q: Input, c: Context) -> Any:  # noqa: ANN401 - a scalar or an array
+    """``q.build(c)`` in the declared dtype: a C-contiguous array when ``q`` has dims, else a NumPy scalar."""
+    value = q.build(c)
+    if q.dims:
+        return np.ascontiguousarray(value, dtype=q.dtype)
+    return q.dtype(value)
+
+
+def build(group: str, c: Context) -> tuple:
+    """The named tuple of one group, every field built by its declared transform."""
+    return TYPES[group](*(_value(q, c) for q in GROUPS[group]))
+
+
+def make(group: str, **values: Any) -> tuple:  # noqa: ANN401
+    """A group's named tuple from explicit values (tests, benchmarks), each cast to its declared dtype."""
+    fields = {q.name: q for q in GROUPS[group]}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise KeyError(f"{group} has no inputs {sorted(unknown)}")
+    out = []
+    for name, q in fields.items():
+        if name not in values:
+            raise KeyError(f"{group}.{name} is required")
+        v = values[name]
+        out.append(np.ascontiguousarray(v, dtype=q.dtype) if q.dims else q.dtype(v))
+    return TYPES[group](*out)
+
+
+@dataclass(frozen=True)
+class KernelInputs:
+    """Everything one arm's kernel call reads, in the kernel's argument order."""
+
+    seed: int
+    patients: Patients
+    organs: Organs
+    lesions: Lesions
+    blood: Blood
+    kidney: Kidney
+    events: Events
+    regimen: Regimen
+    scans: np.ndarray
+
+    def args(self) -> tuple:
+        return (self.seed, self.patients, self.organs, self.lesions, self.blood, self.kidney, self.events,
+                self.regimen, self.scans)
+
+
+def _arm_groups(cfg: Config, arm_name: str) -> tuple:
+    """The groups that depend on the scenario and the arm only (not on patients)."""
+    c = Context(cfg, cfg.arm(arm_name), axes_of(cfg))
+    return tuple(build(g, c) for g in ("Organs", "Lesions", "Blood", "Kidney", "Events", "Regimen"))
+
+
+def translate(cfg: Config, arm_name: str, cohort: Cohort) -> KernelInputs:
+    """The kernel inputs of arm ``arm_name`` of ``cfg`` for the patients of ``cohort`` (any chunk)."""
+    patients = build("Patients", Context(cfg, cfg.arm(arm_name), axes_of(cfg), cohort))
+    return KernelInputs(cfg.trial.seed, patients, *_arm_groups(cfg, arm_name), scan_days(cfg))
+
+
+def scan_days(cfg: Config) -> np.ndarray:
+    """Tumour-assessment days (> 0) from the imaging phases, up to the longest possible follow-up."""
+    horizon = (cfg.trial.accrual_months + cfg.trial.follow_up_months) * DAYS_PER_MONTH
+    days: list[float] = []
+    start = 0.0
+    for phase in cfg.trial.imaging:
+        end = min(horizon, phase.until_week * DAYS_PER_WEEK) if phase.until_week is not None else horizon
+        step = phase.every_weeks * DAYS_PER_WEEK
+        m = 1
+        while start + m * step <= end + 1e-9:
+            days.append(start + m * step)
+            m += 1
+        start = days[-1] if days else start
+        if start >= horizon:
+            break
+    return np.asarray(days, dtype=np.float64)

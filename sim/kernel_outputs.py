@@ -1,0 +1,148 @@
+"""The kernel's outputs, declared once by name: dims, dtype, units, meaning, and the value of a cycle not given.
+
+Every output is an array whose first dim is ``patient``; per-cycle outputs add ``cycle`` and, where they repeat,
+``organ``, ``lesion`` or ``blood_line``. The kernel writes them through the named tuple ``Outputs`` (fields in
+declaration order); ``allocate`` makes them (with ``arm`` in front for a whole run), and the Dataset variables of
+a run carry the same names, dims and attributes. ``TOTALS`` are per-patient reductions of per-cycle outputs: all
+that the summary needs from them, so a run that does not keep per-cycle arrays (``keep="patients"`` or
+``"summary"``) reduces each chunk on the fly and gives the same summary.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.kernels.events import CAUSE_MEANINGS
+from sim.kernels.tumour import PROGRESSION_MEANINGS, RESPONSE_MEANINGS
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    units: str
+    long_name: str
+    fill: float = 0.0  # before the kernel writes it: the value of a cycle not given
+    meanings: str | None = None  # flag_meanings of a code
+
+
+_CYCLE = ("patient", "cycle")
+OUTPUTS = (
+    Output("cycle_time_days", _CYCLE, "f8", "day", "day of administration from randomisation (NaN: not given)", NAN),
+    Output("activity_gbq", _CYCLE, "f8", "GBq", "administered activity"),
+    Output("delay_days", _CYCLE, "f8", "day", "delay of the administration after its due day"),
+    Output("dose_reduced", _CYCLE, "i1", "1", "1 = activity reduced by the dose-modification rules"),
+    Output("dosimetry_measured", _CYCLE, "i1", "1", "1 = dosimetry performed after this administration"),
+    Output("dose_gy", (*_CYCLE, "organ"), "f8", "Gy", "true absorbed dose of the organ"),
+    Output("dose_measured_gy", (*_CYCLE, "organ"), "f8", "Gy",
+           "absorbed dose reported by dosimetry (NaN: not measured)", NAN),
+    Output("bed_gy", (*_CYCLE, "organ"), "f8", "Gy", "BED of the cycle (the organ's alpha/beta and repair)"),
+    Output("lesion_dose_gy", (*_CYCLE, "lesion"), "f8", "Gy", "true absorbed dose of the lesion"),
+    Output("lesion_dose_measured_gy", (*_CYCLE, "lesion"), "f8", "Gy",
+           "lesion absorbed dose reported by dosimetry (NaN: not measured)", NAN),
+    Output("lesion_bed_gy", (*_CYCLE, "lesion"), "f8", "Gy", "lesion BED of the cycle (alpha/beta tumour)"),
+    Output("blood_nadir_1e9_per_l", (*_CYCLE, "blood_line"), "f8", "1e9/L",
+           "lowest count from this administration to the next (NaN: not given)", NAN),
+    Output("blood_nadir_day", (*_CYCLE, "blood_line"), "f8", "day", "day of the nadir after this administration",
+           NAN),
+    Output("blood_grade", (*_CYCLE, "blood_line"), "i1", "1", "CTCAE v5 grade of the cycle's nadir"),
+    Output("blood_end_1e9_per_l", (*_CYCLE, "blood_line"), "f8", "1e9/L",
+           "count when the cycle's follow-up ended: next administration or end of the marrow window (recovery)", NAN),
+    Output("cycles_given", ("patient",), "i2", "1", "number of cycles administered"),
+    Output("pfs_time_days", ("patient",), "f8", "day", "progression-free survival time"),
+    Output("pfs_event", ("patient",), "i1", "1", "1 = progression or death, 0 = censored"),
+    Output("os_time_days", ("patient",), "f8", "day", "overall survival time"),
+    Output("os_event", ("patient",), "i1", "1", "1 = death, 0 = censored"),
+    Output("death_cause", ("patient",), "i1", "1", "cause of death", meanings=CAUSE_MEANINGS),
+    Output("best_response", ("patient",), "i1", "1", "RECIST 1.1 best overall response", meanings=RESPONSE_MEANINGS),
+    Output("progression_type", ("patient",), "i1", "1", "what defined progression", meanings=PROGRESSION_MEANINGS),
+    Output("tumour_nadir_ratio", ("patient",), "f8", "1", "smallest tumour volume at a scan / baseline"),
+    Output("blood_worst_grade", ("patient", "blood_line"), "i1", "1", "worst CTCAE v5 grade of the blood line"),
+    Output("egfr_end_ml_min", ("patient",), "f8", "mL/min/1.73m2", "eGFR at the end of follow-up"),
+    Output("ckd_grade", ("patient",), "i1", "1", "CTCAE v5 chronic kidney disease grade at the end of follow-up"),
+    Output("renal_grade3_time_days", ("patient",), "f8", "day", "time to eGFR < 30 mL/min (CKD grade >= 3)"),
+    Output("renal_grade3_event", ("patient",), "i1", "1", "1 = eGFR fell below 30, 0 = censored"),
+    Output("mds_aml", ("patient",), "i1", "1", "1 = therapy-related MDS/AML diagnosed during follow-up"),
+    Output("mds_aml_day", ("patient",), "f8", "day", "day of MDS/AML onset (NaN: none)"),
+    Output("discontinued_for_toxicity", ("patient",), "i1", "1",
+           "1 = treatment stopped by the dose-modification rules"),
+    Output("reached_target", ("patient",), "i1", "1",
+           "1 = a dosimetry-guided arm reached its kidney/tumour target or limit (by the measured doses)"),
+)
+Outputs = namedtuple("Outputs", [o.name for o in OUTPUTS])
+BY_NAME = {o.name: o for o in OUTPUTS}
+
+
+@dataclass(frozen=True)
+class Total:
+    """A per-patient reduction over cycles of a per-cycle output: ``sum``, or ``any`` (some value > 0)."""
+
+    name: str
+    source: str
+    how: str
+    dtype: str
+    units: str
+    long_name: str
+
+
+TOTALS = (
+    Total("activity_gbq_total", "activity_gbq", "sum", "f8", "GBq", "cumulative administered activity"),
+    Total("dose_gy_total", "dose_gy", "sum", "f8", "Gy", "cumulative true absorbed dose"),
+    Total("bed_gy_total", "bed_gy", "sum", "f8", "Gy", "cumulative BED (sum of cycle BEDs)"),
+    Total("lesion_dose_gy_total", "lesion_dose_gy", "sum", "f8", "Gy", "cumulative true lesion absorbed dose"),
+    Total("lesion_bed_gy_total", "lesion_bed_gy", "sum", "f8", "Gy", "cumulative lesion BED"),
+    Total("cycles_measured", "dosimetry_measured", "sum", "i2", "1", "administrations followed by dosimetry"),
+    Total("dose_reduced_any", "dose_reduced", "any", "i1", "1", "1 = at least one administration reduced"),
+    Total("delayed_any", "delay_days", "any", "i1", "1", "1 = at least one administration delayed"),
+)
+
+
+def total_dims(t: Total) -> tuple[str, ...]:
+    return tuple(d for d in BY_NAME[t.source].dims if d != "cycle")
+
+
+def reduce_cycles(values: np.ndarray, dims: tuple[str, ...], how: str, dtype: str) -> np.ndarray:
+    """Reduce ``values`` (dims ``dims``) over ``cycle`` to one value per patient (and organ, lesion, ...)."""
+    axis = dims.index("cycle")
+    return (values.sum(axis=axis) if how == "sum" else (values > 0).any(axis=axis)).astype(dtype)
+
+
+def allocate(sizes: dict[str, int], leading: tuple[int, ...] = ()) -> Outputs:
+    """Every output, shaped ``leading + (sizes[d] for d in dims)`` and filled with its ``fill`` value."""
+    return Outputs(*(np.full(leading + tuple(sizes[d] for d in o.dims), o.fill, dtype=o.dtype) for o in OUTPUTS))
+
+
+def rows(outputs: Outputs, index: tuple) -> Outputs:
+    """The outputs of some rows, e.g. ``(arm, slice(start, stop))`` of a whole run (views, no copy)."""
+    return Outputs(*(a[index] for a in outputs))
+
+
+def patient_values(outputs: Outputs) -> dict[str, np.ndarray]:
+    """A chunk's per-patient outputs and ``TOTALS`` (what a run keeps with ``keep="patients"``)."""
+    values = {o.name: a for o, a in zip(OUTPUTS, outputs, strict=True) if "cycle" not in o.dims}
+    for t in TOTALS:
+        values[t.name] = reduce_cycles(getattr(outputs, t.source), BY_NAME[t.source].dims, t.how, t.dtype)
+    return values
+
+
+def attributes(name: str) -> dict:
+    """units, long_name and (for codes) flag_values / flag_meanings of an output or total."""
+    spec = BY_NAME.get(name) or next(t for t in TOTALS if t.name == name)
+    attrs = {"units": spec.units, "long_name": spec.long_name}
+    meanings = getattr(spec, "meanings", None)
+    if meanings:
+        attrs["flag_values"] = np.arange(len(meanings.split()), dtype=np.int8)
+        attrs["flag_meanings"] = meanings
+    return attrs
+
+
+def dims_of(name: str) -> tuple[str, ...]:
+    """Dims of an output or total in a run's Dataset (``arm`` first)."""
+    spec = BY_NAME.get(name)
+    return ("arm", *(spec.dims if spec is not None else total_dims(next(t for t in TOTALS if t.name == name))))

@@ -1,0 +1,117 @@
+"""Hand-made kernel inputs, by name: one group at a time from defaults plus keyword overrides.
+
+The defaults describe a plain patient (60 years, 100 mL tumour with 20 % stroma, stable growth over 300 days,
+kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90), a
+model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
+dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim import kernel_inputs, kernel_outputs, rng
+from sim.kernels import marrow, policy
+from sim.kernels.patient import run_arm
+
+ORGANS = ("kidney", "marrow")
+LINES = (marrow.PLATELET_GRADE_BELOW, marrow.NEUTROPHIL_GRADE_BELOW)
+
+
+def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa: ANN001
+    base = dict(
+        patient_id=np.arange(3, 3 + n) if ids is None else ids, age_years=60.0, admin_censor_day=3000.0,
+        growth_per_day=math.log(2) / 300.0, new_lesion_per_day=0.0, post_progression_death_per_day=1e-3,
+        tumour_alpha_per_gy=0.0, egfr_baseline_ml_min=90.0, kidney_risk_factor=0.0, prior_chemotherapy=0.0,
+        marrow_alpha_per_gy=1.5, blood_baseline=[250.0, 4.0], gy_per_gbq=[0.5, 0.03], teff_h=[55.0, 40.0],
+        lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
+        lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0])
+    base.update(values)
+    out = {}
+    for q in kernel_inputs.PATIENT_INPUTS:
+        v = np.asarray(base[q.name], dtype=q.dtype)
+        out[q.name] = np.broadcast_to(v, (n,) + v.shape[1:] if v.ndim == len(q.dims) else (n,) + v.shape).copy()
+    return kernel_inputs.make("Patients", **out)
+
+
+def organs(**values) -> kernel_inputs.Organs:
+    base = dict(alpha_beta_gy=[2.6, 10.0], repair_h=[2.8, 0.5], intra_sigma=[0.0, 0.0], measurement_sigma=[0.0, 0.0],
+                intra_stream=[rng.stream_id(f"dosimetry/{o}/intra-patient") for o in ORGANS],
+                measurement_stream=[rng.stream_id(f"dosimetry/{o}/measurement") for o in ORGANS])
+    base.update(values)
+    return kernel_inputs.make("Organs", **base)
+
+
+def lesions(**values) -> kernel_inputs.Lesions:
+    base = dict(alpha_beta_gy=10.0, repair_h=1.5, intra_sigma=0.0, measurement_sigma=0.0, dose_decline=0.0,
+                dead_clearance_per_day=math.log(2) / 30, new_lesion_exponent=0.0, confirm_response=False)
+    base.update(values)
+    return kernel_inputs.make("Lesions", **base)
+
+
+def blood(**values) -> kernel_inputs.Blood:
+    base = dict(organ=1, mtt_days=[20.0, 5.2], lifespan_days=[5.0, 1.3], gamma=[0.3, 0.16], alpha_ratio=[1.0, 1.0],
+                grade_below=LINES, reserve_per_gy=0.15, first_step_days=0.5, window_days=112.0,
+                fatal_grade4_probability=0.0, fatal_line=0)
+    base.update(values)
+    return kernel_inputs.make("Blood", **base)
+
+
+def kidney(**values) -> kernel_inputs.Kidney:
+    base = dict(organ=0, bed50_gy=49.5, lkb_m=0.108, risk_factor_shift_gy=15.5, nephropathy_latency_days=540.0,
+                nephropathy_latency_sigma=0.5, nephropathy_egfr_loss=0.6, age_decline_per_year=1.0,
+                radiation_decline_per_gy_year=0.0015, risk_factor_decline_multiplier=1.5,
+                subclinical_latency_days=180.0)
+    base.update(values)
+    return kernel_inputs.make("Kidney", **base)
+
+
+def events(**values) -> kernel_inputs.Events:
+    base = dict(background_hazard_65_per_year=1e-12, background_slope_per_year=0.0, pre_progression_death_per_day=0.0,
+                dropout_per_day=0.0, mds_risk_per_gy=0.0, mds_chemo_multiplier=2.0, mds_latency_days=880.0,
+                mds_latency_sigma=0.45, mds_death_per_day=0.002)
+    base.update(values)
+    return kernel_inputs.make("Events", **base)
+
+
+def regimen(n_cycles: int, activities=None, interval_days: float = 56.0, **values) -> kernel_inputs.Regimen:  # noqa: ANN001
+    never = policy.NEVER_GRADE
+    base = dict(n_cycles=n_cycles, interval_days=interval_days, continue_after=0,
+                activities_gbq=activities if activities is not None else [7.4] * max(n_cycles, 1),
+                rule=policy.RULE_FIXED, guided_activity_gbq=7.4, kidney_limit_gy=math.inf,
+                kidney_limit_risk_factor_gy=math.inf, marrow_limit_gy=2.0, target_gy=math.inf, target_is_bed=True,
+                min_activity_gbq=0.0, max_activity_gbq=math.inf, reduce_last_cycle=False, measured_cycles=0,
+                withhold_grade=[never, never], reduce_grade=[never, never], withhold_egfr_below_ml_min=0.0,
+                withhold_egfr_drop=1.0, reduction_fraction=0.0, restore_after_tolerated=False, max_reductions=1,
+                recheck_days=7.0, max_delay_days=112.0, reduce_if_withheld=False)
+    base.update(values)
+    return kernel_inputs.make("Regimen", **base)
+
+
+SCANS_Q12W = np.arange(84.0, 3000.0, 84.0)
+
+
+def inputs(patient=None, organ=None, lesion=None, blood_params=None, kidney_params=None, event_params=None,  # noqa: ANN001
+           plan=None, scans=SCANS_Q12W, seed: int = 11) -> kernel_inputs.KernelInputs:
+    """A KernelInputs from the groups given, defaults for the others (a 4-cycle fixed regimen)."""
+    return kernel_inputs.KernelInputs(
+        seed, patient if patient is not None else patients(), organ if organ is not None else organs(),
+        lesion if lesion is not None else lesions(), blood_params if blood_params is not None else blood(),
+        kidney_params if kidney_params is not None else kidney(),
+        event_params if event_params is not None else events(), plan if plan is not None else regimen(4),
+        np.asarray(scans, dtype=np.float64))
+
+
+def sizes(inp: kernel_inputs.KernelInputs, k_max: int) -> dict[str, int]:
+    p = inp.patients
+    return {"patient": p.age_years.shape[0], "cycle": k_max, "organ": p.gy_per_gbq.shape[1],
+            "lesion": p.lesion_volume_ml.shape[1], "blood_line": p.blood_baseline.shape[1]}
+
+
+def run(inp: kernel_inputs.KernelInputs, k_max: int = 6) -> kernel_outputs.Outputs:
+    """The kernel's outputs for ``inp`` (cycles axis of ``k_max``)."""
+    out = kernel_outputs.allocate(sizes(inp, k_max))
+    run_arm(*inp.args(), out)
+    return out
