@@ -25,9 +25,8 @@ import scipy
 import solve_ivp_style
 import workload
 
-from sim import outcomes
-from sim.kernels import layout as L
-from sim.reference import simulate_arm_reference
+from sim import engine, kernel_outputs, numpy_oracle, outcomes
+from sim.numpy_oracle import simulate_arm_oracle
 
 RESULTS = workload.ROOT / "benchmarks" / "results" / "latest.json"
 FULL = {"sizes": (10_000, 100_000, 1_000_000), "scaling_n": 100_000, "compare_n": 30_000, "solve_ivp_n": 100,
@@ -67,33 +66,20 @@ def startup() -> dict:
 
 def throughput(sizes: tuple[int, ...], threads: int) -> list[dict]:
     """Cohort draw + kernel for the NETTER-1 177Lu-DOTATATE arm (4 cycles, platelet and neutrophil dynamics, dose
-    modification, 5-year follow-up) through ``engine.run`` with per-patient outputs kept (``keep="patients"``
-    when the engine has it). Wall time after warm-up, best of a few; patient-cycles = patients x mean cycles."""
+    modification, 5-year follow-up) through ``engine.run`` with per-patient outputs kept (``keep="patients"``).
+    Wall time after warm-up, best of a few; patient-cycles = patients x mean cycles given."""
     set_threads(threads)
-    keep = workload.effective_keep("patients")
     rows = []
     for n in sizes:
         cfg = workload.netter1(n)
         repeats = 5 if n <= 10_000 else 3
         log(f"throughput: {n:,} patients, {threads} thread(s), up to {repeats} runs")
-        wall, times, result = workload.best_of(lambda cfg=cfg: workload.run_engine(cfg, keep="patients"), repeats,
-                                               budget_s=30.0)
-        cycles = _mean_cycles(result)
-        rows.append({"patients": n, "threads": threads, "keep": keep, "wall_s": wall, "runs_s": times,
+        wall, times, ds = workload.best_of(lambda cfg=cfg: engine.run(cfg, keep="patients"), repeats, budget_s=30.0)
+        cycles = float(ds.cycles_given.sel(arm=workload.LU_ARM).mean())
+        rows.append({"patients": n, "threads": threads, "keep": ds.attrs["keep"], "wall_s": wall, "runs_s": times,
                      "mean_cycles": cycles, "patients_per_second": n / wall,
-                     "patient_cycles_per_second": n * cycles / wall if cycles is not None else None})
+                     "patient_cycles_per_second": n * cycles / wall})
     return rows
-
-
-def _mean_cycles(result) -> float | None:  # noqa: ANN001 - engine.RunResult
-    """Mean cycles given in the Lu arm, from the full arrays (keep="cycles") or the reduced ones."""
-    if workload.LU_ARM in result.arms:
-        return float(np.mean(result.arms[workload.LU_ARM].per_patient[L.P_CYCLES]))
-    reduced = getattr(result, "reduced", None) or {}
-    if "cycles_given" in reduced:
-        index = [arm.name for arm in result.config.arms].index(workload.LU_ARM)
-        return float(np.mean(reduced["cycles_given"][index]))
-    return None
 
 
 def thread_scaling(n: int, repeats: int = 3) -> dict:
@@ -115,7 +101,7 @@ def thread_scaling(n: int, repeats: int = 3) -> dict:
             for threads in (1, 2):
                 set_threads(threads)
                 t0, c0 = time.perf_counter(), time.process_time()
-                workload.run_engine(cfg, keep="patients")
+                engine.run(cfg, keep="patients")
                 runs[threads].append((time.perf_counter() - t0, time.process_time() - c0))
     set_threads(workload.max_threads())
     one, two = min(runs[1]), min(runs[2])
@@ -126,12 +112,10 @@ def thread_scaling(n: int, repeats: int = 3) -> dict:
             "cohort_draw_share_2_threads": draw_s / two[0], "other_processes_core_share": other.share}
 
 
-def kernel_vs_reference(n: int) -> tuple[dict, workload.KernelInputs, dict]:
-    """The numba kernel and the vectorised NumPy reference (``sim/reference.py``, the test oracle) on the same
-    ``n`` patients' kernel inputs (cohort drawn once, not timed). Kernel with 1 thread (per core) and with all
-    threads; the reference runs once (it is single-threaded). Agreement: maximum relative difference of every
-    per-patient output and of the cycle platelet nadirs, and the count of patients whose discrete outcomes
-    (cycles, events, causes, response, grades) differ."""
+def kernel_vs_oracle(n: int) -> tuple[dict, workload.ArmInputs, kernel_outputs.Outputs]:
+    """The numba kernel (``run_arm``) and the vectorised NumPy oracle (``sim/numpy_oracle.py``, the tests' oracle)
+    on the same ``n`` patients' kernel inputs (cohort drawn and translated once, not timed). Kernel with 1 thread
+    (per core) and with all threads; the oracle is single-threaded. Agreement: see ``_agreement``."""
     inp = workload.kernel_inputs(workload.netter1(n))
     runs = {}
     for threads in sorted({1, workload.max_threads()}):
@@ -139,20 +123,27 @@ def kernel_vs_reference(n: int) -> tuple[dict, workload.KernelInputs, dict]:
         log(f"kernel alone: {n:,} patients, {threads} thread(s)")
         runs[threads], _, out = workload.best_of(lambda: workload.run_kernel(inp), 3)
     set_threads(workload.max_threads())
-    log(f"NumPy reference: {n:,} patients")
-    ref_s, ref_times, ref = workload.best_of(lambda: simulate_arm_reference(*inp.args(), inp.max_cycles), 2,
-                                             budget_s=5.0)
-    kernel_out = {"per_cycle": out[0], "per_patient": out[1]}
-    agreement = _agreement(out[1], ref[1], out[0][L.C_PLATELET_NADIR], ref[0][L.C_PLATELET_NADIR])
+    log(f"NumPy oracle: {n:,} patients")
+    # timed with NumPy's own exp/log (the oracle's speed as a NumPy program); the tests use the C library's rounding
+    numpy_oracle.LIBM_ROUNDING = False
+    try:
+        ref_s, ref_times, ref = workload.best_of(lambda: simulate_arm_oracle(*inp.args(), inp.sizes), 2,
+                                                 budget_s=5.0)
+    finally:
+        numpy_oracle.LIBM_ROUNDING = True
     return ({"patients": n, "kernel_s_1_thread": runs[1], "kernel_s_all_threads": runs[workload.max_threads()],
              "reference_s": ref_s, "reference_runs_s": ref_times,
              "speedup_per_core": ref_s / runs[1], "speedup_all_threads": ref_s / runs[workload.max_threads()],
-             "agreement": agreement}, inp, kernel_out)
+             "agreement": _agreement(out, ref, _platelet_line(inp))}, inp, out)
 
 
-DISCRETE = (L.P_CYCLES, L.P_PFS_EVENT, L.P_OS_EVENT, L.P_DEATH_CAUSE, L.P_BEST_RESPONSE, L.P_PROGRESSION_TYPE,
-            L.P_PLATELET_WORST_GRADE, L.P_NEUTROPHIL_WORST_GRADE, L.P_CKD_GRADE, L.P_MDS_AML,
-            L.P_DISCONTINUED_TOXICITY)
+# Per-patient outputs (no cycle dim): the integer ones (counts, events, codes, grades, flags) are discrete.
+PER_PATIENT = tuple(o for o in kernel_outputs.OUTPUTS if "cycle" not in o.dims)
+DISCRETE = tuple(o.name for o in PER_PATIENT if np.dtype(o.dtype).kind == "i")
+
+
+def _platelet_line(inp: workload.ArmInputs) -> int:
+    return [b.name for b in inp.axes.blood_lines].index("platelets")
 
 
 def _rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,63 +157,68 @@ def _rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.where(diff == 0, 0.0, diff / np.where(scale == 0, 1.0, scale))))
 
 
-def _agreement(per_patient: np.ndarray, other_pp: np.ndarray, nadirs: np.ndarray, other_nadirs: np.ndarray) -> dict:
-    differ = np.zeros(per_patient.shape[1], dtype=bool)
-    for v in DISCRETE:
-        differ |= per_patient[v] != other_pp[v]
+def _agreement(out: kernel_outputs.Outputs, other: kernel_outputs.Outputs, platelets: int) -> dict:
+    """How far ``other``'s outputs are from the kernel's ``out`` (same patients): the number of patients with any
+    discrete per-patient outcome different (``DISCRETE``: cycles given, events, causes, response, progression type,
+    worst blood grades, CKD grade, renal event, MDS/AML, discontinuation, target reached); the largest relative
+    differences of PFS, OS and any per-patient output; and the largest and median relative differences of the
+    cycles' platelet nadirs (blood line ``platelets``)."""
+    n = len(out.cycles_given)
+    differ = np.zeros(n, dtype=bool)
+    for name in DISCRETE:
+        differ |= (getattr(out, name) != getattr(other, name)).reshape(n, -1).any(axis=1)
+    nadirs = out.blood_nadir_1e9_per_l[..., platelets]
+    other_nadirs = other.blood_nadir_1e9_per_l[..., platelets]
     return {"patients_with_different_discrete_outcomes": int(differ.sum()),
-            "max_rel_diff_pfs_days": _rel_diff(per_patient[L.P_PFS_DAYS], other_pp[L.P_PFS_DAYS]),
-            "max_rel_diff_os_days": _rel_diff(per_patient[L.P_OS_DAYS], other_pp[L.P_OS_DAYS]),
-            "max_rel_diff_any_patient_output": _rel_diff(per_patient, other_pp),
+            "max_rel_diff_pfs_days": _rel_diff(out.pfs_time_days, other.pfs_time_days),
+            "max_rel_diff_os_days": _rel_diff(out.os_time_days, other.os_time_days),
+            "max_rel_diff_any_patient_output": max(_rel_diff(getattr(out, o.name), getattr(other, o.name))
+                                                   for o in PER_PATIENT),
             "max_rel_diff_platelet_nadir": _rel_diff(nadirs, other_nadirs),
             "median_rel_diff_platelet_nadir": float(np.nanmedian(np.abs(nadirs - other_nadirs) / other_nadirs))}
 
 
-def kernel_vs_solve_ivp(n: int, inp: workload.KernelInputs, kernel_out: dict, kernel_s: dict) -> dict:
+def kernel_vs_solve_ivp(n: int, inp: workload.ArmInputs, kernel_out: kernel_outputs.Outputs,
+                        kernel_s: dict) -> dict:
     """The per-patient ``solve_ivp`` style (``solve_ivp_style.py``) on ``n`` patients spread evenly over the
     comparison cohort (every k-th); its cost per patient against the kernel's cost per patient on the whole
     comparison cohort (1 thread: per core; all threads). Agreement with the kernel's outputs for those patients."""
     rows = np.linspace(0, len(inp) - 1, n).astype(np.int64)
     sub = inp.subset(rows)
     log(f"solve_ivp style ({solve_ivp_style.METHOD}): {n} patients, one by one")
-    best_s, times, res = workload.best_of(lambda: solve_ivp_style.simulate_cohort(*sub.args()), 2, budget_s=8.0)
+    best_s, times, res = workload.best_of(lambda: solve_ivp_style.simulate_cohort(*sub.args(), sub.sizes), 2,
+                                          budget_s=8.0)
     per_patient_s = best_s / n
-    pp = np.stack([r["per_patient"] for r in res], axis=1)
-    nadirs = np.full((n, inp.max_cycles), np.nan)
-    for i, r in enumerate(res):
-        nadirs[i, :len(r["cycles"])] = [c["platelet_nadir"] for c in r["cycles"]]
-    k_pp, k_nadirs = kernel_out["per_patient"][:, rows], kernel_out["per_cycle"][L.C_PLATELET_NADIR][rows]
     kernel_1 = kernel_s["kernel_s_1_thread"] / len(inp)
     kernel_all = kernel_s["kernel_s_all_threads"] / len(inp)
     return {"patients": n, "method": solve_ivp_style.METHOD, "rtol": solve_ivp_style.RTOL,
             "s_per_patient": per_patient_s, "runs_s": times, "kernel_s_per_patient_1_thread": kernel_1,
             "kernel_s_per_patient_all_threads": kernel_all, "speedup_per_core": per_patient_s / kernel_1,
             "speedup_all_threads": per_patient_s / kernel_all,
-            "agreement": _agreement(k_pp, pp, k_nadirs, nadirs)}
+            "agreement": _agreement(kernel_outputs.rows(kernel_out, (rows,)), res, _platelet_line(inp))}
 
 
 def hdf5_write(n: int) -> dict:
-    """``outcomes.to_dataset`` + ``outcomes.write`` (h5netcdf, chunked, zlib level 1, atomic) of a NETTER-1 run
-    with full per-cycle output (both arms, ``n`` patients each): MB/s of the written file over the write time,
-    and patients/s over dataset assembly + write."""
-    log(f"HDF5: run {n:,} patients x 2 arms with full output, assemble and write")
-    result = workload.run_engine(workload.netter1(n, arms=None), keep="cycles")
+    """``outcomes.write`` (h5netcdf, chunked, zlib level 1, atomic) of the Dataset of a NETTER-1 run with full
+    per-cycle output (``engine.run(keep="cycles")``, both arms, ``n`` patients each; the run, which assembles the
+    Dataset, is not timed): MB/s of the written file and of the Dataset in memory over the write time, and
+    patients/s of the write."""
+    log(f"HDF5: run {n:,} patients x 2 arms with full output, write it")
+    ds = engine.run(workload.netter1(n, arms=None), keep="cycles")
     with tempfile.TemporaryDirectory(prefix="rptsim-bench-h5-") as tmp:
         path = Path(tmp) / "bench.h5"
         t0 = time.perf_counter()
-        ds = outcomes.to_dataset(result)
-        t1 = time.perf_counter()
         outcomes.write(ds, path)
-        t2 = time.perf_counter()
+        write_s = time.perf_counter() - t0
         size_mb = path.stat().st_size / 1e6
     in_memory_mb = ds.nbytes / 1e6
-    return {"patients": n, "arms": len(result.arms), "to_dataset_s": t1 - t0, "write_s": t2 - t1,
-            "file_mb": size_mb, "dataset_mb": in_memory_mb, "file_mb_per_s": size_mb / (t2 - t1),
-            "dataset_mb_per_s": in_memory_mb / (t2 - t1), "patients_per_s": n / (t2 - t0)}
+    return {"patients": n, "arms": ds.sizes["arm"], "write_s": write_s, "file_mb": size_mb,
+            "dataset_mb": in_memory_mb, "file_mb_per_s": size_mb / write_s,
+            "dataset_mb_per_s": in_memory_mb / write_s, "patients_per_s": n / write_s}
 
 
 def memory(n: int) -> dict:
-    """Peak RSS of a child running ``engine.run(keep="summary")`` + ``to_dataset`` + ``summary`` on ``n`` NETTER-1
+    """Peak RSS of a child running ``engine.run(keep="summary")`` + ``analysis.summary`` on ``n`` NETTER-1
     patients (both arms), and of a child that only imports the same modules (baseline). Per million patients:
     (peak - baseline) x 1e6 / n."""
     log("memory: baseline child (imports only)")
@@ -277,7 +273,7 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("wall time, 10^6 patients, Lu arm (s)", _fmt(big["wall_s"], digits=3),
                      f"< {TARGETS['wall_1e6_s']:g}", _met(big["wall_s"] < TARGETS["wall_1e6_s"])))
     ref, ivp, sc = r["numpy_reference"], r["solve_ivp"], r["thread_scaling"]
-    rows.append((f"speed-up vs NumPy reference ({threads} threads / per core)",
+    rows.append((f"speed-up vs NumPy oracle ({threads} threads / per core)",
                  f"{_fmt(r['speedup_vs_numpy'])} / {_fmt(ref['speedup_per_core'])}",
                  f">= {TARGETS['speedup_vs_numpy']:g}", _met(r["speedup_vs_numpy"] >= TARGETS["speedup_vs_numpy"])))
     rows.append((f"speed-up vs solve_ivp per patient ({threads} threads / per core)",
@@ -313,7 +309,7 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     rows.append(("import sim.engine (s)", _fmt(r["startup"]["warm"].get("import_s")), "", ""))
     h5 = r["hdf5"]
     rows.append((f"HDF5 write, {h5['patients']:,} patients x 2 arms (file MB/s)", _fmt(h5["file_mb_per_s"]), "", ""))
-    rows.append(("HDF5 to_dataset + write (patients/s)", _fmt(h5["patients_per_s"]), "", ""))
+    rows.append(("HDF5 write (patients/s)", _fmt(h5["patients_per_s"]), "", ""))
     return rows
 
 
@@ -333,7 +329,7 @@ def notes_lines(r: dict) -> list[str]:
     out = [f"machine: {m['cores']} cores, {m['numba_threads']} numba threads ({m['threading_layer']}), load average "
            f"{m['load_average_start'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; numba "
            f"{m['numba']}, numpy {m['numpy']}, scipy {m['scipy']}, Python {m['python']}"]
-    for name, key in (("NumPy reference", "numpy_reference"), ("solve_ivp style", "solve_ivp")):
+    for name, key in (("NumPy oracle", "numpy_reference"), ("solve_ivp style", "solve_ivp")):
         a = r[key]["agreement"]
         out.append(f"{name} vs kernel on the same {r[key]['patients']:,} patients: "
                    f"{a['patients_with_different_discrete_outcomes']} with different discrete outcomes, "
@@ -358,10 +354,10 @@ def main(argv: list[str] | None = None) -> None:
 
     r: dict = {"startup": startup()}
     log("warm-up: compile or load the kernel in this process")
-    workload.run_engine(workload.netter1(100, arms=None))
+    engine.run(workload.netter1(100, arms=None))
     r["throughput"] = throughput(plan["sizes"], workload.max_threads())
     r["thread_scaling"] = thread_scaling(plan["scaling_n"])
-    r["numpy_reference"], inp, kernel_out = kernel_vs_reference(plan["compare_n"])
+    r["numpy_reference"], inp, kernel_out = kernel_vs_oracle(plan["compare_n"])
     r["solve_ivp"] = kernel_vs_solve_ivp(plan["solve_ivp_n"], inp, kernel_out, r["numpy_reference"])
     del inp, kernel_out
     r["hdf5"] = hdf5_write(plan["hdf5_n"])

@@ -1,19 +1,23 @@
 """The way published in-silico RPT models are usually written, as a baseline for the numba kernel.
 
 One Python loop over patients; inside it, the patient's event loop (scans, due days, dose-modification
-re-checks) in plain Python, with the marrow kinetics (platelet and neutrophil Friberg chains driven by the
-marrow dose rate, docs/model.md 4.1 and 4.7) integrated by ``scipy.integrate.solve_ivp`` (LSODA, ``rtol`` 1e-6)
-between consecutive events, and every closed-form part (doses, BED, tumour, event times, kidney) in plain
-Python scalars. The random numbers are the project's counter-based streams (``sim.rng``), drawn per patient,
-so a patient gets the same draws as in the kernel and the outputs can be compared one to one.
+re-checks) in plain Python, with the marrow kinetics (one Friberg chain per blood line, here platelets and
+neutrophils, driven by the marrow dose rate, docs/model.md 4.1 and 4.7) integrated by ``scipy.integrate.solve_ivp``
+(LSODA, ``rtol`` 1e-6) between consecutive events, and every closed-form part (doses, BED, tumour, event times,
+kidney) in plain Python scalars. It reads the kernel's named inputs (``sim.kernel_inputs``: one patient's row of
+each ``patients`` field, and the arm's ``organs``, ``lesions``, ``blood``, ``kidney``, ``events``, ``regimen``),
+loops over the organ, lesion and blood-line axes generically (the kidney and the marrow are ``kidney.organ`` and
+``blood.organ``, the line of a fatal grade 4 ``blood.fatal_line``), and fills the kernel's named outputs
+(``sim.kernel_outputs``). The random numbers are the project's counter-based streams (``sim.rng``), keyed by the
+stream ids the kernel uses, so a patient gets the same draws as in the kernel and the outputs compare one to one.
 
 It implements the model of ``sim/kernels/patient.py`` (docs/model.md 3 and 4) for fixed regimens without
 dosimetry (the NETTER-1 arms) and is written from the model description, not by calling the kernel's helpers:
-its only numerical difference is the integrator (LSODA instead of the kernel's own RK4; LSODA is as fast as or
-faster than scipy's other methods here: RK45 and DOP853 take 1-1.5x as long, BDF 4x, with the same accuracy).
-The nadir is read from the solver's output on a uniform grid of at most ``NADIR_GRID_DAYS`` (``t_eval``), refined by
-the parabola through the grid minimum and its neighbours: it does not depend on how the kernel steps, and the
-differences from the kernel are the two integrators' errors (~1e-5 relative).
+its only numerical difference is the integrator (LSODA instead of the kernel's own adaptive RK4; LSODA is as
+fast as or faster than scipy's other methods here: RK45 and DOP853 take 1-1.5x as long, BDF 4x, with the same
+accuracy). The nadir is read from the solver's output on a uniform grid of at most ``NADIR_GRID_DAYS``
+(``t_eval``), refined by the parabola through the grid minimum and its neighbours: it does not depend on how the
+kernel steps, and the differences from the kernel are the two integrators' errors (~1e-5 relative).
 """
 
 from __future__ import annotations
@@ -23,29 +27,30 @@ import math
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from sim import rng
-from sim.kernels import layout as L
+from sim import kernel_outputs, rng
+from sim.kernels import events, policy
+from sim.kernels import kidney as renal
+from sim.kernels import tumour as recist
+from sim.kernels.marrow import FATAL_GRADE4_STREAM
+from sim.units import DAYS_PER_YEAR, HOURS_PER_DAY
 
 RTOL = 1e-6
 ATOL = 1e-9
 METHOD = "LSODA"  # the fastest scipy method for this system (see above)
 NADIR_GRID_DAYS = 0.25
-DAYS_PER_YEAR = 365.25
 LN2 = math.log(2.0)
-PROL, CIRC = 0, 4  # compartment indices inside one blood line's five states
+STATES, CIRC = 5, 4  # one blood line's states (Prol, T1, T2, T3, Circ), and the index of Circ among them
+GRADE4 = 3  # index of the grade-4 threshold in a blood line's thresholds
 
 
-def _grade(value: float, thresholds_below: tuple[float, ...]) -> int:
+def _grade(value: float, thresholds_below) -> int:  # noqa: ANN001 - a sequence of floats
     """CTCAE v5 grade: how many of the descending thresholds the value is below."""
     return sum(1 for threshold in thresholds_below if value < threshold)
 
 
-def _g_factor(teff_h: float, repair_h: float) -> float:
-    return repair_h / (repair_h + teff_h)
-
-
 def _bed(dose: float, teff_h: float, repair_h: float, alpha_beta: float) -> float:
-    return dose * (1.0 + _g_factor(teff_h, repair_h) * dose / alpha_beta)
+    """BED of one administration, ``D (1 + G D / (alpha/beta))`` with ``G = T_rep / (T_rep + T_eff)``."""
+    return dose * (1.0 + repair_h / (repair_h + teff_h) * dose / alpha_beta)
 
 
 def _exponential_day(rate: float, e: float) -> float:
@@ -59,28 +64,45 @@ def _gompertz_day(age: float, h65: float, slope: float, e: float) -> float:
     return DAYS_PER_YEAR * math.log1p(e * slope / h_now) / slope
 
 
-class Marrow:
-    """Platelet and neutrophil chains of one patient (10 states), advanced by ``solve_ivp`` between events."""
+class Streams:
+    """One patient's random streams (``sim.rng``): counter ``ctr`` of the stream with id ``stream`` (item ``item``
+    of an indexed stream, such as one per lesion)."""
 
-    def __init__(self, p: np.ndarray, model: np.ndarray) -> None:
-        self.baseline = (p[L.PLATELETS_BASELINE], p[L.NEUTROPHILS_BASELINE])
-        alpha = p[L.MARROW_ALPHA_PER_GY]
-        self.alpha = (alpha, alpha * model[L.NEUTROPHIL_ALPHA_RATIO])
-        self.k_tr = (4.0 / model[L.MARROW_MTT_DAYS], 4.0 / model[L.NEUTROPHIL_MTT_DAYS])
-        self.k_circ = (1.0 / model[L.PLATELET_LIFESPAN_DAYS], 1.0 / model[L.NEUTROPHIL_LIFESPAN_DAYS])
-        self.gamma = (model[L.MARROW_GAMMA], model[L.NEUTROPHIL_GAMMA])
-        self.reserve = model[L.MARROW_RESERVE_PER_GY]
-        self.lam = LN2 / (p[L.MARROW_TEFF_H] / 24.0)
-        self.y = np.array([self.baseline[0]] * 5 + [self.baseline[1]] * 5, dtype=np.float64)
+    def __init__(self, seed: int, patient_id: int) -> None:
+        # numba returns a uint64 to Python as an int: wrap it again, or the next call would take it for an int64
+        self.key = np.uint64(rng.patient_key(np.uint64(seed), np.int64(patient_id)))
+
+    def uniform(self, stream: np.uint64, ctr: int = 0, item: int = 0) -> float:
+        key = np.uint64(rng.stream_key(self.key, np.uint64((int(stream) + item) % 2**64)))
+        return rng.uniform(key, ctr)
+
+    def normal(self, stream: np.uint64, ctr: int = 0, item: int = 0) -> float:
+        return rng.norm_ppf(self.uniform(stream, ctr, item))
+
+    def exponential(self, stream: np.uint64, ctr: int = 0) -> float:
+        return -math.log(self.uniform(stream, ctr))
+
+
+class Marrow:
+    """The blood lines of one patient (five states each), advanced by ``solve_ivp`` between events."""
+
+    def __init__(self, baseline: np.ndarray, alpha_per_gy: float, blood, teff_h: float) -> None:  # noqa: ANN001
+        self.lines = range(len(baseline))
+        self.log_baseline = [math.log(b) for b in baseline]
+        self.alpha = [alpha_per_gy * ratio for ratio in blood.alpha_ratio.tolist()]
+        self.k_tr = [4.0 / mtt for mtt in blood.mtt_days.tolist()]
+        self.k_circ = [1.0 / life for life in blood.lifespan_days.tolist()]
+        self.gamma = blood.gamma.tolist()
+        self.reserve = float(blood.reserve_per_gy)
+        self.lam = LN2 / (teff_h / HOURS_PER_DAY) if teff_h > 0.0 else 0.0  # 1/day; no agent: never treated
+        self.y = np.repeat(np.asarray(baseline, dtype=np.float64), STATES)
         self.dose_rate = 0.0  # Gy/day at self.t
         self.committed = 0.0  # Gy given so far
         self.t = 0.0
 
-    def platelets(self) -> float:
-        return float(self.y[CIRC])
-
-    def neutrophils(self) -> float:
-        return float(self.y[5 + CIRC])
+    def counts(self) -> list[float]:
+        """The circulating count of every line now."""
+        return [float(self.y[STATES * b + CIRC]) for b in self.lines]
 
     def give(self, dose_gy: float) -> None:
         """An administration now: the dose rate jumps by ``D lam``, the committed dose by ``D``."""
@@ -92,17 +114,17 @@ class Marrow:
         delivered = self.committed - r / self.lam  # Gy delivered by day t
         out = []
         values = y.tolist()
-        for line in (0, 1):
-            p, x1, x2, x3, c = values[5 * line:5 * line + 5]
-            k_tr, k_circ = self.k_tr[line], self.k_circ[line]
-            log_setpoint = math.log(self.baseline[line]) - self.reserve * delivered
-            feedback = math.exp(self.gamma[line] * (log_setpoint - math.log(c)))
-            out += [k_tr * p * (feedback - 1.0) - self.alpha[line] * r * p, k_tr * (p - x1), k_tr * (x1 - x2),
+        for b in self.lines:
+            p, x1, x2, x3, c = values[STATES * b:STATES * (b + 1)]
+            k_tr, k_circ = self.k_tr[b], self.k_circ[b]
+            log_setpoint = self.log_baseline[b] - self.reserve * delivered
+            feedback = math.exp(self.gamma[b] * (log_setpoint - math.log(c)))
+            out += [k_tr * p * (feedback - 1.0) - self.alpha[b] * r * p, k_tr * (p - x1), k_tr * (x1 - x2),
                     k_tr * (x2 - x3), k_circ * (x3 - c)]
         return out
 
-    def advance(self, t1: float) -> tuple[float, float, float]:
-        """Integrate to ``t1``; returns the platelet nadir over ``[t, t1]``, its day, and the neutrophil nadir."""
+    def advance(self, t1: float) -> list[tuple[float, float]]:
+        """Integrate to ``t1``; returns each line's nadir over ``[t, t1]`` and its day."""
         t0, span, r0 = self.t, t1 - self.t, self.dose_rate
         grid = np.linspace(t0, t1, max(1, math.ceil(span / NADIR_GRID_DAYS - 1e-9)) + 1)
         sol = solve_ivp(self._rhs, (t0, t1), self.y, method=METHOD, rtol=RTOL, atol=ATOL, t_eval=grid,
@@ -110,9 +132,7 @@ class Marrow:
         self.y = sol.y[:, -1].copy()
         self.dose_rate = r0 * math.exp(-self.lam * span)
         self.t = t1
-        low, low_day = _grid_nadir(sol.y[CIRC], grid)
-        low_neutro, _ = _grid_nadir(sol.y[5 + CIRC], grid)
-        return low, low_day, low_neutro
+        return [_grid_nadir(sol.y[STATES * b + CIRC], grid) for b in self.lines]
 
 
 def _grid_nadir(values: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
@@ -152,243 +172,286 @@ def _first_day_below(level: float, t_end: float, egfr) -> float:  # noqa: ANN001
     return hi
 
 
-def simulate_patient(p: np.ndarray, patient_id: int, seed: int, model: np.ndarray, regimen: np.ndarray,
-                     activities: np.ndarray, scan_days: np.ndarray) -> dict:
-    """One patient's course (docs/model.md 4.6) for a fixed regimen without dosimetry.
+class Course:
+    """One patient's course (docs/model.md 4.6) under a fixed regimen without dosimetry, written into row ``i``
+    of the outputs ``out``: ``run()`` is the event loop, then the deaths, the last marrow window, the kidney."""
 
-    Returns the per-patient outcomes (``per_patient``: ``layout.P_*`` vector) and, per cycle given, the day,
-    marrow dose, platelet nadir and neutrophil nadir.
-    """
-    if int(regimen[L.R_RULE]) != L.RULE_FIXED or int(regimen[L.R_MEASURED_CYCLES]) > 0:
-        raise NotImplementedError("the solve_ivp baseline covers fixed regimens without dosimetry")
-    n_cycles = int(regimen[L.R_N_CYCLES])
-    ids = np.array([patient_id], dtype=np.int64)
-    u_ev = rng.uniforms(seed, ids, rng.STREAM_EVENTS, 0, rng.EV_FATAL_GRADE4 + n_cycles + 1)[0]
-    z_ev = rng.normals(seed, ids, rng.STREAM_EVENTS, 0, rng.EV_FATAL_GRADE4)[0]
-    z_cyc = rng.normals(seed, ids, rng.STREAM_CYCLE, 0, rng.CYCLE_SLOTS * max(n_cycles, 1))[0]
-    e_ev = -np.log(u_ev)
-    m = model
+    def __init__(self, i: int, seed: int, patients, organs, lesions, blood, kidney, ev, regimen,  # noqa: ANN001
+                 scans: np.ndarray, out: kernel_outputs.Outputs) -> None:
+        self.p = type(patients)(*(values[i] for values in patients))  # this patient's row of every input
+        self.i, self.organs, self.lesions, self.blood, self.kidney, self.ev = i, organs, lesions, blood, kidney, ev
+        self.regimen, self.scans, self.out = regimen, scans, out
+        p, s = self.p, Streams(seed, self.p.patient_id)
+        self.s = s
+        # tumour: per lesion, constant stroma, receptor-positive and -negative viable cells, dead cells (mL)
+        self.stroma = (p.lesion_stroma_fraction * p.lesion_volume_ml).tolist()
+        viable = [v - st for v, st in zip(p.lesion_volume_ml.tolist(), self.stroma, strict=True)]
+        self.negative = [f * v for f, v in zip(p.lesion_negative_fraction.tolist(), viable, strict=True)]
+        self.positive = [v - n for v, n in zip(viable, self.negative, strict=True)]
+        self.dead = [0.0] * len(viable)
+        self.v0, self.viable0 = float(p.lesion_volume_ml.sum()), sum(viable)
+        # competing events
+        self.t_bg = _gompertz_day(p.age_years, ev.background_hazard_65_per_year, ev.background_slope_per_year,
+                                  s.exponential(events.BACKGROUND_DEATH_STREAM))
+        t_dropout = _exponential_day(ev.dropout_per_day, s.exponential(events.DROPOUT_STREAM))
+        t_pre = _exponential_day(ev.pre_progression_death_per_day, s.exponential(events.PRE_PROGRESSION_DEATH_STREAM))
+        self.censor = min(p.admin_censor_day, t_dropout)
+        self.death_pre = min(self.t_bg, t_pre)
+        self.cause_pre = events.CAUSE_OTHER if self.t_bg <= t_pre else events.CAUSE_CANCER_BEFORE_PROGRESSION
+        self.new_lesion_threshold = s.exponential(recist.NEW_LESION_STREAM)
+        # blood lines; the running nadir (and its day) of each line since the last administration
+        self.marrow = Marrow(p.blood_baseline, p.marrow_alpha_per_gy, blood, p.teff_h[blood.organ])
+        self.grade_below = [tuple(row) for row in blood.grade_below.tolist()]
+        self.low, self.low_day = p.blood_baseline.tolist(), [0.0] * len(self.marrow.lines)
+        self.horizon, self.fatal_checked = math.inf, False
+        # kidney: eGFR decline per Gy of BED per year, the cycles' days and kidney BEDs
+        self.decline = kidney.radiation_decline_per_gy_year * (
+            kidney.risk_factor_decline_multiplier if p.kidney_risk_factor > 0.0 else 1.0)
+        self.times: list[float] = []
+        self.kidney_beds: list[float] = []
+        # tumour response, the cycles and the dose-modification state
+        self.t, self.new_lesion_h, self.last_scan_day = 0.0, 0.0, 0.0
+        self.nadir = self.last_scan_volume = self.v0
+        self.prev_level, self.best = recist.RESPONSE_SD, recist.RESPONSE_NE
+        self.progressed, self.progression_day, self.progression_type = False, 0.0, recist.PROGRESSION_NONE
+        self.k, self.next_scan, self.cycles_open, self.due, self.first_due = 0, 0, regimen.n_cycles > 0, 0.0, 0.0
+        self.withheld = self.reduced = self.discontinued = False
+        self.n_reductions, self.last_admin, self.uptake_decline = 0, 0.0, 1.0
+        self.mds_decided, self.mds_onset, self.t_mds = False, math.inf, math.inf
 
-    v0 = p[L.TUMOUR_VOLUME_ML]
-    stroma = p[L.STROMA_FRACTION] * v0
-    viable0 = v0 - stroma
-    v_neg = p[L.RECEPTOR_NEGATIVE_FRACTION] * viable0
-    v_pos, v_dead, growth = viable0 - v_neg, 0.0, p[L.GROWTH_PER_DAY]
-    t_bg = _gompertz_day(p[L.AGE_YEARS], m[L.BACKGROUND_HAZARD_65_PER_YEAR], m[L.BACKGROUND_SLOPE_PER_YEAR],
-                         e_ev[rng.EV_BACKGROUND_DEATH])
-    t_dropout = _exponential_day(m[L.DROPOUT_PER_DAY], e_ev[rng.EV_DROPOUT])
-    t_pre = _exponential_day(m[L.PRE_PROGRESSION_DEATH_PER_DAY], e_ev[rng.EV_PRE_PROGRESSION_DEATH])
-    censor = min(p[L.ADMIN_CENSOR_DAY], t_dropout)
-    death_pre = min(t_bg, t_pre)
-    cause_pre = L.CAUSE_OTHER if t_bg <= t_pre else L.CAUSE_CANCER_BEFORE_PROGRESSION
+    def egfr(self, t: float, nephropathy_day: float = math.inf) -> float:
+        kid = self.kidney
+        return _egfr(t, self.p.egfr_baseline_ml_min, kid.age_decline_per_year, self.decline,
+                     kid.subclinical_latency_days, self.times, self.kidney_beds, nephropathy_day,
+                     kid.nephropathy_egfr_loss)
 
-    marrow = Marrow(p, m)
-    s0, anc0 = marrow.baseline
-    window = m[L.MARROW_WINDOW_DAYS]
-    horizon, cycle_nadir, cycle_nadir_day, cycle_neutro = math.inf, s0, 0.0, anc0
-    fatal_checked = False
-    e0 = p[L.EGFR_BASELINE]
-    decline = m[L.EGFR_RADIATION_DECLINE_PER_GY_YEAR] * (
-        m[L.EGFR_RISK_FACTOR_MULTIPLIER] if p[L.KIDNEY_RISK_FACTOR] > 0.0 else 1.0)
-    egfr_args = (e0, m[L.EGFR_AGE_DECLINE_PER_YEAR], decline, m[L.EGFR_SUBCLINICAL_LATENCY_DAYS])
-    cycles: list[dict] = []  # one per administration
-    times: list[float] = []
-    kidney_beds: list[float] = []
+    def marrow_to(self, t_to: float) -> tuple[float, float]:
+        """Advance the blood lines, lowering each line's running nadir; the fatal line's nadir and its day."""
+        lows = self.marrow.advance(t_to)
+        for b, (low, day) in enumerate(lows):
+            if low < self.low[b]:
+                self.low[b], self.low_day[b] = low, day
+        return lows[self.blood.fatal_line]
 
-    t, new_lesion_h, nadir, last_scan_day, last_scan_volume = 0.0, 0.0, v0, 0.0, v0
-    prev_level, best = L.RESPONSE_SD, L.RESPONSE_NE
-    progressed, progression_day, progression_type = False, 0.0, L.PROGRESSION_NONE
-    k, j, cycles_open, due, first_due = 0, 0, n_cycles > 0, 0.0, 0.0
-    withheld = reduced = discontinued = False
-    n_reductions, last_admin, marrow_total, tumour_decline = 0, 0.0, 0.0, 1.0
-    continue_after = int(regimen[L.R_CONTINUE_AFTER])
-    mds_decided, mds_onset, t_mds = False, math.inf, math.inf
+    def fatal_grade4(self, low: float, low_day: float) -> bool:
+        """The first grade-4 nadir of the fatal line in a cycle: is it fatal (drawn once per cycle)?"""
+        if self.fatal_checked or not low < self.grade_below[self.blood.fatal_line][GRADE4]:
+            return False
+        self.fatal_checked = True
+        return self.s.uniform(FATAL_GRADE4_STREAM, self.k - 1) < self.blood.fatal_grade4_probability
 
-    def mds_death() -> tuple[float, float]:
-        chemo = m[L.MDS_CHEMO_MULTIPLIER] if p[L.PRIOR_CHEMOTHERAPY] > 0.0 else 1.0
-        if u_ev[rng.EV_MDS] >= -math.expm1(-m[L.MDS_RISK_PER_GY] * chemo * marrow_total):
-            return math.inf, math.inf
-        onset = last_admin + m[L.MDS_LATENCY_DAYS] * math.exp(m[L.MDS_LATENCY_SIGMA] * z_ev[rng.EV_MDS_LATENCY])
-        return onset, onset + _exponential_day(m[L.MDS_DEATH_PER_DAY], e_ev[rng.EV_MDS_DEATH])
-
-    def close_cycle(index: int) -> None:
-        cycles[index].update(platelet_nadir=cycle_nadir, platelet_nadir_day=cycle_nadir_day - last_admin,
-                             neutrophil_nadir=cycle_neutro,
-                             platelet_grade=_grade(cycle_nadir, L.PLATELET_GRADE_BELOW),
-                             neutrophil_grade=_grade(cycle_neutro, L.NEUTROPHIL_GRADE_BELOW))
-
-    while True:
-        t_cycle = due if cycles_open else math.inf
-        t_scan = scan_days[j] if j < len(scan_days) else math.inf
-        if t_scan == math.inf and t_cycle == math.inf:
-            break
-        t_next, is_scan = min(t_scan, t_cycle), t_scan <= t_cycle
-        if (is_scan and not (t_next <= censor and t_next < death_pre)) or (
-                not is_scan and not (t_next < censor and t_next < death_pre)):
-            break
-        dt = t_next - t
-        if p[L.NEW_LESION_PER_DAY] > 0.0 and dt > 0.0:
-            kg = m[L.NEW_LESION_EXPONENT] * growth
-            ratio = ((v_pos + v_neg) / viable0) ** m[L.NEW_LESION_EXPONENT]
-            new_lesion_h += p[L.NEW_LESION_PER_DAY] * (dt if kg == 0.0 else ratio * math.expm1(kg * dt) / kg)
-        v_pos, v_neg = v_pos * math.exp(growth * dt), v_neg * math.exp(growth * dt)
-        v_dead *= math.exp(-m[L.DEAD_CLEARANCE_PER_DAY] * dt)
-        t = t_next
-
-        if k > 0 and min(t, horizon) > marrow.t:
-            low, low_day, low_neutro = marrow.advance(min(t, horizon))
-            cycle_neutro = min(cycle_neutro, low_neutro)
-            if low < cycle_nadir:
-                cycle_nadir, cycle_nadir_day = low, low_day
-            if not fatal_checked and low < L.PLATELET_GRADE_BELOW[3]:
-                fatal_checked = True
-                if u_ev[rng.EV_FATAL_GRADE4 + k - 1] < m[L.FATAL_GRADE4_PROBABILITY]:
-                    if low_day < death_pre:
-                        death_pre, cause_pre = low_day, L.CAUSE_TREATMENT
-                    break
-
-        if is_scan:
-            j += 1
-            volume = stroma + v_pos + v_neg + v_dead
-            target_pd = volume >= L.PD_VOLUME_RATIO * nadir
-            new_lesion = new_lesion_h >= e_ev[rng.EV_NEW_LESION]
-            last_scan_day = t
-            if target_pd or new_lesion:
-                progressed, progression_day = True, t
-                progression_type = (L.PROGRESSION_TARGET if target_pd else 0) + (
-                    L.PROGRESSION_NEW_LESION if new_lesion else 0)
-                best = L.RESPONSE_PD if best == L.RESPONSE_NE else best
+    def run(self) -> None:
+        while True:
+            t_cycle = self.due if self.cycles_open else math.inf
+            t_scan = self.scans[self.next_scan] if self.next_scan < len(self.scans) else math.inf
+            if t_scan == math.inf and t_cycle == math.inf:
                 break
-            ratio = volume / v0
-            level = L.RESPONSE_CR if ratio <= L.CR_VOLUME_RATIO else (
-                L.RESPONSE_PR if ratio <= L.PR_VOLUME_RATIO else L.RESPONSE_SD)
-            counted = max(level, prev_level) if m[L.CONFIRM_RESPONSE] > 0.0 and level != L.RESPONSE_SD else level
-            best = counted if best == L.RESPONSE_NE else min(best, counted)
-            prev_level, nadir, last_scan_volume = level, min(nadir, volume), volume
-            continue
+            t, is_scan = min(t_scan, t_cycle), t_scan <= t_cycle
+            if not (t < self.death_pre and (t <= self.censor if is_scan else t < self.censor)):
+                break
+            self.grow(t)
+            if self.k > 0 and min(t, self.horizon) > self.marrow.t:
+                low, low_day = self.marrow_to(min(t, self.horizon))
+                if self.fatal_grade4(low, low_day):
+                    if low_day < self.death_pre:
+                        self.death_pre, self.cause_pre = low_day, events.CAUSE_TREATMENT
+                    break
+            if is_scan:
+                if self.scan(t):
+                    break
+            else:
+                self.cycle_due(t)
+        self.finish()
 
-        stop = continue_after > 0 and k >= continue_after and not last_scan_volume < v0
-        if not stop and k > 0:
-            e_now = _egfr(t, *egfr_args, times, kidney_beds)
-            if (_grade(marrow.platelets(), L.PLATELET_GRADE_BELOW) >= regimen[L.R_WITHHOLD_GRADE]
-                    or _grade(marrow.neutrophils(), L.NEUTROPHIL_GRADE_BELOW) >= regimen[L.R_WITHHOLD_NEUTROPHIL_GRADE]
-                    or e_now < regimen[L.R_WITHHOLD_EGFR_BELOW]
-                    or e_now < (1.0 - regimen[L.R_WITHHOLD_EGFR_DROP]) * e0):
-                withheld = True
-                if t + regimen[L.R_RECHECK_DAYS] - first_due > regimen[L.R_MAX_DELAY_DAYS]:
-                    stop = discontinued = True
+    def grow(self, t: float) -> None:
+        """The tumour from ``self.t`` to ``t``: new-lesion hazard, growth of the viable cells, clearance."""
+        p, dt = self.p, t - self.t
+        growth, exponent = p.growth_per_day, self.lesions.new_lesion_exponent
+        if p.new_lesion_per_day > 0.0 and dt > 0.0:
+            kg = exponent * growth
+            ratio = ((sum(self.positive) + sum(self.negative)) / self.viable0) ** exponent
+            self.new_lesion_h += p.new_lesion_per_day * (dt if kg == 0.0 else ratio * math.expm1(kg * dt) / kg)
+        grow, clear = math.exp(growth * dt), math.exp(-self.lesions.dead_clearance_per_day * dt)
+        self.positive = [v * grow for v in self.positive]
+        self.negative = [v * grow for v in self.negative]
+        self.dead = [v * clear for v in self.dead]
+        self.t = t
+
+    def scan(self, t: float) -> bool:
+        """RECIST reading; ``True`` at progression."""
+        self.next_scan += 1
+        volume = sum(self.stroma) + sum(self.positive) + sum(self.negative) + sum(self.dead)
+        target_pd = volume >= recist.PD_VOLUME_RATIO * self.nadir
+        new_lesion = self.new_lesion_h >= self.new_lesion_threshold
+        self.last_scan_day = t
+        if target_pd or new_lesion:
+            self.progressed, self.progression_day = True, t
+            self.progression_type = ((recist.PROGRESSION_TARGET if target_pd else 0)
+                                     + (recist.PROGRESSION_NEW_LESION if new_lesion else 0))
+            self.best = recist.RESPONSE_PD if self.best == recist.RESPONSE_NE else self.best
+            return True
+        ratio = volume / self.v0
+        level = recist.RESPONSE_CR if ratio <= recist.CR_VOLUME_RATIO else (
+            recist.RESPONSE_PR if ratio <= recist.PR_VOLUME_RATIO else recist.RESPONSE_SD)
+        counted = max(level, self.prev_level) if self.lesions.confirm_response and level != recist.RESPONSE_SD \
+            else level
+        self.best = counted if self.best == recist.RESPONSE_NE else min(self.best, counted)
+        self.prev_level, self.nadir, self.last_scan_volume = level, min(self.nadir, volume), volume
+        return False
+
+    def cycle_due(self, t: float) -> None:
+        """Continue (continuation rule, dose modification: withhold, reduce, discontinue, restore), then give."""
+        reg = self.regimen
+        stop = reg.continue_after > 0 and self.k >= reg.continue_after and not self.last_scan_volume < self.v0
+        if not stop and self.k > 0:
+            e_now, e0 = self.egfr(t), self.p.egfr_baseline_ml_min
+            counts = self.marrow.counts()
+            if (any(_grade(counts[b], self.grade_below[b]) >= reg.withhold_grade[b] for b in self.marrow.lines)
+                    or e_now < reg.withhold_egfr_below_ml_min or e_now < (1.0 - reg.withhold_egfr_drop) * e0):
+                self.withheld = True
+                if t + reg.recheck_days - self.first_due > reg.max_delay_days:
+                    stop = self.discontinued = True
                 else:
-                    due = t + regimen[L.R_RECHECK_DAYS]
-                    continue
-            elif (_grade(cycle_nadir, L.PLATELET_GRADE_BELOW) >= regimen[L.R_REDUCE_GRADE]
-                  or _grade(cycle_neutro, L.NEUTROPHIL_GRADE_BELOW) >= regimen[L.R_REDUCE_NEUTROPHIL_GRADE]
-                  or (withheld and regimen[L.R_REDUCE_IF_WITHHELD] > 0.0)):
-                if n_reductions >= regimen[L.R_MAX_REDUCTIONS]:
-                    stop = discontinued = True
+                    self.due = t + reg.recheck_days
+                    return
+            elif (any(_grade(self.low[b], self.grade_below[b]) >= reg.reduce_grade[b] for b in self.marrow.lines)
+                  or (self.withheld and reg.reduce_if_withheld)):
+                if self.n_reductions >= reg.max_reductions:
+                    stop = self.discontinued = True
                 else:
-                    reduced, n_reductions = True, n_reductions + 1
-            elif reduced and regimen[L.R_RESTORE] > 0.0:
-                reduced = False
+                    self.reduced, self.n_reductions = True, self.n_reductions + 1
+            elif self.reduced and reg.restore_after_tolerated:
+                self.reduced = False
         if stop:
-            cycles_open = False
+            self.cycles_open = False
         else:
-            a = activities[k] * (1.0 - regimen[L.R_REDUCTION_FRACTION] if reduced else 1.0)
-            base = rng.CYCLE_SLOTS * k
-            d_kid = a * p[L.KIDNEY_GY_PER_GBQ] * math.exp(m[L.KIDNEY_INTRA_SIGMA] * z_cyc[base + rng.SLOT_KIDNEY])
-            d_mar = a * p[L.MARROW_GY_PER_GBQ] * math.exp(m[L.MARROW_INTRA_SIGMA] * z_cyc[base + rng.SLOT_MARROW])
-            d_tum = a * p[L.TUMOUR_GY_PER_GBQ] * tumour_decline * math.exp(
-                m[L.TUMOUR_INTRA_SIGMA] * z_cyc[base + rng.SLOT_TUMOUR])
-            bed_tum = _bed(d_tum, p[L.TUMOUR_TEFF_H], m[L.TUMOUR_REPAIR_H], m[L.TUMOUR_ALPHA_BETA_GY])
-            times.append(t)
-            kidney_beds.append(_bed(d_kid, p[L.KIDNEY_TEFF_H], m[L.KIDNEY_REPAIR_H], m[L.KIDNEY_ALPHA_BETA_GY]))
-            cycles.append({"day": t, "activity_gbq": a, "marrow_dose_gy": d_mar})
-            killed = v_pos * -math.expm1(-p[L.TUMOUR_ALPHA_PER_GY] * bed_tum)
-            v_pos, v_dead = v_pos - killed, v_dead + killed
-            tumour_decline *= 1.0 - m[L.TUMOUR_DOSE_DECLINE]
-            if k > 0:
-                close_cycle(k - 1)
-            marrow.give(d_mar)
-            marrow_total += d_mar
-            cycle_nadir, cycle_nadir_day, cycle_neutro = marrow.platelets(), t, marrow.neutrophils()
-            fatal_checked, last_admin, withheld = False, t, False
-            k += 1
-            due = first_due = t + regimen[L.R_INTERVAL_DAYS]
-            cycles_open = k < n_cycles
-        if not cycles_open:
-            horizon = last_admin + window
-            if k > 0:
-                mds_onset, t_mds = mds_death()
-                mds_decided = True
-                if t_mds < death_pre:
-                    death_pre, cause_pre = t_mds, L.CAUSE_TREATMENT
+            self.administer(t, reg.activities_gbq[self.k] * (1.0 - reg.reduction_fraction if self.reduced else 1.0))
+        if not self.cycles_open:
+            self.horizon = self.last_admin + self.blood.window_days
+            if self.k > 0:
+                self.decide_mds()
 
-    if k > 0 and not mds_decided:
-        mds_onset, t_mds = mds_death()
-        if t_mds < death_pre:
-            death_pre, cause_pre = t_mds, L.CAUSE_TREATMENT
-    if progressed:
-        death_day, cause = progression_day + _exponential_day(
-            p[L.POST_PROGRESSION_DEATH_PER_DAY], e_ev[rng.EV_POST_PROGRESSION_DEATH]), L.CAUSE_CANCER_AFTER_PROGRESSION
-        if t_mds < death_day:
-            death_day, cause = t_mds, L.CAUSE_TREATMENT
-        if t_bg <= death_day:
-            death_day, cause = t_bg, L.CAUSE_OTHER
-    else:
-        death_day, cause = death_pre, cause_pre
-    if k > 0:
-        t_to = min(horizon, last_admin + window, death_day, censor)
-        if t_to > marrow.t:
-            low, low_day, low_neutro = marrow.advance(t_to)
-            cycle_neutro = min(cycle_neutro, low_neutro)
-            if low < cycle_nadir:
-                cycle_nadir, cycle_nadir_day = low, low_day
-            if (not fatal_checked and low < L.PLATELET_GRADE_BELOW[3]
-                    and u_ev[rng.EV_FATAL_GRADE4 + k - 1] < m[L.FATAL_GRADE4_PROBABILITY] and low_day < death_day):
-                death_day, cause = low_day, L.CAUSE_TREATMENT
-        close_cycle(k - 1)
+    def administer(self, t: float, a: float) -> None:
+        """Cycle ``k`` at day ``t``: organ and lesion doses and BEDs, tumour kill, marrow forcing."""
+        p, i, k, out, organs, lesions = self.p, self.i, self.k, self.out, self.organs, self.lesions
+        out.cycle_time_days[i, k], out.activity_gbq[i, k] = t, a
+        out.delay_days[i, k], out.dose_reduced[i, k] = t - self.first_due, self.reduced
+        for o in range(len(organs.alpha_beta_gy)):
+            dose = a * p.gy_per_gbq[o] * math.exp(organs.intra_sigma[o] * self.s.normal(organs.intra_stream[o], k))
+            out.dose_gy[i, k, o] = dose
+            out.bed_gy[i, k, o] = _bed(dose, p.teff_h[o], organs.repair_h[o], organs.alpha_beta_gy[o])
+        for j in range(len(self.positive)):
+            dose = a * p.lesion_gy_per_gbq[j] * self.uptake_decline * math.exp(
+                lesions.intra_sigma * self.s.normal(recist.LESION_INTRA_STREAM, k, item=j))
+            bed = _bed(dose, p.lesion_teff_h[j], lesions.repair_h, lesions.alpha_beta_gy)
+            out.lesion_dose_gy[i, k, j], out.lesion_bed_gy[i, k, j] = dose, bed
+            killed = self.positive[j] * -math.expm1(-p.tumour_alpha_per_gy * bed)
+            self.positive[j] -= killed
+            self.dead[j] += killed
+        self.uptake_decline *= 1.0 - lesions.dose_decline
+        self.times.append(t)
+        self.kidney_beds.append(float(out.bed_gy[i, k, self.kidney.organ]))
+        if k > 0:
+            self.close_cycle(k - 1)
+        self.marrow.give(float(out.dose_gy[i, k, self.blood.organ]))
+        self.low, self.low_day = self.marrow.counts(), [t] * len(self.marrow.lines)
+        self.fatal_checked, self.last_admin, self.withheld = False, t, False
+        self.k = k + 1
+        self.due = self.first_due = t + self.regimen.interval_days
+        self.cycles_open = self.k < self.regimen.n_cycles
 
-    if progressed:
-        pfs_day, pfs_event = progression_day, 1.0
-    elif death_day <= censor:
-        pfs_day, pfs_event = death_day, 1.0
-    else:
-        pfs_day, pfs_event = last_scan_day, 0.0
-    if death_day <= censor:
-        os_day, os_event = death_day, 1.0
-    else:
-        os_day, os_event, cause = censor, 0.0, L.CAUSE_ALIVE
+    def close_cycle(self, c: int) -> None:
+        """Cycle ``c``'s nadir, its day after the administration, its grade and the count at its end, per line."""
+        counts = self.marrow.counts()
+        for b in self.marrow.lines:
+            self.out.blood_nadir_1e9_per_l[self.i, c, b] = self.low[b]
+            self.out.blood_nadir_day[self.i, c, b] = self.low_day[b] - self.last_admin
+            self.out.blood_grade[self.i, c, b] = _grade(self.low[b], self.grade_below[b])
+            self.out.blood_end_1e9_per_l[self.i, c, b] = counts[b]
 
-    nephropathy_day = math.inf
-    if k > 0:
-        b50 = m[L.KIDNEY_BED50_GY] - m[L.KIDNEY_RISK_FACTOR_SHIFT_GY] * p[L.KIDNEY_RISK_FACTOR]
-        ntcp = 0.5 * math.erfc(-((sum(kidney_beds) - b50) / (m[L.KIDNEY_LKB_M] * b50)) / math.sqrt(2.0))
-        if u_ev[rng.EV_NEPHROPATHY] < ntcp:
-            nephropathy_day = last_admin + m[L.NEPHROPATHY_LATENCY_DAYS] * math.exp(
-                m[L.NEPHROPATHY_LATENCY_SIGMA] * z_ev[rng.EV_NEPHROPATHY_LATENCY])
+    def decide_mds(self) -> None:
+        """MDS/AML onset and death (a linear-exponential risk in the cumulative marrow dose)."""
+        ev, s = self.ev, self.s
+        chemo = ev.mds_chemo_multiplier if self.p.prior_chemotherapy > 0.0 else 1.0
+        self.mds_decided = True
+        if s.uniform(events.MDS_ONSET_STREAM) >= -math.expm1(-ev.mds_risk_per_gy * chemo * self.marrow.committed):
+            return
+        self.mds_onset = self.last_admin + ev.mds_latency_days * math.exp(
+            ev.mds_latency_sigma * s.normal(events.MDS_LATENCY_STREAM))
+        self.t_mds = self.mds_onset + _exponential_day(ev.mds_death_per_day, s.exponential(events.MDS_DEATH_STREAM))
+        if self.t_mds < self.death_pre:
+            self.death_pre, self.cause_pre = self.t_mds, events.CAUSE_TREATMENT
 
-    def egfr(day: float) -> float:
-        return _egfr(day, *egfr_args, times, kidney_beds, nephropathy_day, m[L.NEPHROPATHY_EGFR_LOSS])
+    def finish(self) -> None:
+        """Deaths, the tail of the last marrow window, survival, response, blood and kidney outcomes."""
+        p, i, k, out = self.p, self.i, self.k, self.out
+        if k > 0 and not self.mds_decided:
+            self.decide_mds()
+        if self.progressed:
+            death_day = self.progression_day + _exponential_day(
+                p.post_progression_death_per_day, self.s.exponential(events.POST_PROGRESSION_DEATH_STREAM))
+            cause = events.CAUSE_CANCER_AFTER_PROGRESSION
+            if self.t_mds < death_day:
+                death_day, cause = self.t_mds, events.CAUSE_TREATMENT
+            if self.t_bg <= death_day:
+                death_day, cause = self.t_bg, events.CAUSE_OTHER
+        else:
+            death_day, cause = self.death_pre, self.cause_pre
+        if k > 0:
+            t_to = min(self.horizon, self.last_admin + self.blood.window_days, death_day, self.censor)
+            if t_to > self.marrow.t:
+                low, low_day = self.marrow_to(t_to)
+                if self.fatal_grade4(low, low_day) and low_day < death_day:
+                    death_day, cause = low_day, events.CAUSE_TREATMENT
+            self.close_cycle(k - 1)
 
-    e_end = egfr(os_day)
-    renal_day = _first_day_below(L.CKD_GRADE_BELOW[2], os_day, egfr)
-    mds = mds_onset < death_day and mds_onset <= censor
+        if self.progressed:
+            pfs_day, pfs_event = self.progression_day, True
+        elif death_day <= self.censor:
+            pfs_day, pfs_event = death_day, True
+        else:
+            pfs_day, pfs_event = self.last_scan_day, False
+        if death_day <= self.censor:
+            os_day, os_event = death_day, True
+        else:
+            os_day, os_event, cause = self.censor, False, events.CAUSE_ALIVE
+        out.cycles_given[i], out.pfs_time_days[i], out.pfs_event[i] = k, pfs_day, pfs_event
+        out.os_time_days[i], out.os_event[i], out.death_cause[i] = os_day, os_event, cause
+        out.best_response[i], out.progression_type[i] = self.best, self.progression_type
+        out.tumour_nadir_ratio[i] = self.nadir / self.v0
+        for b in self.marrow.lines:
+            out.blood_worst_grade[i, b] = max([_grade(p.blood_baseline[b], self.grade_below[b]),
+                                               *out.blood_grade[i, :k, b].tolist()])
+        mds = self.mds_onset < death_day and self.mds_onset <= self.censor
+        out.mds_aml[i], out.mds_aml_day[i] = mds, self.mds_onset if mds else math.nan
+        out.discontinued_for_toxicity[i] = self.discontinued
+        self.kidney_outcomes(os_day)
 
-    out = np.zeros(L.N_PATIENT_VARS)
-    out[L.P_CYCLES], out[L.P_PFS_DAYS], out[L.P_PFS_EVENT] = k, pfs_day, pfs_event
-    out[L.P_OS_DAYS], out[L.P_OS_EVENT], out[L.P_DEATH_CAUSE] = os_day, os_event, cause
-    out[L.P_BEST_RESPONSE], out[L.P_PROGRESSION_TYPE], out[L.P_NADIR_RATIO] = best, progression_type, nadir / v0
-    out[L.P_PLATELET_WORST_GRADE] = max([_grade(s0, L.PLATELET_GRADE_BELOW)] + [c["platelet_grade"] for c in cycles])
-    out[L.P_NEUTROPHIL_WORST_GRADE] = max(
-        [_grade(anc0, L.NEUTROPHIL_GRADE_BELOW)] + [c["neutrophil_grade"] for c in cycles])
-    out[L.P_EGFR_END], out[L.P_CKD_GRADE] = e_end, _grade(e_end, L.CKD_GRADE_BELOW)
-    out[L.P_RENAL_G3_DAYS], out[L.P_RENAL_G3_EVENT] = min(renal_day, os_day), float(renal_day <= os_day)
-    out[L.P_MDS_AML], out[L.P_MDS_AML_DAY] = float(mds), mds_onset if mds else math.nan
-    out[L.P_DISCONTINUED_TOXICITY] = float(discontinued)
-    return {"per_patient": out, "cycles": cycles}
+    def kidney_outcomes(self, end_day: float) -> None:
+        """Nephropathy (LKB on the cumulative kidney BED), eGFR at the end of follow-up, time to eGFR < 30."""
+        kid, i, out = self.kidney, self.i, self.out
+        nephropathy_day = math.inf
+        if self.k > 0:
+            b50 = kid.bed50_gy - kid.risk_factor_shift_gy * self.p.kidney_risk_factor
+            ntcp = 0.5 * math.erfc(-((sum(self.kidney_beds) - b50) / (kid.lkb_m * b50)) / math.sqrt(2.0))
+            if self.s.uniform(renal.NEPHROPATHY_STREAM) < ntcp:
+                nephropathy_day = self.last_admin + kid.nephropathy_latency_days * math.exp(
+                    kid.nephropathy_latency_sigma * self.s.normal(renal.NEPHROPATHY_LATENCY_STREAM))
+        e_end = self.egfr(end_day, nephropathy_day)
+        renal_day = _first_day_below(renal.CKD_GRADE_BELOW[2], end_day, lambda t: self.egfr(t, nephropathy_day))
+        out.egfr_end_ml_min[i], out.ckd_grade[i] = e_end, _grade(e_end, renal.CKD_GRADE_BELOW)
+        out.renal_grade3_time_days[i] = min(renal_day, end_day)
+        out.renal_grade3_event[i] = renal_day <= end_day
 
 
-def simulate_cohort(patients: np.ndarray, patient_ids: np.ndarray, seed: int, model: np.ndarray,
-                    regimen: np.ndarray, activities: np.ndarray, scan_days: np.ndarray) -> list[dict]:
-    """The per-patient loop: ``simulate_patient`` for each row of ``patients`` (the kernel's inputs)."""
-    return [simulate_patient(patients[i], int(patient_ids[i]), seed, model, regimen, activities, scan_days)
-            for i in range(patients.shape[0])]
+def simulate_cohort(seed, patients, organs, lesions, blood, kidney, ev, regimen, scans,  # noqa: ANN001
+                    sizes: dict[str, int]) -> kernel_outputs.Outputs:
+    """The per-patient loop: one ``Course`` per patient. Takes the arguments of ``run_arm`` (the named inputs of
+    ``sim.kernel_inputs``) without ``out``, plus the output ``sizes``, and returns the outputs, as the NumPy oracle
+    does (outputs the baseline does not model keep their fill: no dosimetry measurements, no guided target)."""
+    if regimen.rule != policy.RULE_FIXED or regimen.measured_cycles > 0:
+        raise NotImplementedError("the solve_ivp baseline covers fixed regimens without dosimetry")
+    out = kernel_outputs.allocate(sizes)
+    for i in range(len(patients.patient_id)):
+        Course(i, seed, patients, organs, lesions, blood, kidney, ev, regimen, scans, out).run()
+    return out

@@ -6,7 +6,7 @@ start-up); it imports only the parts of ``sim`` that every measurement needs.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -18,9 +18,9 @@ import numba
 import numpy as np
 
 from sim import cohort as cohort_mod
-from sim import config, engine, regimens
-from sim.kernels import layout as L
-from sim.kernels.patient import simulate_arm
+from sim import config, engine, kernel_outputs
+from sim.kernel_inputs import Axes, KernelInputs, Patients, axes_of, translate
+from sim.kernels.patient import run_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "configs" / "netter1.toml"
@@ -32,75 +32,49 @@ def netter1(patients: int, arms: tuple[str, ...] | None = (LU_ARM,)) -> config.C
 
     Same path as ``config.load`` with a ``select_arms`` line in the file: read, select arms, override, validate.
     """
-    data = config.read_toml(SCENARIO)
+    data = config.read_scenario(SCENARIO)
     if arms is not None:
         config.select_arms(data, list(arms), str(SCENARIO))
     config.set_dotted(data, "trial.patients", patients)
     return config.validate(data, str(SCENARIO))
 
 
-def engine_keeps() -> tuple[str, ...]:
-    """The ``keep=`` values ``engine.run`` accepts (empty while it has no such argument)."""
-    if "keep" not in inspect.signature(engine.run).parameters:
-        return ()
-    return tuple(getattr(engine, "KEEP_LEVELS", ("cycles", "patients", "summary")))
+@dataclass(frozen=True)
+class ArmInputs:
+    """One arm's kernel inputs for a cohort (``sim.kernel_inputs.KernelInputs``, what ``run_arm`` and the NumPy
+    oracle take) and the scenario's axes, which size the outputs."""
 
-
-def run_engine(cfg: config.Config, keep: str | None = None) -> engine.RunResult:
-    """``engine.run(cfg, keep=keep)``; without a ``keep`` argument in the engine, its default (full output)."""
-    if keep is not None and keep in engine_keeps():
-        return engine.run(cfg, keep=keep)
-    return engine.run(cfg)
-
-
-def effective_keep(wanted: str) -> str:
-    """What ``run_engine(cfg, wanted)`` really keeps: ``wanted``, or "cycles" (full output) if unsupported."""
-    return wanted if wanted in engine_keeps() else "cycles (engine has no keep= yet)"
-
-
-@dataclass
-class KernelInputs:
-    """Everything ``simulate_arm`` (and the NumPy reference, which takes the same) needs for one arm."""
-
-    patients: np.ndarray
-    patient_ids: np.ndarray
-    seed: int
-    model: np.ndarray
-    regimen: np.ndarray
-    activities: np.ndarray
-    scan_days: np.ndarray
-    max_cycles: int
+    inputs: KernelInputs
+    axes: Axes
 
     def __len__(self) -> int:
-        return self.patients.shape[0]
+        return len(self.inputs.patients.patient_id)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Output sizes (``kernel_outputs.allocate``) for these patients."""
+        return engine.sizes_of(self.axes, len(self))
 
     def args(self) -> tuple:
-        return (self.patients, self.patient_ids, self.seed, self.model, self.regimen, self.activities,
-                self.scan_days)
+        return self.inputs.args()
 
-    def subset(self, rows: np.ndarray) -> KernelInputs:
-        return KernelInputs(self.patients[rows], self.patient_ids[rows], self.seed, self.model, self.regimen,
-                            self.activities, self.scan_days, self.max_cycles)
-
-
-def kernel_inputs(cfg: config.Config, arm_name: str = LU_ARM) -> KernelInputs:
-    """Draw the cohort of ``cfg`` and build the kernel's inputs for one arm (as ``engine.simulate`` does)."""
-    arm = cfg.arm(arm_name)
-    plan = regimens.encode(arm)
-    agent = cfg.agents[plan.agent] if plan.agent is not None else None
-    ids = np.arange(cfg.trial.patients, dtype=np.int64)
-    patients = cohort_mod.kernel_patients(cfg, cohort_mod.draw(cfg, ids), agent)
-    return KernelInputs(patients, ids, cfg.trial.seed, engine.model_vector(cfg, arm), plan.vector, plan.activities,
-                        engine.scan_days(cfg), engine.max_cycles(cfg))
+    def subset(self, rows: np.ndarray) -> ArmInputs:
+        """The same arm for the patients ``rows`` only: every per-patient input sliced along its first axis."""
+        patients = Patients(*(values[rows] for values in self.inputs.patients))
+        return ArmInputs(dataclasses.replace(self.inputs, patients=patients), self.axes)
 
 
-def run_kernel(inp: KernelInputs) -> tuple[np.ndarray, np.ndarray]:
-    """The numba kernel on prepared inputs: ``(per_cycle, per_patient)``."""
-    n = len(inp)
-    per_cycle, per_patient = np.empty((L.N_CYCLE_VARS, n, inp.max_cycles)), np.empty((L.N_PATIENT_VARS, n))
-    simulate_arm(inp.patients, inp.patient_ids, np.int64(inp.seed), inp.model, inp.regimen, inp.activities,
-                 inp.scan_days, per_cycle, per_patient)
-    return per_cycle, per_patient
+def kernel_inputs(cfg: config.Config, arm_name: str = LU_ARM) -> ArmInputs:
+    """Draw the cohort of ``cfg`` and translate it into one arm's kernel inputs (as ``engine.simulate`` does)."""
+    cohort = cohort_mod.draw(cfg, np.arange(cfg.trial.patients, dtype=np.int64))
+    return ArmInputs(translate(cfg, arm_name, cohort), axes_of(cfg))
+
+
+def run_kernel(inp: ArmInputs) -> kernel_outputs.Outputs:
+    """The numba kernel (``run_arm``) on prepared inputs, into freshly allocated outputs."""
+    out = kernel_outputs.allocate(inp.sizes)
+    run_arm(*inp.args(), out)
+    return out
 
 
 def max_threads() -> int:
