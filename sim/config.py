@@ -219,6 +219,7 @@ class Agent(Strict):
     kidney: KidneyDosimetry
     marrow: MarrowDosimetry
     tumour: TumourDosimetry
+    salivary: OrganDosimetry | None = Field(None, description="Salivary glands (parotid and submandibular).")
     sink_exponent: NonNegFloat = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
     sink_reference_volume_ml: PositiveFloat
 
@@ -234,6 +235,7 @@ class DosimetryMethod(Strict):
     kidney_cv: NonNegFloat = Field(description="CV of the measured kidney dose (true x lognormal).")
     marrow_cv: NonNegFloat
     tumour_cv: NonNegFloat
+    salivary_cv: NonNegFloat | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
     sessions_per_cycle: int = Field(ge=0, le=20, description="SPECT/CT (or planar) acquisitions per cycle.")
     physicist_hours_per_cycle: NonNegFloat
     extra_visits_per_cycle: int = Field(ge=0, le=20, description="Imaging visits besides the treatment day.")
@@ -258,6 +260,7 @@ class Radiobiology(Strict):
     kidney: Tissue
     marrow: Tissue
     tumour: Tissue
+    salivary: Tissue | None = None  # needed when an agent gives salivary dosimetry
 
 
 class Tumour(Strict):
