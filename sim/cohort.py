@@ -81,7 +81,7 @@ def draw(cfg: Config, patient_ids: np.ndarray) -> Cohort:
     """Draw the patients ``patient_ids`` of the scenario ``cfg`` (any subset gives the same rows)."""
     ids = np.ascontiguousarray(patient_ids, dtype=np.int64)
     seed = cfg.trial.seed
-    z = np.column_stack([rng.normals(seed, ids, f"covariate/{name}")[:, 0] for name in COVARIATE_NAMES])
+    z = rng.first_normals(seed, ids, [(f"covariate/{name}", 0) for name in COVARIATE_NAMES])
     chol = np.linalg.cholesky(cfg.cohort.correlation_matrix())
     u = special.ndtr(z @ chol.T)
     marginals = cfg.cohort.covariates

@@ -16,6 +16,7 @@ and the kernel reads them by name (``patients.age_years[i]``, ``organs.alpha_bet
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import namedtuple
 from collections.abc import Callable
@@ -87,9 +88,16 @@ class Context:
     def cov(self) -> dict[str, np.ndarray]:
         return self.cohort.covariates
 
+    @functools.cached_property
+    def _effects(self) -> dict[tuple[str, int], np.ndarray]:
+        streams = effect_streams(self.axes)
+        z = rng.first_normals(self.cfg.trial.seed, self.cohort.patient_ids, streams)
+        return {stream: z[:, j] for j, stream in enumerate(streams)}
+
     def normal(self, stream: str, index: int = 0) -> np.ndarray:
-        """One standard normal per patient of the cohort from the stream ``stream`` (counter 0)."""
-        return rng.normals(self.cfg.trial.seed, self.cohort.patient_ids, stream, index=index)[:, 0]
+        """The patients' random effect from the stream ``(stream, index)`` (counter 0), one of ``effect_streams``
+        (all drawn in one pass)."""
+        return self._effects[(stream, index)]
 
     def dose_modification(self) -> DoseModification:
         return getattr(self.arm, "dose_modification", None) or DoseModification()
@@ -105,6 +113,15 @@ class Context:
         if dosimetry is None:
             return 0.0
         return sigma_ln(dosimetry.error_scale * getattr(self.cfg.dosimetry_methods[dosimetry.method], f"{what}_cv"))
+
+
+EFFECTS = ("inter-patient", "half-life")  # per-patient random effects of an organ's (lesion's) Gy/GBq and T_eff
+
+
+def effect_streams(axes: Axes) -> list[tuple[str, int]]:
+    """The streams ``(name, index)`` of the per-patient random effects the transforms below draw."""
+    return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in EFFECTS]
+            + [(f"dosimetry/lesion/{e}", j) for j in range(axes.lesions) for e in EFFECTS] + [("marrow/alpha", 0)])
 
 
 def sigma_ln(cv: float) -> float:

@@ -35,9 +35,10 @@ ONE = U64(1)
 INV53 = 1.0 / 9007199254740992.0
 
 
-def stream_id(name: str) -> np.uint64:
-    """The stream of a purpose: the first 8 bytes (little-endian) of the SHA-256 of its UTF-8 name."""
-    return U64(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+def stream_id(name: str, index: int = 0) -> np.uint64:
+    """The stream of a purpose: the first 8 bytes (little-endian) of the SHA-256 of its UTF-8 name, plus ``index``
+    (mod 2^64) for item ``index`` of an indexed stream (one per lesion)."""
+    return U64((int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") + index) % 2**64)
 
 
 @njit(inline="always", cache=True)
@@ -126,11 +127,27 @@ def _fill(seed, patient_ids, stream, first_ctr, kind, out):
                 out[i, j] = normal(key, first_ctr + j)
 
 
+@njit(parallel=True, cache=True)
+def _fill_streams(seed, patient_ids, streams, out):
+    for i in prange(out.shape[0]):
+        pk = patient_key(seed, patient_ids[i])
+        for j in range(out.shape[1]):
+            out[i, j] = normal(stream_key(pk, streams[j]), 0)
+
+
+def first_normals(seed: int, patient_ids: np.ndarray, streams: list[tuple[str, int]]) -> np.ndarray:
+    """Normals ``[patient, j]`` = counter 0 of each patient's stream ``streams[j] = (name, index)``, in one pass."""
+    out = np.empty((len(patient_ids), len(streams)))
+    _fill_streams(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64),
+                  np.array([stream_id(name, index) for name, index in streams], dtype=np.uint64), out)
+    return out
+
+
 def _draws(seed: int, patient_ids: np.ndarray, stream: str, first_ctr: int, count: int, index: int,
            kind: int) -> np.ndarray:
     out = np.empty((len(patient_ids), count))
-    sid = U64((int(stream_id(stream)) + index) % 2**64)
-    _fill(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), sid, np.int64(first_ctr), kind, out)
+    _fill(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), stream_id(stream, index), np.int64(first_ctr),
+          kind, out)
     return out
 
 

@@ -174,11 +174,18 @@ def test_stream_ids_are_hashes_of_purpose_names():
     name = "dosimetry/kidney/intra-patient"
     assert int(rng.stream_id(name)) == int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
     assert rng.stream_id(name) != rng.stream_id("dosimetry/marrow/intra-patient")
-    # item j of an indexed stream is the stream id + j
-    np.testing.assert_array_equal(rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=2),
-                                  rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=2))
-    assert not np.array_equal(rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=0),
-                              rng.uniforms(3, np.arange(4), "dosimetry/lesion/inter-patient", index=1))
+    # item j of an indexed stream is the stream id + j (mod 2^64), and its draws are those of that id
+    lesion = "dosimetry/lesion/inter-patient"
+    assert int(rng.stream_id(lesion, 2)) == (int(rng.stream_id(lesion)) + 2) % 2**64
+    ids = np.array([0, 7, 2**40])
+    u64 = np.uint64  # numba hands a uint64 back to Python as an int: wrap it again before the next call
+    keys = [u64(rng.stream_key(u64(rng.patient_key(u64(3), p)), rng.stream_id(lesion, 2))) for p in ids]
+    np.testing.assert_array_equal(rng.uniforms(3, ids, lesion, index=2)[:, 0], [rng.uniform(k, 0) for k in keys])
+    assert not np.array_equal(rng.uniforms(3, ids, lesion, index=0), rng.uniforms(3, ids, lesion, index=1))
+    # several streams in one pass: the same normals as one stream at a time
+    streams = [("covariate/age_years", 0), (lesion, 3), ("marrow/alpha", 0)]
+    np.testing.assert_array_equal(rng.first_normals(3, ids, streams),
+                                  np.column_stack([rng.normals(3, ids, name, index=j)[:, 0] for name, j in streams]))
 
 
 # ------------------------------------------------------------------------------------------------------------

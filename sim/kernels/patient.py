@@ -1,9 +1,9 @@
 """The per-patient simulation of one arm, in phases: start, then events (advance to the next event; read a scan, or
 decide the due cycle's dose and administer it), then finish (deaths, last marrow window, kidney, outcomes).
 
-``run_arm`` allocates the workspaces and runs ``simulate_block`` on blocks of patients in threads. A patient's
-scalar state is one record of ``STATE`` (``w.state[i]``); per-organ, per-lesion and per-blood-line state are rows
-of the workspace arrays ``w``. Every random number comes from the patient's own counter-based streams
+``run_arm`` allocates the workspaces and runs ``simulate_rows`` on interleaved blocks of patients in threads. A
+patient's scalar state is one record of ``STATE`` (``w.state[i]``); per-organ, per-lesion and per-blood-line state
+are rows of the workspace arrays ``w``. Every random number comes from the patient's own counter-based streams
 (``sim.rng``), keyed by purpose name, so the result is the same for any thread count and a patient draws the same
 numbers in every arm. The inputs are the named tuples of ``sim.kernel_inputs`` and the outputs those of
 ``sim.kernel_outputs``. The model is stated in ``docs/model.md``; ``sim/numpy_oracle.py`` is an independent
@@ -57,8 +57,9 @@ Work = namedtuple("Work", [
 def run_arm(seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out):
     """Simulate every patient of ``patients`` under one arm's ``regimen`` and fill ``out`` (row = patient).
 
-    Blocks of ``BLOCK`` patients run on ``numba.get_num_threads()`` threads (the compiled loop releases the GIL);
-    each patient's result depends on its own inputs and streams only, so the split never changes a result.
+    The rows run on ``numba.get_num_threads()`` threads (the compiled loop releases the GIL), thread ``t`` taking the
+    blocks of ``BLOCK`` rows ``t, t + T, t + 2T, ...``: interleaved blocks balance the threads' work without a
+    scheduler. Each patient's result depends on its own inputs and streams only, so the split never changes a result.
     """
     n = patients.age_years.shape[0]
     n_lines, n_organs, n_lesions = (patients.blood_baseline.shape[1], organs.alpha_beta_gy.shape[0],
@@ -67,29 +68,31 @@ def run_arm(seed, patients, organs, lesions, blood, kidney_params, event_params,
              np.empty((n, n_lines)), *(np.empty((n, n_lesions)) for _ in range(4)),
              *(np.zeros((n, n_organs)) for _ in range(3)), *(np.zeros((n, n_lesions)) for _ in range(2)))
     args = (np.uint64(seed), patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out, w)
-    blocks = [(np.int64(lo), np.int64(min(n, lo + BLOCK))) for lo in range(0, n, BLOCK)]
-    threads = min(numba.get_num_threads(), len(blocks))
-    if threads <= 1:
-        for lo, hi in blocks:
-            simulate_block(lo, hi, *args)
+    threads = max(1, min(numba.get_num_threads(), -(-n // BLOCK)))
+    if threads == 1:
+        simulate_rows(np.int64(0), np.int64(1), *args)
         return
-    simulate_block(*blocks[0], *args)  # compiles (or loads) once, before the threads start
+    simulate_rows(np.int64(0), np.int64(0), *args)  # no rows: compiles (or loads) once, before the threads start
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda block: simulate_block(*block, *args), blocks[1:]))
+        list(pool.map(lambda t: simulate_rows(np.int64(t), np.int64(threads), *args), range(threads)))
 
 
-# Patients per block handed to a thread: small enough to balance uneven courses, large enough that dispatch
-# (~10 us per block) is negligible next to ~15 us per patient.
-BLOCK = 1024
+# Rows per block: small enough that interleaving balances uneven courses between threads.
+BLOCK = 256
 
 
 @njit(nogil=True, **KERNEL)
-def simulate_block(lo, hi, seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out,
-                   w):
-    """``simulate_patient`` for the rows ``lo <= i < hi`` (no allocation per patient)."""
-    for i in range(lo, hi):
-        simulate_patient(i, seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out,
-                         w)
+def simulate_rows(first_block, block_step, seed, patients, organs, lesions, blood, kidney_params, event_params,
+                  regimen, scans, out, w):
+    """``simulate_patient`` for the rows of blocks ``first_block, first_block + block_step, ...`` (``block_step``
+    0: none). No allocation per patient."""
+    n = patients.age_years.shape[0]
+    if block_step <= 0:
+        return
+    for lo in range(first_block * BLOCK, n, block_step * BLOCK):
+        for i in range(lo, min(n, lo + BLOCK)):
+            simulate_patient(i, seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans,
+                             out, w)
 
 
 @njit(**KERNEL)
