@@ -235,16 +235,9 @@ def machine(load_at_start: tuple[float, ...]) -> dict:
     """Cores, numba threads and versions, and the load average (1, 5, 15 min) at the start and end of the run:
     other work on the machine during the run shows there and lowers the figures, thread scaling first."""
     return {"load_average_start": load_at_start, "load_average_end": os.getloadavg(), "cores": os.cpu_count(),
-            "numba_threads": workload.max_threads(), "threading_layer": _layer(),
+            "numba_threads": workload.max_threads(), "threading": "nogil compiled loops on a Python thread pool",
             "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
             "scipy": scipy.__version__, "platform": platform.platform(), "processor": platform.processor() or None}
-
-
-def _layer() -> str | None:
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel region has run yet
-        return None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -326,7 +319,7 @@ def format_table(rows: list[tuple[str, str, str, str]], markdown: bool = False) 
 def notes_lines(r: dict) -> list[str]:
     """Agreement of the baselines with the kernel, and the machine's load: printed under the table."""
     m = r["machine"]
-    out = [f"machine: {m['cores']} cores, {m['numba_threads']} numba threads ({m['threading_layer']}), load average "
+    out = [f"machine: {m['cores']} cores, {m['numba_threads']} threads ({m['threading']}), load average "
            f"{m['load_average_start'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; numba "
            f"{m['numba']}, numpy {m['numpy']}, scipy {m['scipy']}, Python {m['python']}"]
     for name, key in (("NumPy oracle", "numpy_reference"), ("solve_ivp style", "solve_ivp")):

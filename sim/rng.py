@@ -23,7 +23,9 @@ import hashlib
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from sim.kernels.threads import block_range, run_rows
 
 U64 = np.uint64
 GOLDEN = U64(0x9E3779B97F4A7C15)
@@ -115,39 +117,41 @@ def normal(key, ctr):
     return norm_ppf(uniform(key, ctr))
 
 
-@njit(parallel=True, cache=True)
-def _fill(seed, patient_ids, stream, first_ctr, kind, out):
+@njit(nogil=True, cache=True)
+def _fill(first_block, block_step, block, seed, patient_ids, stream, first_ctr, kind, out):
     n, m = out.shape
-    for i in prange(n):
-        key = stream_key(patient_key(seed, patient_ids[i]), stream)
-        for j in range(m):
-            if kind == 0:
-                out[i, j] = uniform(key, first_ctr + j)
-            else:
-                out[i, j] = normal(key, first_ctr + j)
+    start, stop, step = block_range(first_block, block_step, block, n)
+    for lo in range(start, stop, step):
+        for i in range(lo, min(n, lo + block)):
+            key = stream_key(patient_key(seed, patient_ids[i]), stream)
+            for j in range(m):
+                out[i, j] = uniform(key, first_ctr + j) if kind == 0 else normal(key, first_ctr + j)
 
 
-@njit(parallel=True, cache=True)
-def _fill_streams(seed, patient_ids, streams, out):
-    for i in prange(out.shape[0]):
-        pk = patient_key(seed, patient_ids[i])
-        for j in range(out.shape[1]):
-            out[i, j] = normal(stream_key(pk, streams[j]), 0)
+@njit(nogil=True, cache=True)
+def _fill_streams(first_block, block_step, block, seed, patient_ids, streams, out):
+    n = out.shape[0]
+    start, stop, step = block_range(first_block, block_step, block, n)
+    for lo in range(start, stop, step):
+        for i in range(lo, min(n, lo + block)):
+            pk = patient_key(seed, patient_ids[i])
+            for j in range(out.shape[1]):
+                out[i, j] = normal(stream_key(pk, streams[j]), 0)
 
 
 def first_normals(seed: int, patient_ids: np.ndarray, streams: list[tuple[str, int]]) -> np.ndarray:
     """Normals ``[patient, j]`` = counter 0 of each patient's stream ``streams[j] = (name, index)``, in one pass."""
     out = np.empty((len(patient_ids), len(streams)))
-    _fill_streams(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64),
-                  np.array([stream_id(name, index) for name, index in streams], dtype=np.uint64), out)
+    run_rows(_fill_streams, len(out), U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64),
+             np.array([stream_id(name, index) for name, index in streams], dtype=np.uint64), out)
     return out
 
 
 def _draws(seed: int, patient_ids: np.ndarray, stream: str, first_ctr: int, count: int, index: int,
            kind: int) -> np.ndarray:
     out = np.empty((len(patient_ids), count))
-    _fill(U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), stream_id(stream, index), np.int64(first_ctr),
-          kind, out)
+    run_rows(_fill, len(out), U64(seed), np.ascontiguousarray(patient_ids, dtype=np.int64), stream_id(stream, index),
+             np.int64(first_ctr), np.int64(kind), out)
     return out
 
 

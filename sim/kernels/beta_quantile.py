@@ -12,8 +12,9 @@ as a safeguard. Agreement with ``scipy.stats.beta.ppf`` is about 1e-14 relative 
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
+from sim.kernels.threads import block_range, run_rows
 from sim.rng import norm_ppf
 
 Z_RANGE = 9.0  # table over z in [-9, 9]; beyond it Newton starts from the tail's leading term
@@ -77,33 +78,43 @@ def _start(p, a, b, log_beta, logit_nodes, slopes):
     return 1.0 / (1.0 + math.exp(-g))
 
 
-@njit(parallel=True, cache=True)
-def beta_ppf(u, a, b, log_beta, logit_nodes, slopes, out):
+def beta_ppf(u, a, b, log_beta, logit_nodes, slopes, out):  # noqa: ANN001 - arrays and floats
     """``out[i]`` = quantile of Beta(a, b) at ``u[i]`` (0 and 1 at the ends); ``log_beta = ln B(a, b)`` and the
-    table from ``beta_ppf_table``."""
-    for i in prange(u.shape[0]):
-        p = u[i]
-        if p <= 0.0 or p >= 1.0:
-            out[i] = 0.0 if p <= 0.0 else 1.0
-            continue
-        x = _start(p, a, b, log_beta, logit_nodes, slopes)
-        if x <= 0.0 or x >= 1.0:  # a tail start that under- or overflowed: the quantile is 0 or 1 in doubles
-            out[i] = x
-            continue
-        lo, hi = 0.0, 1.0
-        for _ in range(MAX_ITERATIONS):
-            residual, kernel = _residual_and_kernel(a, b, log_beta, x, p)
-            if residual < 0.0:
-                lo = x
-            else:
-                hi = x
-            if kernel > 0.0:
-                newton = x - residual * x * (1.0 - x) / kernel
-                if abs(newton - x) <= NEWTON_DONE * min(x, 1.0 - x):
-                    x = newton
-                    break
-                if lo < newton < hi:
-                    x = newton
-                    continue
-            x = 0.5 * (lo + hi)  # bisection when Newton would leave the bracket (or the density underflows)
-        out[i] = x
+    table from ``beta_ppf_table``. Runs on ``numba.get_num_threads()`` threads."""
+    run_rows(_beta_ppf_rows, u.shape[0], u, float(a), float(b), float(log_beta), logit_nodes, slopes, out)
+
+
+@njit(nogil=True, cache=True)
+def _beta_ppf_rows(first_block, block_step, block, u, a, b, log_beta, logit_nodes, slopes, out):
+    n = u.shape[0]
+    start, stop, step = block_range(first_block, block_step, block, n)
+    for lo in range(start, stop, step):
+        for i in range(lo, min(n, lo + block)):
+            out[i] = _quantile(u[i], a, b, log_beta, logit_nodes, slopes)
+
+
+@njit(cache=True)
+def _quantile(p, a, b, log_beta, logit_nodes, slopes):
+    """The quantile of Beta(a, b) at ``p``: Newton on the regularised incomplete beta from the tabulated start, with
+    bisection whenever Newton would leave the bracket."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0 if p <= 0.0 else 1.0
+    x = _start(p, a, b, log_beta, logit_nodes, slopes)
+    if x <= 0.0 or x >= 1.0:  # a tail start that under- or overflowed: the quantile is 0 or 1 in doubles
+        return x
+    lo, hi = 0.0, 1.0
+    for _ in range(MAX_ITERATIONS):
+        residual, kernel = _residual_and_kernel(a, b, log_beta, x, p)
+        if residual < 0.0:
+            lo = x
+        else:
+            hi = x
+        if kernel > 0.0:
+            newton = x - residual * x * (1.0 - x) / kernel
+            if abs(newton - x) <= NEWTON_DONE * min(x, 1.0 - x):
+                return newton
+            if lo < newton < hi:
+                x = newton
+                continue
+        x = 0.5 * (lo + hi)  # bisection when Newton would leave the bracket (or the density underflows)
+    return x

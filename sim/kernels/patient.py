@@ -1,8 +1,8 @@
 """The per-patient simulation of one arm, in phases: start, then events (advance to the next event; read a scan, or
 decide the due cycle's dose and administer it), then finish (deaths, last marrow window, kidney, outcomes).
 
-``run_arm`` allocates the workspaces and runs ``simulate_rows`` on interleaved blocks of patients in threads. A
-patient's scalar state is one record of ``STATE`` (``w.state[i]``); per-organ, per-lesion and per-blood-line state
+``run_arm`` allocates the workspaces and runs ``simulate_rows`` on blocks of patients in threads. A patient's
+scalar state is one record of ``STATE`` (``w.state[i]``); per-organ, per-lesion and per-blood-line state
 are rows of the workspace arrays ``w``. Every random number comes from the patient's own counter-based streams
 (``sim.rng``), keyed by purpose name, so the result is the same for any thread count and a patient draws the same
 numbers in every arm. The inputs are the named tuples of ``sim.kernel_inputs`` and the outputs those of
@@ -12,9 +12,7 @@ NumPy implementation used as the test oracle.
 
 import math
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from numba import njit
 
@@ -22,6 +20,7 @@ from sim import rng
 from sim.kernels import KERNEL, events, kidney, marrow, policy, tumour
 from sim.kernels.dosimetry import administer_lesions, administer_organs
 from sim.kernels.radiobiology import LN2, g_factor, surviving_fraction
+from sim.kernels.threads import block_range, run_rows
 from sim.units import HOURS_PER_DAY
 
 # One patient's scalar state: the record ``w.state[i]`` that every phase reads and updates.
@@ -55,42 +54,26 @@ Work = namedtuple("Work", [
 
 
 def run_arm(seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out):
-    """Simulate every patient of ``patients`` under one arm's ``regimen`` and fill ``out`` (row = patient).
-
-    The rows run on ``numba.get_num_threads()`` threads (the compiled loop releases the GIL), thread ``t`` taking the
-    blocks of ``BLOCK`` rows ``t, t + T, t + 2T, ...``: interleaved blocks balance the threads' work without a
-    scheduler. Each patient's result depends on its own inputs and streams only, so the split never changes a result.
-    """
+    """Simulate every patient of ``patients`` under one arm's ``regimen`` and fill ``out`` (row = patient), on
+    ``numba.get_num_threads()`` threads (``sim.kernels.threads``)."""
     n = patients.age_years.shape[0]
     n_lines, n_organs, n_lesions = (patients.blood_baseline.shape[1], organs.alpha_beta_gy.shape[0],
                                     patients.lesion_volume_ml.shape[1])
     w = Work(np.zeros(n, STATE), np.empty((n, n_lines, marrow.MARROW_STATE)), np.empty((n, n_lines)),
              np.empty((n, n_lines)), *(np.empty((n, n_lesions)) for _ in range(4)),
              *(np.zeros((n, n_organs)) for _ in range(3)), *(np.zeros((n, n_lesions)) for _ in range(2)))
-    args = (np.uint64(seed), patients, organs, lesions, blood, kidney_params, event_params, regimen, scans, out, w)
-    threads = max(1, min(numba.get_num_threads(), -(-n // BLOCK)))
-    if threads == 1:
-        simulate_rows(np.int64(0), np.int64(1), *args)
-        return
-    simulate_rows(np.int64(0), np.int64(0), *args)  # no rows: compiles (or loads) once, before the threads start
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda t: simulate_rows(np.int64(t), np.int64(threads), *args), range(threads)))
-
-
-# Rows per block: small enough that interleaving balances uneven courses between threads.
-BLOCK = 256
+    run_rows(simulate_rows, n, np.uint64(seed), patients, organs, lesions, blood, kidney_params, event_params, regimen,
+             scans, out, w)
 
 
 @njit(nogil=True, **KERNEL)
-def simulate_rows(first_block, block_step, seed, patients, organs, lesions, blood, kidney_params, event_params,
+def simulate_rows(first_block, block_step, block, seed, patients, organs, lesions, blood, kidney_params, event_params,
                   regimen, scans, out, w):
-    """``simulate_patient`` for the rows of blocks ``first_block, first_block + block_step, ...`` (``block_step``
-    0: none). No allocation per patient."""
+    """``simulate_patient`` for this thread's blocks of rows (``sim.kernels.threads``); no allocation per patient."""
     n = patients.age_years.shape[0]
-    if block_step <= 0:
-        return
-    for lo in range(first_block * BLOCK, n, block_step * BLOCK):
-        for i in range(lo, min(n, lo + BLOCK)):
+    start, stop, step = block_range(first_block, block_step, block, n)
+    for lo in range(start, stop, step):
+        for i in range(lo, min(n, lo + block)):
             simulate_patient(i, seed, patients, organs, lesions, blood, kidney_params, event_params, regimen, scans,
                              out, w)
 
