@@ -421,3 +421,20 @@ def test_lesions_add_up_to_the_one_lesion_tumour():
         assert getattr(one, name) == getattr(two, name), name
     assert two.tumour_nadir_ratio == pytest.approx(one.tumour_nadir_ratio, rel=1e-12)
     np.testing.assert_allclose(two.lesion_dose_gy[:4, 1], one.lesion_dose_gy[:4, 0], rtol=1e-14)
+
+
+def test_a_forked_child_runs_the_threaded_loops():
+    """The thread pool does not survive a fork; a child starts its own and gets the parent's results."""
+    import os
+
+    ids = np.arange(5000)
+    expected = rng.normals(4, ids, "death/background", 0, 2)  # starts the parent's pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        ok = np.array_equal(rng.normals(4, ids, "death/background", 0, 2), expected)
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
