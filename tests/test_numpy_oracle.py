@@ -286,15 +286,20 @@ def test_continue_after_rule_and_batch_invariance():
 
 
 # ---------------------------------------------------------------------------------------------------------- 4.1
-def test_zero_marrow_dose_stays_at_baseline():
-    p = _patient(ids=(4,), gy_per_gbq=[0.6, 0.0], blood_baseline=[140.0, 4.0])
+@pytest.mark.parametrize(("line", "baseline"), [(PLT, [140.0, 4.0]), (NEU, [200.0, 1.8])])
+def test_zero_marrow_dose_stays_at_baseline(line, baseline):
+    """Both blood lines (4.1, 4.7) sit at their baseline without marrow dose: nadir = baseline on the
+    administration day, the baseline's grade (140 < 150; 1.8 < 2.0: grade 1), nothing for cycles not given."""
+    p = _patient(ids=(4,), gy_per_gbq=[0.6, 0.0], blood_baseline=baseline)
     out = _run(p, _regimen(3, 42.0, activities=np.full(3, 7.4)), [56.0, 112.0], 4, 3)
     given = int(out.cycles_given[0])
     assert given >= 1
-    np.testing.assert_array_equal(out.blood_nadir_1e9_per_l[0, :given, PLT], 140.0)
-    np.testing.assert_array_equal(out.blood_nadir_day[0, :given, PLT], 0.0)
-    np.testing.assert_array_equal(out.blood_grade[0, :given, PLT], 1)  # 140 < 150
-    assert out.blood_worst_grade[0, PLT] == 1
+    np.testing.assert_array_equal(out.blood_nadir_1e9_per_l[0, :given, line], baseline[line])
+    np.testing.assert_array_equal(out.blood_nadir_day[0, :given, line], 0.0)
+    np.testing.assert_array_equal(out.blood_grade[0, :given, line], 1)
+    assert out.blood_worst_grade[0, line] == 1
+    assert np.isnan(out.blood_nadir_1e9_per_l[0, given:, line]).all()
+    assert not out.blood_grade[0, given:, line].any()
 
 
 def _reference_nadir(circ, t1: float) -> tuple[float, float]:
@@ -487,18 +492,6 @@ def test_mds_aml_forced_kills_at_onset_plus_exponential():
 
 
 # ---------------------------------------------------------------------------------------------------------- 4.7
-def test_zero_marrow_dose_neutrophils_stay_at_baseline():
-    p = _patient(ids=(4,), gy_per_gbq=[0.6, 0.0], blood_baseline=[200.0, 1.8])
-    out = _run(p, _regimen(3, 42.0, activities=np.full(3, 7.4)), [56.0, 112.0], 4, 3)
-    given = int(out.cycles_given[0])
-    assert given >= 1
-    np.testing.assert_array_equal(out.blood_nadir_1e9_per_l[0, :given, NEU], 1.8)
-    np.testing.assert_array_equal(out.blood_grade[0, :given, NEU], 1)  # 1.8 < 2.0
-    assert out.blood_worst_grade[0, NEU] == 1
-    assert np.isnan(out.blood_nadir_1e9_per_l[0, given:, NEU]).all()
-    assert not out.blood_grade[0, given:, NEU].any()
-
-
 @pytest.mark.parametrize(("anc0", "grade"), [(4.0, 0), (1.8, 1), (1.2, 2), (0.7, 3), (0.3, 4)])
 def test_untreated_worst_neutrophil_grade_is_the_baseline_grade(anc0, grade):
     p = _patient(ids=(6,), blood_baseline=[200.0, anc0])

@@ -23,7 +23,8 @@ from sim.kernels.radiobiology import LN2, g_factor, surviving_fraction
 from sim.kernels.threads import block_range, run_rows
 from sim.units import HOURS_PER_DAY
 
-# One patient's scalar state: the record ``w.state[i]`` that every phase reads and updates.
+# One patient's scalar state: the record ``w.state[i]`` that every phase reads and updates (allocated zeroed: ``start``
+# sets every field whose first value is not 0 or False).
 STATE = np.dtype([
     ("pkey", np.uint64),  # the patient's random-stream key
     ("t", np.float64),  # day the tumour has been advanced to
