@@ -117,6 +117,24 @@ def normal(key, ctr):
     return norm_ppf(uniform(key, ctr))
 
 
+@njit(inline="always", cache=True)
+def draw_uniform(patient_key, stream):
+    """Counter 0 of the patient's stream ``stream`` (a one-off draw such as an event time), as a uniform."""
+    return uniform(stream_key(patient_key, stream), 0)
+
+
+@njit(inline="always", cache=True)
+def draw_normal(patient_key, stream):
+    """Counter 0 of the patient's stream ``stream``, as a standard normal."""
+    return normal(stream_key(patient_key, stream), 0)
+
+
+@njit(inline="always", cache=True)
+def draw_exponential(patient_key, stream):
+    """Counter 0 of the patient's stream ``stream``, as a standard exponential."""
+    return exponential(stream_key(patient_key, stream), 0)
+
+
 @njit(nogil=True, cache=True)
 def _fill(first_block, block_step, block, seed, patient_ids, stream, first_ctr, kind, out):
     n, m = out.shape

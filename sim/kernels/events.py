@@ -25,22 +25,6 @@ MDS_DEATH_STREAM = rng.stream_id("mds/death")
 
 
 @njit(inline="always", **KERNEL)
-def draw(patient_key, stream):
-    """Counter 0 of one of the patient's event streams, as a uniform."""
-    return rng.uniform(rng.stream_key(patient_key, stream), 0)
-
-
-@njit(inline="always", **KERNEL)
-def draw_exponential(patient_key, stream):
-    return -math.log(draw(patient_key, stream))
-
-
-@njit(inline="always", **KERNEL)
-def draw_normal(patient_key, stream):
-    return rng.norm_ppf(draw(patient_key, stream))
-
-
-@njit(inline="always", **KERNEL)
 def gompertz_death_day(age_years, hazard_65_per_year, slope_per_year, exp1):
     """Day of background death for a standard exponential ``exp1``.
 
@@ -70,12 +54,12 @@ def mds_aml_probability(marrow_dose_gy, risk_per_gy, chemo_multiplier, prior_che
 
 
 @njit(**KERNEL)
-def mds_onset_and_death(patient_key, marrow_total_gy, prior_chemo, last_admin_day, late):
-    """(onset day, death day) of MDS/AML, both infinite when it does not occur (docs/model.md 4.3); ``late`` holds
-    the late-effect parameters."""
-    prob = mds_aml_probability(marrow_total_gy, late.mds_risk_per_gy, late.mds_chemo_multiplier, prior_chemo)
-    if draw(patient_key, MDS_ONSET_STREAM) >= prob:
+def mds_onset_and_death(patient_key, marrow_total_gy, prior_chemo, last_admin_day, ev):
+    """(onset day, death day) of MDS/AML, both infinite when it does not occur (docs/model.md 4.3); ``ev`` is the
+    ``Events`` input group."""
+    prob = mds_aml_probability(marrow_total_gy, ev.mds_risk_per_gy, ev.mds_chemo_multiplier, prior_chemo)
+    if rng.draw_uniform(patient_key, MDS_ONSET_STREAM) >= prob:
         return math.inf, math.inf
-    onset = last_admin_day + late.mds_latency_days * math.exp(
-        late.mds_latency_sigma * draw_normal(patient_key, MDS_LATENCY_STREAM))
-    return onset, onset + exponential_day(late.mds_death_per_day, draw_exponential(patient_key, MDS_DEATH_STREAM))
+    onset = last_admin_day + ev.mds_latency_days * math.exp(
+        ev.mds_latency_sigma * rng.draw_normal(patient_key, MDS_LATENCY_STREAM))
+    return onset, onset + exponential_day(ev.mds_death_per_day, rng.draw_exponential(patient_key, MDS_DEATH_STREAM))

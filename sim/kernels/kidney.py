@@ -93,8 +93,8 @@ def kidney_outcomes(patient_key, e0, risk_factor, decline, cycle_days, cycle_bed
             bed_total += cycle_beds[c]
         ntcp = nephropathy_probability(bed_total, kidney.bed50_gy, kidney.lkb_m, risk_factor,
                                        kidney.risk_factor_shift_gy)
-        if rng.uniform(rng.stream_key(patient_key, NEPHROPATHY_STREAM), 0) < ntcp:
-            z = rng.norm_ppf(rng.uniform(rng.stream_key(patient_key, NEPHROPATHY_LATENCY_STREAM), 0))
+        if rng.draw_uniform(patient_key, NEPHROPATHY_STREAM) < ntcp:
+            z = rng.draw_normal(patient_key, NEPHROPATHY_LATENCY_STREAM)
             latency = kidney.nephropathy_latency_days * math.exp(kidney.nephropathy_latency_sigma * z)
             nephropathy_day = last_admin + latency
     e_end = egfr_at(end_day, e0, kidney.age_decline_per_year, decline, kidney.subclinical_latency_days, cycle_days,

@@ -109,12 +109,12 @@ def start(i, s, seed, P, blood, ev, regimen, w):
                                            P.lesion_negative_fraction, w.stroma, w.positive, w.negative, w.dead)
     s.t_background = events.gompertz_death_day(
         P.age_years[i], ev.background_hazard_65_per_year, ev.background_slope_per_year,
-        events.draw_exponential(s.pkey, events.BACKGROUND_DEATH_STREAM))
+        rng.draw_exponential(s.pkey, events.BACKGROUND_DEATH_STREAM))
     t_dropout = events.exponential_day(ev.dropout_per_day,
-                                       events.draw_exponential(s.pkey, events.DROPOUT_STREAM))
+                                       rng.draw_exponential(s.pkey, events.DROPOUT_STREAM))
     t_pre = events.exponential_day(ev.pre_progression_death_per_day,
-                                   events.draw_exponential(s.pkey, events.PRE_PROGRESSION_DEATH_STREAM))
-    s.new_lesion_threshold = events.draw_exponential(s.pkey, tumour.NEW_LESION_STREAM)
+                                   rng.draw_exponential(s.pkey, events.PRE_PROGRESSION_DEATH_STREAM))
+    s.new_lesion_threshold = rng.draw_exponential(s.pkey, tumour.NEW_LESION_STREAM)
     s.censor_day = min(P.admin_censor_day[i], t_dropout)
     s.death_pre = min(s.t_background, t_pre)
     s.cause_pre = events.CAUSE_OTHER if s.t_background <= t_pre else events.CAUSE_CANCER_BEFORE_PROGRESSION
@@ -284,7 +284,7 @@ def death_day_and_cause(i, s, P):
     if not s.progressed:
         return s.death_pre, s.cause_pre
     day = s.progression_day + events.exponential_day(
-        P.post_progression_death_per_day[i], events.draw_exponential(s.pkey, events.POST_PROGRESSION_DEATH_STREAM))
+        P.post_progression_death_per_day[i], rng.draw_exponential(s.pkey, events.POST_PROGRESSION_DEATH_STREAM))
     cause = events.CAUSE_CANCER_AFTER_PROGRESSION
     if s.t_mds < day:
         day, cause = s.t_mds, events.CAUSE_TREATMENT
