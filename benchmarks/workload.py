@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from sim import cohort as cohort_mod
-from sim import config, engine, kernel_outputs
+from sim import config, kernel_outputs
 from sim.kernel_inputs import Axes, KernelInputs, Patients, axes_of, translate
 from sim.kernels.patient import run_arm
 
@@ -53,7 +53,7 @@ class ArmInputs:
     @property
     def sizes(self) -> dict[str, int]:
         """Output sizes (``kernel_outputs.allocate``) for these patients."""
-        return engine.sizes_of(self.axes, len(self))
+        return self.axes.sizes(len(self))
 
     def args(self) -> tuple:
         return self.inputs.args()

@@ -27,11 +27,6 @@ COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platele
                    "new_lesion_rate_per_month": "1/month", "tumour_alpha_per_gy": "1/Gy"}
 
 
-def sizes_of(axes: Axes, n_patients: int) -> dict[str, int]:
-    return {"patient": n_patients, "cycle": axes.cycles, "organ": len(axes.organs), "lesion": axes.lesions,
-            "blood_line": len(axes.blood_lines)}
-
-
 def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort, out: kernel_outputs.Outputs) -> None:
     """Simulate one arm on the given patients (a whole cohort or any chunk of it) into ``out``."""
     run_arm(*translate(cfg, arm_name, patients).args(), out)
@@ -43,7 +38,7 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
     if keep not in KEEP_LEVELS:
         raise ValueError(f"keep = {keep!r}: must be one of {', '.join(KEEP_LEVELS)}")
     n, axes, names = cfg.trial.patients, axes_of(cfg), [arm.name for arm in cfg.arms]
-    full = kernel_outputs.allocate(sizes_of(axes, n), (len(names),)) if keep == "cycles" else None
+    full = kernel_outputs.allocate(axes.sizes(n), (len(names),)) if keep == "cycles" else None
     kept: dict[str, np.ndarray] = {}
     cohorts = []
     for start in range(0, n, chunk_size):
@@ -55,7 +50,7 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
             if full is not None:
                 simulate(cfg, name, chunk, kernel_outputs.rows(full, (a, part)))
             else:
-                out = kernel_outputs.allocate(sizes_of(axes, len(chunk)))
+                out = kernel_outputs.allocate(axes.sizes(len(chunk)))
                 simulate(cfg, name, chunk, out)
                 for var, values in kernel_outputs.patient_values(out).items():
                     if var not in kept:
@@ -71,7 +66,7 @@ def simulate_outcomes(cfg: Config, arm_name: str, patient_ids: np.ndarray) -> xr
     """Per-patient outcomes (no per-cycle arrays, no covariates) of one arm for the patients ``patient_ids``: what a
     virtual trial needs (``sim.trials``)."""
     axes = axes_of(cfg)
-    out = kernel_outputs.allocate(sizes_of(axes, len(patient_ids)))
+    out = kernel_outputs.allocate(axes.sizes(len(patient_ids)))
     simulate(cfg, arm_name, cohort_mod.draw(cfg, patient_ids), out)
     values = kernel_outputs.patient_values(out)
     return xr.Dataset({name: (kernel_outputs.dims_of(name)[1:], v, kernel_outputs.attributes(name))

@@ -57,6 +57,11 @@ class Axes:
     def organ(self, name: str) -> int:
         return [o.name for o in self.organs].index(name)
 
+    def sizes(self, n_patients: int) -> dict[str, int]:
+        """The size of every output dim for ``n_patients`` patients (``kernel_outputs.allocate``)."""
+        return {"patient": n_patients, "cycle": self.cycles, "organ": len(self.organs), "lesion": self.lesions,
+                "blood_line": len(self.blood_lines)}
+
 
 def arm_cycles(arm: FixedArm | GuidedArm | ControlArm) -> int:
     return 0 if isinstance(arm, ControlArm) else arm.cycles
@@ -450,17 +455,14 @@ TYPES = {"Patients": Patients, "Organs": Organs, "Lesions": Lesions, "Blood": Bl
          "Events": Events, "Regimen": Regimen}
 
 
-def _value(q: Input, c: Context) -> Any:  # noqa: ANN401 - a scalar or an array
-    """``q.build(c)`` in the declared dtype: a C-contiguous array when ``q`` has dims, else a NumPy scalar."""
-    value = q.build(c)
-    if q.dims:
-        return np.ascontiguousarray(value, dtype=q.dtype)
-    return q.dtype(value)
+def _cast(q: Input, value: Any) -> Any:  # noqa: ANN401 - a scalar or an array
+    """``value`` in ``q``'s declared dtype: a C-contiguous array when ``q`` has dims, else a NumPy scalar."""
+    return np.ascontiguousarray(value, dtype=q.dtype) if q.dims else q.dtype(value)
 
 
 def build(group: str, c: Context) -> tuple:
     """The named tuple of one group, every field built by its declared transform."""
-    return TYPES[group](*(_value(q, c) for q in GROUPS[group]))
+    return TYPES[group](*(_cast(q, q.build(c)) for q in GROUPS[group]))
 
 
 def make(group: str, **values: Any) -> tuple:  # noqa: ANN401
@@ -469,13 +471,10 @@ def make(group: str, **values: Any) -> tuple:  # noqa: ANN401
     unknown = set(values) - set(fields)
     if unknown:
         raise KeyError(f"{group} has no inputs {sorted(unknown)}")
-    out = []
-    for name, q in fields.items():
-        if name not in values:
-            raise KeyError(f"{group}.{name} is required")
-        v = values[name]
-        out.append(np.ascontiguousarray(v, dtype=q.dtype) if q.dims else q.dtype(v))
-    return TYPES[group](*out)
+    missing = set(fields) - set(values)
+    if missing:
+        raise KeyError(f"{group} inputs required: {sorted(missing)}")
+    return TYPES[group](*(_cast(q, values[name]) for name, q in fields.items()))
 
 
 @dataclass(frozen=True)
@@ -497,16 +496,11 @@ class KernelInputs:
                 self.regimen, self.scans)
 
 
-def _arm_groups(cfg: Config, arm_name: str) -> tuple:
-    """The groups that depend on the scenario and the arm only (not on patients)."""
-    c = Context(cfg, cfg.arm(arm_name), axes_of(cfg))
-    return tuple(build(g, c) for g in ("Organs", "Lesions", "Blood", "Kidney", "Events", "Regimen"))
-
-
 def translate(cfg: Config, arm_name: str, cohort: Cohort) -> KernelInputs:
-    """The kernel inputs of arm ``arm_name`` of ``cfg`` for the patients of ``cohort`` (any chunk)."""
-    patients = build("Patients", Context(cfg, cfg.arm(arm_name), axes_of(cfg), cohort))
-    return KernelInputs(cfg.trial.seed, patients, *_arm_groups(cfg, arm_name), scan_days(cfg))
+    """The kernel inputs of arm ``arm_name`` of ``cfg`` for the patients of ``cohort`` (any chunk): every group, in
+    the kernel's argument order (that of ``GROUPS``)."""
+    c = Context(cfg, cfg.arm(arm_name), axes_of(cfg), cohort)
+    return KernelInputs(cfg.trial.seed, *(build(g, c) for g in GROUPS), scan_days(cfg))
 
 
 def scan_days(cfg: Config) -> np.ndarray:

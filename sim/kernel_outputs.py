@@ -103,10 +103,6 @@ TOTALS = (
 )
 
 
-def total_dims(t: Total) -> tuple[str, ...]:
-    return tuple(d for d in BY_NAME[t.source].dims if d != "cycle")
-
-
 def reduce_cycles(values: np.ndarray, dims: tuple[str, ...], how: str, dtype: str) -> np.ndarray:
     """Reduce ``values`` (dims ``dims``) over ``cycle`` to one value per patient (and organ, lesion, ...): the sum
     (cycle by cycle, in order), or whether any value is > 0. Adding whole cycle slices is ~4x faster than NumPy's
@@ -139,9 +135,12 @@ def patient_values(outputs: Outputs) -> dict[str, np.ndarray]:
     return values
 
 
+TOTAL_BY_NAME = {t.name: t for t in TOTALS}
+
+
 def attributes(name: str) -> dict:
     """units, long_name and (for codes) flag_values / flag_meanings of an output or total."""
-    spec = BY_NAME.get(name) or next(t for t in TOTALS if t.name == name)
+    spec = BY_NAME.get(name) or TOTAL_BY_NAME[name]
     attrs = {"units": spec.units, "long_name": spec.long_name}
     meanings = getattr(spec, "meanings", None)
     if meanings:
@@ -151,6 +150,7 @@ def attributes(name: str) -> dict:
 
 
 def dims_of(name: str) -> tuple[str, ...]:
-    """Dims of an output or total in a run's Dataset (``arm`` first)."""
-    spec = BY_NAME.get(name)
-    return ("arm", *(spec.dims if spec is not None else total_dims(next(t for t in TOTALS if t.name == name))))
+    """Dims of an output or total (its source's, less ``cycle``) in a run's Dataset (``arm`` first)."""
+    if name in BY_NAME:
+        return ("arm", *BY_NAME[name].dims)
+    return ("arm", *(d for d in BY_NAME[TOTAL_BY_NAME[name].source].dims if d != "cycle"))

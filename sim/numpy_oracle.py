@@ -933,7 +933,7 @@ def simulate_arm_oracle(seed, patients, organs, lesions, blood, kidney, events, 
                         sizes: dict[str, int]) -> kernel_outputs.Outputs:
     """Simulate one arm as ``sim.kernels.patient.run_arm`` does, from the same arguments (without ``out``) and the
     output ``sizes`` (keys ``patient``, ``cycle``, ``organ``, ``lesion``, ``blood_line``, as
-    ``sim.engine.sizes_of``); returns the ``kernel_outputs.Outputs`` it allocates and fills.
+    ``kernel_inputs.Axes.sizes``); returns the ``kernel_outputs.Outputs`` it allocates and fills.
 
     The model is ``docs/model.md`` sections 3 to 5; the inputs are the named tuples of ``sim.kernel_inputs``.
     Cycle ``k`` has nominal activity ``regimen.activities_gbq[k]`` under ``RULE_FIXED``, else

@@ -23,7 +23,7 @@ DISCRETE = ["cycles_given", "pfs_event", "os_event", "death_cause", "best_respon
 def scenario_inputs(cfg, arm_name):
     """The kernel inputs of one arm of ``cfg`` for its whole cohort, and the output sizes."""
     chunk = cohort_mod.draw(cfg, np.arange(cfg.trial.patients, dtype=np.int64))
-    return kernel_inputs.translate(cfg, arm_name, chunk), engine.sizes_of(kernel_inputs.axes_of(cfg), len(chunk))
+    return kernel_inputs.translate(cfg, arm_name, chunk), kernel_inputs.axes_of(cfg).sizes(len(chunk))
 
 
 def run_kernel(inp, sizes):
