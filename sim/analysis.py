@@ -7,10 +7,10 @@ import json
 import numpy as np
 import xarray as xr
 
-from sim import config
-from sim.config import Config, GuidedArm
+from sim import config, paired
+from sim.config import COVARIATE_NAMES, Config, GuidedArm
 from sim.outcomes import patient_level
-from sim.survival import cox_two_group, kaplan_meier, logrank
+from sim.survival import cox_two_group, kaplan_meier, paired_proportion_difference
 from sim.units import DAYS_PER_MONTH
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
@@ -87,8 +87,9 @@ def objective_response(a: xr.Dataset) -> np.ndarray:
 
 
 def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
-    """Per-patient flags behind the toxicity rates of a patient-level arm (the report's bars use the same ones):
-    ``grade3plus_<adverse event>_rate`` for each blood line, renal grade >= 3, MDS/AML, reductions and delays."""
+    """Per-patient flags behind the toxicity rates of a patient-level arm (the report's bars and the paired
+    differences use the same ones): ``grade3plus_<adverse event>_rate`` for each blood line, renal grade >= 3,
+    MDS/AML, reductions, delays, any haematological grade >= 3, discontinuation and treatment-related death."""
     worst = a.blood_worst_grade
     flags = {f"grade3plus_{ae}_rate": worst.sel(blood_line=line).values >= 3
              for line, ae in zip(worst.blood_line.values, worst.adverse_event.values, strict=True)}
@@ -96,16 +97,15 @@ def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
     flags["mds_aml_rate"] = a.mds_aml.values == 1
     flags["dose_reductions_rate"] = a.dose_reduced_any.values == 1
     flags["delays_rate"] = a.delayed_any.values == 1
+    flags["grade3plus_haematological_rate"] = (worst >= 3).any("blood_line").values  # any line
+    flags["discontinued_for_toxicity_rate"] = a.discontinued_for_toxicity.values == 1
+    flags["treatment_related_death_rate"] = a.death_cause.values == code(a.death_cause, "treatment_related")
     return flags
 
 
 def toxicity_summary(a: xr.Dataset) -> dict:
     """Toxicity and dose-modification rates of one arm (fractions of its patients)."""
-    out = {key: _rate(flags) for key, flags in toxicity_flags(a).items()}
-    out["grade3plus_haematological_rate"] = _rate((a.blood_worst_grade >= 3).any("blood_line").values)  # any line
-    out["discontinued_for_toxicity_rate"] = _rate(a.discontinued_for_toxicity.values == 1)
-    out["treatment_related_death_rate"] = _rate(a.death_cause.values == code(a.death_cause, "treatment_related"))
-    return out
+    return {key: _rate(flags) for key, flags in toxicity_flags(a).items()}
 
 
 def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
@@ -141,23 +141,85 @@ def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
     return out
 
 
-def comparison(ds: xr.Dataset, arm: str, reference: str) -> dict:
-    """Cox hazard ratios (95 % CI) and log-rank p of ``arm`` against ``reference`` for PFS and OS.
+ENDPOINTS = ("pfs", "os")
+GAIN_MONTHS = 3.0  # a patient "gains" or "loses" beyond this many months of restricted time
+UNCHANGED_DAYS = 1.0  # ... and is "unchanged" within a day
 
-    In ``rptsim run`` both arms hold the same patients (counterfactual outcomes), so these statistics describe
-    the effect in the simulated population; ``rptsim trial`` gives the spread a randomised trial would see.
+
+def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config) -> dict:
+    """Paired effects of ``arm`` against ``reference``: both hold the same patients, so every CI here respects the
+    pairing (:mod:`sim.paired`) and describes the effect in the simulated population; what a randomised trial of a
+    given size would see is ``rptsim trial``'s answer.
+
+    Cox HR with the patient-clustered robust CI (Lin & Wei 1989); RMST and landmark differences by the paired delta
+    method; differences of rates (ORR, toxicities) with Newcombe's paired interval; and each patient's own gain
+    (``individual``, see :func:`individual_effects`).
     """
-    out = {}
-    for endpoint in ("pfs", "os"):
-        t_a = ds[f"{endpoint}_time_days"].sel(arm=arm).values
-        e_a = ds[f"{endpoint}_event"].sel(arm=arm).values
-        t_r = ds[f"{endpoint}_time_days"].sel(arm=reference).values
-        e_r = ds[f"{endpoint}_event"].sel(arm=reference).values
+    a, r = ds.sel(arm=arm), ds.sel(arm=reference)
+    horizon = cfg.trial.rmst_horizon_months * DAYS_PER_MONTH
+    n = a.sizes["patient"]
+    out: dict = {}
+    for endpoint in ENDPOINTS:
+        t_a, e_a = a[f"{endpoint}_time_days"].values, a[f"{endpoint}_event"].values
+        t_r, e_r = r[f"{endpoint}_time_days"].values, r[f"{endpoint}_event"].values
         hr = cox_two_group(np.concatenate([t_a, t_r]), np.concatenate([e_a, e_r]),
-                           np.concatenate([np.ones(len(t_a)), np.zeros(len(t_r))]))
+                           np.concatenate([np.ones(n), np.zeros(n)]), cluster=np.tile(np.arange(n), 2))
         out[f"{endpoint}_hr"] = _rounded(hr.hr)
-        out[f"{endpoint}_hr_ci"] = [_rounded(hr.low), _rounded(hr.high)]
-        out[f"{endpoint}_logrank_p"] = _rounded(logrank(t_a, e_a, t_r, e_r).p_value, 6)
+        out[f"{endpoint}_hr_robust_ci"] = [_rounded(hr.low), _rounded(hr.high)]
+        rmst = paired.km_difference(t_a, e_a, t_r, e_r, horizon, "rmst")
+        out[f"rmst_{endpoint}_difference_months"] = _months(rmst.estimate)
+        out[f"rmst_{endpoint}_difference_ci"] = _months_ci((rmst.low, rmst.high))
+        landmarks = {str(m): paired.km_difference(t_a, e_a, t_r, e_r, m * DAYS_PER_MONTH, "survival")
+                     for m in LANDMARK_MONTHS}
+        out[f"{endpoint}_at_months_difference"] = {m: _rounded(d.estimate) for m, d in landmarks.items()}
+        out[f"{endpoint}_at_months_difference_ci"] = {m: [_rounded(d.low), _rounded(d.high)]
+                                                      for m, d in landmarks.items()}
+    out["objective_response_rate_difference"], out["objective_response_rate_difference_ci"] = _rate_difference(
+        objective_response(a), objective_response(r))
+    flags_a, flags_r = toxicity_flags(a), toxicity_flags(r)
+    out["toxicity_rate_differences"] = {}
+    for key in flags_a:
+        d, ci = _rate_difference(flags_a[key], flags_r[key])
+        out["toxicity_rate_differences"] |= {key: d, f"{key}_ci": ci}
+    out["individual"] = individual_effects(ds, arm, reference, horizon)
+    return out
+
+
+def _rate_difference(x: np.ndarray, y: np.ndarray) -> tuple[float, list[float]]:
+    d, low, high = paired_proportion_difference(x, y)
+    return _rounded(d), [_rounded(low), _rounded(high)]
+
+
+def individual_gains(ds: xr.Dataset, arm: str, reference: str, endpoint: str, horizon_days: float):
+    """Per patient: the gain in time to the ``endpoint`` (days, restricted to the horizon) of ``arm`` over
+    ``reference``, and whether it is known (:func:`sim.paired.restricted_gain`)."""
+    a, r = ds.sel(arm=arm), ds.sel(arm=reference)
+    return paired.restricted_gain(a[f"{endpoint}_time_days"].values, a[f"{endpoint}_event"].values,
+                                  r[f"{endpoint}_time_days"].values, r[f"{endpoint}_event"].values, horizon_days)
+
+
+def individual_effects(ds: xr.Dataset, arm: str, reference: str, horizon_days: float) -> dict:
+    """What no real trial can observe: each patient's own PFS and OS gain (months, restricted to the RMST horizon)
+    under ``arm`` rather than ``reference``, summarised as the fractions gaining or losing more than
+    ``GAIN_MONTHS`` and unchanged (within ``UNCHANGED_DAYS``), the mean and quantiles of the gain, and, when the
+    run kept the baseline covariates, which of them predict the gain (:func:`sim.paired.benefit_by_covariate`).
+    Fractions are of the patients whose gain is known (``evaluable_fraction`` of all)."""
+    out: dict = {"horizon_months": _months(horizon_days), "threshold_months": GAIN_MONTHS}
+    covariates = [name for name in COVARIATE_NAMES if name in ds]
+    for endpoint in ENDPOINTS:
+        gain, known = individual_gains(ds, arm, reference, endpoint, horizon_days)
+        months = gain[known] / DAYS_PER_MONTH
+        stats = paired.gain_distribution(months, GAIN_MONTHS, UNCHANGED_DAYS / DAYS_PER_MONTH)
+        entry = {"evaluable_fraction": _rate(known)}
+        entry |= {k: _rounded(v) if v is not None else None for k, v in stats.items()}
+        if covariates:
+            by = paired.benefit_by_covariate(months, {c: ds[c].values[known] for c in covariates})
+            entry["benefit_by_covariate"] = {
+                c: {"spearman_rho": None if v["spearman_rho"] is None else _rounded(v["spearman_rho"]),
+                    "mean_gain_months_by_group": {q: None if m is None else _rounded(m)
+                                                  for q, m in v["mean_gain_by_group"].items()}}
+                for c, v in by.items()}
+        out[endpoint] = entry
     return out
 
 
@@ -177,6 +239,6 @@ def summary(ds: xr.Dataset) -> dict:
         "rptsim_version": ds.attrs["rptsim_version"],
         "reference_arm": reference,
         "arms": {str(arm): arm_summary(ds, str(arm), cfg) for arm in ds.arm.values},
-        "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference)
+        "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference, cfg)
                         for arm in ds.arm.values if arm != reference},
     }

@@ -571,7 +571,7 @@ def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
     axes_info = sweep_axes(ds)
     arms, labels = sweep_comparison_arms(ds), _labels(ds)
     reference = str(ds.reference_arm.values[0])
-    hr, ci = ds[f"{endpoint}_hr"], ds[f"{endpoint}_hr_ci"]
+    hr, ci = ds[f"{endpoint}_hr"], ds[f"{endpoint}_hr_robust_ci"]
     n_cols = max(1, len(axes_info))
     fig, grid = plt.subplots(max(1, len(arms)), n_cols, figsize=(4.6 * n_cols + 1.5, 3.9 * max(1, len(arms))),
                              layout="constrained", squeeze=False)
@@ -638,9 +638,10 @@ def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
 
 
 SWEEP_FIGURE_CAPTIONS = {
-    "sweep_pfs_hr.png": "PFS hazard ratio (Cox, 95 % CI) of each compared arm against the reference, for each swept "
-                        "parameter: one line per level of a second parameter, the others at their base value.",
-    "sweep_os_hr.png": "OS hazard ratio (Cox, 95 % CI), drawn as the PFS figure.",
+    "sweep_pfs_hr.png": "PFS hazard ratio (Cox, patient-clustered robust 95 % CI) of each compared arm against the "
+                        "reference, for each swept parameter: one line per level of a second parameter, the others "
+                        "at their base value.",
+    "sweep_os_hr.png": "OS hazard ratio (Cox, robust 95 % CI), drawn as the PFS figure.",
 }
 
 

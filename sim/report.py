@@ -60,14 +60,41 @@ def _organ_rows(summary: dict) -> list[tuple[str, object]]:
             for organ in organs if organ not in SHOWN_DOSES]
 
 
+def _signed(value: float | None, ci: list[float | None], digits: int, scale: float = 1.0, unit: str = "") -> str:
+    """``+0.08 (+0.06 to +0.10) mo``: a difference and its CI."""
+    if value is None or any(x is None or not np.isfinite(x) for x in ci):
+        return "-"
+    low, high = (scale * x for x in ci)
+    return f"{scale * value:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f}){unit}"
+
+
+EFFECT_ROWS = [  # per compared arm, from its entry in summary["comparisons"]; paired CIs (sim.analysis.comparison)
+    ("PFS HR vs reference (95 % CI)", lambda c: _hr(c["pfs_hr"], c["pfs_hr_robust_ci"])),
+    ("OS HR vs reference (95 % CI)", lambda c: _hr(c["os_hr"], c["os_hr_robust_ci"])),
+    ("RMST PFS gain, months (95 % CI)",
+     lambda c: _signed(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2)),
+    ("RMST OS gain, months (95 % CI)",
+     lambda c: _signed(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2)),
+    ("Patients gaining / losing > 3 months PFS",
+     lambda c: f"{c['individual']['pfs']['gain_fraction']:.1%} / {c['individual']['pfs']['loss_fraction']:.1%}"
+     if c["individual"]["pfs"]["gain_fraction"] is not None else "-"),
+]
+
+
 def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's), its label
-    and one formatted cell per arm."""
+    and one formatted cell per arm, then the :data:`EFFECT_ROWS` against the reference arm."""
     arms = summary["arms"]
     header = [arm["label"] or name for name, arm in arms.items()]
     after = [label for label, _ in ROWS].index("Marrow dose, median (Gy)") + 1
     rows = [*ROWS[:after], *_organ_rows(summary), *ROWS[after:]]
-    return header, [(label, [cell(arm) for arm in arms.values()]) for label, cell in rows]
+    cells = [(label, [cell(arm) for arm in arms.values()]) for label, cell in rows]
+    if summary["comparisons"]:
+        reference = summary["reference_arm"]
+        effects = {name: summary["comparisons"].get(f"{name} vs {reference}") for name in arms}
+        cells += [(label, [cell(c) if c is not None else "reference" for c in effects.values()])
+                  for label, cell in EFFECT_ROWS]
+    return header, cells
 
 
 def _title(summary: dict) -> str:
@@ -125,23 +152,31 @@ def _hr(hr: float | None, ci: list[float | None]) -> str:
     return f"{hr:.2f} ({_fmt(low, 2)}-{_fmt(high, 2)})"
 
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
 def markdown_comparisons(summary: dict) -> str:
-    """Hazard ratios (95 % CI) and log-rank p of every arm against the reference arm."""
+    """Paired effects of every arm against the reference arm: HRs, RMST and rate differences with their CIs."""
     arms = summary["arms"]
     reference = summary["reference_arm"]
     rows = []
     for key, c in summary["comparisons"].items():
         arm = key.removesuffix(f" vs {reference}")
-        rows.append([arms[arm]["label"] or arm, _hr(c["pfs_hr"], c["pfs_hr_ci"]), _p(c["pfs_logrank_p"]),
-                     _hr(c["os_hr"], c["os_hr_ci"]), _p(c["os_logrank_p"])])
-    return _md_table([f"vs {arms[reference]['label'] or reference}", "PFS HR (95 % CI)", "PFS log-rank p",
-                      "OS HR (95 % CI)", "OS log-rank p"], rows)
+        tox = c["toxicity_rate_differences"]
+        rows.append([arms[arm]["label"] or arm, _hr(c["pfs_hr"], c["pfs_hr_robust_ci"]),
+                     _hr(c["os_hr"], c["os_hr_robust_ci"]),
+                     _signed(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2),
+                     _signed(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2),
+                     _signed(c["objective_response_rate_difference"], c["objective_response_rate_difference_ci"], 1,
+                             100, " pp"),
+                     _signed(tox["grade3plus_renal_rate"], tox["grade3plus_renal_rate_ci"], 1, 100, " pp"),
+                     _signed(tox["grade3plus_haematological_rate"], tox["grade3plus_haematological_rate_ci"], 1,
+                             100, " pp")])
+    return _md_table([f"vs {arms[reference]['label'] or reference}", "PFS HR", "OS HR", "RMST PFS (months)",
+                      "RMST OS (months)", "ORR", "Renal G≥3", "Haematological G≥3"], rows)
+
+
+def summary_horizon(summary: dict) -> str:
+    """The RMST horizon of a summary's comparisons (months, as text)."""
+    first = next(iter(summary["comparisons"].values()))
+    return f"{first['individual']['horizon_months']:g}"
 
 
 def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: ANN001
@@ -165,9 +200,12 @@ def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: A
         parts += [
             "## Comparisons",
             "",
-            f"Against the reference arm, {ref['label'] or summary['reference_arm']}: Cox hazard ratio (Efron ties) "
-            "with its Wald 95 % CI and the log-rank p. Every arm holds the same patients, so these describe the "
-            "effect in the simulated population; `rptsim trial` gives what a randomised trial would see.",
+            f"Against the reference arm, {ref['label'] or summary['reference_arm']}, on the same patients: Cox "
+            "hazard ratio (Efron ties) with the patient-clustered robust 95 % CI (Lin & Wei 1989); differences in "
+            f"restricted mean survival time to {summary_horizon(summary)} months by the paired delta method; "
+            "differences in rates (percentage points) with Newcombe's paired interval. These CIs answer \"what "
+            "does the arm change in this population\"; `rptsim trial` answers \"what would a randomised trial of N "
+            "patients see\".",
             "",
             markdown_comparisons(summary),
             "",
@@ -217,8 +255,8 @@ SWEEP_TABLE_MAX_ROWS = 500
 
 
 def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
-    """One row per scenario: id, swept values, replicate, and per compared arm its PFS and OS HR (95 % CI), median
-    PFS, grade >= 3 thrombocytopenia, renal grade >= 3 and mean activity."""
+    """One row per scenario: id, swept values, replicate, and per compared arm its PFS and OS HR and RMST PFS gain
+    (paired 95 % CIs), median PFS, grade >= 3 thrombocytopenia, renal grade >= 3 and mean activity."""
     from sim.figures import _fmt_level, sweep_axes, sweep_comparison_arms
 
     coords = [c for a in sweep_axes(ds) for c in a["coords"]]
@@ -229,7 +267,8 @@ def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
         header.append("replicate")
     for arm in arms:
         prefix = f"{labels[arm]}: " if len(arms) > 1 else ""
-        header += [f"{prefix}PFS HR (95 % CI)", f"{prefix}OS HR (95 % CI)", f"{prefix}median PFS (mo)",
+        header += [f"{prefix}PFS HR (95 % CI)", f"{prefix}OS HR (95 % CI)", f"{prefix}RMST PFS gain (mo)",
+                   f"{prefix}median PFS (mo)",
                    f"{prefix}G≥3 thrombocytopenia", f"{prefix}renal G≥3", f"{prefix}activity (GBq)"]
     rows = []
     for i in range(int(ds.sizes["scenario"])):
@@ -240,8 +279,9 @@ def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
         for arm in arms:
             a = s.sel(arm=arm)
             num = lambda var, a=a: None if np.isnan(float(a[var].values)) else float(a[var].values)  # noqa: E731
-            row += [_hr(num("pfs_hr"), [float(x) for x in a.pfs_hr_ci.values]),
-                    _hr(num("os_hr"), [float(x) for x in a.os_hr_ci.values]),
+            row += [_hr(num("pfs_hr"), [float(x) for x in a.pfs_hr_robust_ci.values]),
+                    _hr(num("os_hr"), [float(x) for x in a.os_hr_robust_ci.values]),
+                    _signed(num("rmst_pfs_difference_months"), [float(x) for x in a.rmst_pfs_difference_ci.values], 2),
                     _fmt(num("median_pfs_months")) if num("median_pfs_months") else "not reached",
                     f"{num('grade3plus_thrombocytopenia_rate'):.1%}", f"{num('grade3plus_renal_rate'):.1%}",
                     _fmt(num("activity_gbq_total_mean"))]
@@ -295,7 +335,8 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
         parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
     header, rows = sweep_cells(ds)
     parts += ["## Scenarios", "",
-              "Hazard ratios: Cox (Efron ties) with Wald 95 % CIs, against the reference arm, on the same patients.",
+              "Against the reference arm, on the same patients: Cox hazard ratios (Efron ties) with patient-clustered "
+              "robust 95 % CIs, and RMST PFS gains with paired 95 % CIs.",
               ""]
     parts.append(_md_table(header, rows[:SWEEP_TABLE_MAX_ROWS]))
     if len(rows) > SWEEP_TABLE_MAX_ROWS:

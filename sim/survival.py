@@ -19,13 +19,17 @@ from scipy import special
 
 __all__ = [
     "CumulativeIncidence",
+    "Estimate",
     "HazardRatio",
     "KaplanMeier",
     "LogRank",
     "aalen_johansen",
     "cox_two_group",
     "kaplan_meier",
+    "km_functional",
     "logrank",
+    "newcombe_difference_ci",
+    "paired_proportion_difference",
     "wilson_ci",
 ]
 
@@ -161,6 +165,53 @@ def _loglog_band(survival: np.ndarray, at_risk: np.ndarray, events: np.ndarray, 
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Influence functions of Kaplan-Meier functionals (paired comparisons)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic and each subject's contribution to its error: ``influence[i]`` is the subject's influence
+    function divided by n, so ``sum(influence ** 2)`` estimates the variance and, for two statistics on the same
+    subjects, ``sum((a.influence - b.influence) ** 2)`` the variance of their difference."""
+
+    value: float
+    influence: np.ndarray
+
+
+def km_functional(time: np.ndarray, event: np.ndarray, horizon: float, kind: str) -> Estimate:
+    """Kaplan-Meier survival at ``horizon`` (``kind="survival"``) or restricted mean survival time up to it
+    (``kind="rmst"``), with each subject's influence.
+
+    The influence function of S(t) is -S(t) [delta_i 1{T_i <= t} / y(T_i) - int_0^{min(T_i, t)} dLambda / y]
+    with y the fraction at risk (Reid N. Influence functions for censored data. Ann Stat 1981;9:78-92); that of
+    the RMST is its integral over [0, horizon] (Andersen PK, Hansen MG, Klein JP. Regression analysis of
+    restricted mean survival time based on pseudo-observations. Lifetime Data Anal 2004;10:335-350). With A(u) the
+    area under S from u to the horizon (RMST) or S(horizon) (survival), subject i's influence over n is
+    -[delta_i 1{T_i <= horizon} A(T_i) / Y(T_i) - sum_{u_j <= min(T_i, horizon)} d_j A(u_j) / Y_j^2]. Its sum of
+    squares is Greenwood's variance up to O(1/n) (tests/test_paired.py checks it against the bootstrap).
+    """
+    if kind not in ("survival", "rmst"):
+        raise ValueError(f"kind must be 'survival' or 'rmst', got {kind!r}")
+    time = np.asarray(time, dtype=np.float64)
+    event = np.asarray(event).astype(bool)
+    km = kaplan_meier(time, event)
+    u, at_risk, deaths = km.time, km.at_risk.astype(np.float64), km.events.astype(np.float64)
+    inside = u <= horizon
+    if kind == "survival":
+        value = float(km.at(horizon))
+        area = np.where(inside, value, 0.0)
+    else:
+        value = km.rmst(horizon)
+        step = np.clip(np.minimum(np.append(u[1:], horizon), horizon) - u, 0.0, None)  # S = survival[j] here
+        area = np.where(inside, np.cumsum((km.survival * step)[::-1])[::-1], 0.0)
+    compensator = np.concatenate(([0.0], np.cumsum(deaths * area / at_risk**2)))
+    influence = compensator[np.searchsorted(u, np.minimum(time, horizon), side="right")]
+    own = np.searchsorted(u, time[event])  # an event's time is one of u
+    influence[event] -= np.where(time[event] <= horizon, area[own] / at_risk[own], 0.0)
+    return Estimate(value, influence)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Two-group tables shared by the log-rank test and the Cox model
 
 
@@ -255,7 +306,8 @@ class HazardRatio:
 
 
 def _efron_terms(n: np.ndarray, n1: np.ndarray, d: np.ndarray, d1: np.ndarray):
-    """Per tied death l = 0..d-1 at each event time, the Efron risk-set sums split as a0 + exp(beta) a1.
+    """Per tied death l = 0..d-1 at each event time, the Efron risk-set sums split as a0 + exp(beta) a1, with the
+    event time ``which`` each row belongs to and its ``frac`` = l / d.
 
     With x in {0, 1}, Efron's l-th denominator is sum_{risk} e^{beta x} - (l/d) sum_{deaths} e^{beta x}
     = (n0 - l d0 / d) + e^beta (n1 - l d1 / d), and its x-weighted sum is e^beta (n1 - l d1 / d).
@@ -263,13 +315,13 @@ def _efron_terms(n: np.ndarray, n1: np.ndarray, d: np.ndarray, d1: np.ndarray):
     n0, d0 = n - n1, d - d1
     total = int(d.sum())
     if total == d.size:  # no tied events: l = 0 only
-        return n0, n1
+        return n0, n1, np.arange(d.size), np.zeros(d.size)
     which = np.repeat(np.arange(d.size), d)
     first = np.cumsum(d) - d
     frac = (np.arange(total) - first[which]) / d[which]
     a0 = n0[which] - frac * d0[which]
     a1 = n1[which] - frac * d1[which]
-    return a0, a1
+    return a0, a1, which, frac
 
 
 def _efron_newton(a0: np.ndarray, a1: np.ndarray, events1: float, tol: float = 1e-10, max_iter: int = 100):
@@ -310,13 +362,19 @@ def _efron_newton(a0: np.ndarray, a1: np.ndarray, events1: float, tol: float = 1
     return b, info
 
 
-def cox_two_group(time: np.ndarray, event: np.ndarray, group: np.ndarray, level: float = 0.95) -> HazardRatio:
+def cox_two_group(time: np.ndarray, event: np.ndarray, group: np.ndarray, level: float = 0.95,
+                  cluster: np.ndarray | None = None) -> HazardRatio:
     """Cox proportional-hazards model with one binary covariate (group 1 vs 0), Efron's handling of ties.
 
     Cox DR. Regression models and life-tables. J R Stat Soc B 1972;34:187-220. Efron B. The efficiency of
     Cox's likelihood function for censored data. J Am Stat Assoc 1977;72:557-565. Newton-Raphson on the log
     partial likelihood, SE from the observed information, Wald interval exp(b +- z se) and Wald p-value; equal to
     ``lifelines.CoxPHFitter`` (its default Efron ties) once both are converged.
+
+    With ``cluster`` (one label per row, e.g. the patient when every patient appears once in each group), the SE is
+    the robust sandwich of Lin DY, Wei LJ. The robust inference for the Cox proportional hazards model. J Am Stat
+    Assoc 1989;84:1074-1078, summing the score residuals within each cluster (:func:`_score_residuals`); this is
+    the SE that respects pairing, as R's ``coxph(..., cluster = id)``.
 
     Work is one sort plus O(number of events) per Newton step. When the likelihood is monotone (e.g. no events
     in one group while the other group has events at shared times) the MLE is infinite: ``hr`` is 0 or inf and
@@ -333,9 +391,14 @@ def cox_two_group(time: np.ndarray, event: np.ndarray, group: np.ndarray, level:
     if plus_inf or minus_inf:
         hr = math.nan if plus_inf == minus_inf else (math.inf if plus_inf else 0.0)
         return HazardRatio(hr, math.nan, math.nan, math.nan, math.nan)
-    a0, a1 = _efron_terms(n.astype(np.float64), n1.astype(np.float64), d, d1)
+    a0, a1, which, frac = _efron_terms(n.astype(np.float64), n1.astype(np.float64), d, d1)
     b, info = _efron_newton(a0, a1, float(d1.sum()))
-    se = 1.0 / math.sqrt(info)
+    if cluster is None:
+        se = 1.0 / math.sqrt(info)
+    else:
+        residual = _score_residuals(time, event, group, b, a0, a1, which, frac, d)
+        _, per_cluster = np.unique(np.asarray(cluster), return_inverse=True)
+        se = math.sqrt(float(np.sum(np.bincount(per_cluster.ravel(), weights=residual) ** 2))) / info
     return HazardRatio(
         hr=math.exp(b),
         low=math.exp(b - z * se),
@@ -343,6 +406,40 @@ def cox_two_group(time: np.ndarray, event: np.ndarray, group: np.ndarray, level:
         se_log_hr=se,
         p_value=float(2.0 * special.ndtr(-abs(b) / se)),
     )
+
+
+def _score_residuals(time, event, group, b, a0, a1, which, frac, d) -> np.ndarray:  # noqa: ANN001
+    """Efron-tie score residuals of every row at log HR ``b`` (their sum is the score, 0 at the MLE).
+
+    Therneau TM, Grambsch PM. Modeling Survival Data: Extending the Cox Model. Springer 2000, section 3.7: at
+    tied death step l of an event time with d deaths, each death counts 1/d and carries risk weight
+    (1 - l/d) e^{b x}; a row's residual is sum over steps of (dN - at-risk weight / D) (x - xbar), with
+    D = a0 + e^b a1 and xbar = e^b a1 / D. For binary x the per-step terms are summed per event time once, for
+    x = 0 and x = 1, and each row picks up the cumulative sums up to its own time.
+    """
+    time = np.asarray(time, dtype=np.float64)
+    event = np.asarray(event).astype(bool)
+    x = np.asarray(group).astype(bool)
+    w = math.exp(b)
+    denom = a0 + w * a1
+    xbar = w * a1 / denom
+    times = np.unique(time[event])  # the rows of _two_group_table: distinct times with an event
+    size = times.size
+    at_risk, at_death, own = [], [], []  # per event time, for x = 0 and x = 1
+    for value in (0.0, 1.0):
+        g = (value - xbar) / denom
+        at_risk.append(np.concatenate(([0.0], np.cumsum(np.bincount(which, weights=g, minlength=size)))))
+        at_death.append(np.bincount(which, weights=(1.0 - frac) * g, minlength=size)
+                        - np.bincount(which, weights=g, minlength=size))
+        own.append(np.bincount(which, weights=value - xbar, minlength=size) / d)
+    up_to = np.searchsorted(times, time, side="right")  # event times <= the row's time
+    last = np.maximum(up_to - 1, 0)
+    residual = np.empty(time.size)
+    for value, rows in ((0, ~x), (1, x)):
+        died = event[rows]
+        exposure = at_risk[value][up_to[rows]] + np.where(died, at_death[value][last[rows]], 0.0)
+        residual[rows] = np.where(died, own[value][last[rows]], 0.0) - (w if value else 1.0) * exposure
+    return residual
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -434,3 +531,40 @@ def wilson_ci(successes, n, level: float = 0.95):
     if low.ndim == 0:
         return float(low), float(high)
     return low, high
+
+
+def newcombe_difference_ci(k1, n1, k2, n2, phi: float = 0.0, level: float = 0.95) -> tuple[float, float, float]:
+    """Difference p1 - p2 of two proportions with Newcombe's hybrid score interval (his method 10).
+
+    Newcombe RG. Interval estimation for the difference between independent proportions: comparison of eleven
+    methods. Stat Med 1998;17:873-890 (``phi = 0``), and, for paired data, Newcombe RG. Improved confidence
+    intervals for the difference between binomial proportions based on paired data. Stat Med 1998;17:2635-2650
+    (method 10), with ``phi`` the correlation of the pairs: from the Wilson limits (l_i, u_i) of each proportion,
+    lower = d - sqrt((p1 - l1)^2 - 2 phi (p1 - l1)(u2 - p2) + (u2 - p2)^2) and
+    upper = d + sqrt((u1 - p1)^2 - 2 phi (u1 - p1)(p2 - l2) + (p2 - l2)^2). Returns (d, lower, upper).
+    """
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_ci(k1, n1, level)
+    l2, u2 = wilson_ci(k2, n2, level)
+    diff = p1 - p2
+    below = math.sqrt(max((p1 - l1) ** 2 - 2.0 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    above = math.sqrt(max((u1 - p1) ** 2 - 2.0 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return diff, diff - below, diff + above
+
+
+def paired_proportion_difference(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of the proportions of ``x`` and ``y`` observed on the same subjects (two boolean arrays), with
+    Newcombe's paired method 10 interval (:func:`newcombe_difference_ci`).
+
+    phi = (a d - b c) / sqrt((a + b)(c + d)(a + c)(b + d)) from the 2x2 table of pairs (a: both, b: x only, c: y
+    only, d: neither), set to 0 when a margin is empty, as in Newcombe (1998). Returns (d, lower, upper).
+    """
+    x, y = np.asarray(x).astype(bool), np.asarray(y).astype(bool)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError("x and y must be non-empty 1-D arrays of one length")
+    n = x.size
+    a, b, c = int(np.sum(x & y)), int(np.sum(x & ~y)), int(np.sum(~x & y))
+    d = n - a - b - c
+    margins = float(a + b) * float(c + d) * float(a + c) * float(b + d)
+    phi = (float(a) * d - float(b) * c) / math.sqrt(margins) if margins > 0 else 0.0
+    return newcombe_difference_ci(a + b, n, a + c, n, phi, level)

@@ -110,15 +110,30 @@ def completed(out: Path, sweep: Sweep) -> set[str]:
 
 
 def _flat_arm_stats(summary: dict, arm: str) -> dict[str, Any]:
-    """The arm's summary entries and its comparison with the reference arm (absent for the reference)."""
+    """The arm's summary entries and its paired comparison with the reference arm (absent for the reference), with
+    the comparison's nested entries flattened: ``toxicity_rate_differences`` to ``<rate>_difference[_ci]`` and
+    ``individual`` to ``individual_<endpoint>_<statistic>`` (the per-covariate breakdown stays in the summary)."""
     stats = dict(summary["arms"][arm])
     for key, comp in summary["comparisons"].items():
         if key.startswith(f"{arm} vs "):
-            stats.update(comp)
+            for name, value in comp.items():
+                if name == "toxicity_rate_differences":
+                    stats |= {(f"{k.removesuffix('_ci')}_difference_ci" if k.endswith("_ci") else f"{k}_difference"): v
+                              for k, v in value.items()}
+                elif name == "individual":
+                    for endpoint, entry in value.items():
+                        if isinstance(entry, dict):
+                            stats |= {f"individual_{endpoint}_{k}": v for k, v in entry.items()
+                                      if k != "benefit_by_covariate"}
+                        else:
+                            stats[f"individual_{endpoint}"] = entry
+                else:
+                    stats[name] = value
     return stats
 
 
-_UNITS = (("_months", "month"), ("_gbq", "GBq"), ("_gbq_median", "GBq"), ("_gy_median", "Gy"), ("_gy_cv", "1"),
+_UNITS = (("_pfs_difference_ci", "month"), ("_os_difference_ci", "month"), ("_months", "month"),
+          ("_gbq", "GBq"), ("_gbq_median", "GBq"), ("_gy_median", "Gy"), ("_gy_cv", "1"),
           ("_rate", "1"), ("_hr", "1"), ("_hr_ci", "1"), ("_p", "1"), ("hours_mean", "hour"), ("_mean", "1"))
 
 
@@ -157,11 +172,14 @@ def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
             arr = np.array([v if isinstance(v, str) else "" for v in values], dtype=object).reshape(n_s, n_a)
             data[key] = (("scenario", "arm"), arr, {"long_name": key.replace("_", " ")})
         elif present and all(isinstance(v, dict) for v in present):
-            arr = np.full((n_s * n_a, len(month_list)), np.nan)
+            bounds = any(isinstance(x, list) for v in present for x in v.values())  # landmark CIs
+            arr = np.full((n_s * n_a, len(month_list), *((2,) if bounds else ())), np.nan)
             for i, v in enumerate(values):
                 for m, x in (v or {}).items():
-                    arr[i, month_list.index(int(m))] = np.nan if x is None else x
-            data[key] = (("scenario", "arm", "landmark_month"), arr.reshape(n_s, n_a, -1), {"units": "1"})
+                    arr[i, month_list.index(int(m))] = [np.nan if b is None else b for b in x] if bounds else \
+                        (np.nan if x is None else x)
+            dims = ("scenario", "arm", "landmark_month", *(("bound",) if bounds else ()))
+            data[key] = (dims, arr.reshape(n_s, n_a, *arr.shape[1:]), {"units": "1"})
         elif present and all(isinstance(v, list) for v in present):
             arr = np.array([[np.nan if x is None else x for x in (v or [None, None])] for v in values],
                            dtype=np.float64).reshape(n_s, n_a, 2)

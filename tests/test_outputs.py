@@ -145,6 +145,15 @@ def test_summary_keys(netter1_dataset):
         assert low <= arm["median_pfs_months"] and (high is None or arm["median_pfs_months"] <= high)
     assert s["reference_arm"] == "control"
     comp = s["comparisons"]["lu177_dotatate vs control"]
-    assert set(comp) == {"pfs_hr", "pfs_hr_ci", "os_hr", "os_hr_ci", "pfs_logrank_p", "os_logrank_p"}
-    assert comp["pfs_hr_ci"][0] < comp["pfs_hr"] < comp["pfs_hr_ci"][1] < 1.0
+    endpoint_keys = {"{e}_hr", "{e}_hr_robust_ci", "rmst_{e}_difference_months", "rmst_{e}_difference_ci",
+                     "{e}_at_months_difference", "{e}_at_months_difference_ci"}
+    assert set(comp) == {k.format(e=e) for k in endpoint_keys for e in ("pfs", "os")} | {
+        "objective_response_rate_difference", "objective_response_rate_difference_ci", "toxicity_rate_differences",
+        "individual"}
+    assert comp["pfs_hr_robust_ci"][0] < comp["pfs_hr"] < comp["pfs_hr_robust_ci"][1] < 1.0
+    for rate in ("grade3plus_renal_rate", "grade3plus_thrombocytopenia_rate", "mds_aml_rate"):
+        d = comp["toxicity_rate_differences"]
+        assert d[rate] == pytest.approx(lu[rate] - s["arms"]["control"][rate], abs=2e-4)  # rates rounded to 1e-4
+        assert d[f"{rate}_ci"][0] <= d[rate] <= d[f"{rate}_ci"][1]
+    assert set(comp["individual"]) == {"horizon_months", "threshold_months", "pfs", "os"}
     json.dumps(s, allow_nan=False)

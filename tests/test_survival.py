@@ -214,7 +214,7 @@ def test_efron_newton_solves_the_score_equation():
     rng = np.random.default_rng(9)
     time, event, group = _two_groups(rng, 500, 0.4, decimals=-1)  # heavy ties
     n, n1, d, d1 = sv._two_group_table(time, event, group)
-    a0, a1 = sv._efron_terms(n.astype(float), n1.astype(float), d, d1)
+    a0, a1, _, _ = sv._efron_terms(n.astype(float), n1.astype(float), d, d1)
     b, info = sv._efron_newton(a0, a1, float(d1.sum()))
     r = math.exp(b) * a1 / (a0 + math.exp(b) * a1)
     assert abs(d1.sum() - r.sum()) < 1e-9

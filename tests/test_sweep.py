@@ -202,7 +202,9 @@ def test_output_layout(clean_run, small_file):
         assert list(ds.scenario.values) == [s.id for s in sw.scenarios]  # definition order
         assert list(ds.limit.values) == [23.0, 23.0, 40.0, 40.0]
         assert list(ds["arms.iluminet.dosimetry.error_scale"].values) == [0.0, 2.0, 0.0, 2.0]
-        assert ds.pfs_hr.dims == ("scenario", "arm") and ds.pfs_hr_ci.dims == ("scenario", "arm", "bound")
+        assert ds.pfs_hr.dims == ("scenario", "arm") and ds.pfs_hr_robust_ci.dims == ("scenario", "arm", "bound")
+        assert ds.pfs_at_months_difference_ci.dims == ("scenario", "arm", "landmark_month", "bound")
+        assert ds.rmst_pfs_difference_ci.attrs["units"] == "month"
         assert np.isnan(ds.pfs_hr.sel(arm="fixed_netter1")).all()  # the reference arm
         assert np.isfinite(ds.pfs_hr.sel(arm="iluminet")).all()
         assert "patient" not in ds.dims
@@ -217,6 +219,15 @@ def test_output_layout(clean_run, small_file):
             "pfs_hr"]
         assert float(ds.median_os_months.sel(arm="iluminet").values[3]) == direct["arms"]["iluminet"][
             "median_os_months"]
+        paired = direct["comparisons"]["iluminet vs fixed_netter1"]  # the paired effects, flattened
+        a = ds.sel(arm="iluminet").isel(scenario=3)
+        assert list(a.rmst_pfs_difference_ci.values) == paired["rmst_pfs_difference_ci"]
+        assert float(a.grade3plus_renal_rate_difference) == paired["toxicity_rate_differences"]["grade3plus_renal_rate"]
+        assert list(a.grade3plus_renal_rate_difference_ci.values) == paired["toxicity_rate_differences"][
+            "grade3plus_renal_rate_ci"]
+        assert float(a.individual_pfs_gain_fraction) == paired["individual"]["pfs"]["gain_fraction"]
+        assert list(a.pfs_at_months_difference_ci.sel(landmark_month=12).values) == paired[
+            "pfs_at_months_difference_ci"]["12"]
 
 
 def test_chunked_scenarios_give_the_same_file(small_file, clean_run, tmp_path):
