@@ -563,15 +563,30 @@ def _geo_mean(x: np.ndarray) -> float:
     return float(np.exp(np.log(x).mean())) if x.size else np.nan
 
 
-def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
-    """Hazard ratio (95 % CI) of each compared arm against the swept parameters: one panel per swept axis, one line
-    per level of a second axis (at most ``SWEEP_MAX_LINES`` levels), the other axes at their base value. Replicates
-    (and sampled parameters not on the x axis) are pooled by geometric means of the HR and of the CI bounds."""
+def _mean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else np.nan
+
+
+SWEEP_EFFECTS = {  # variable -> (its CI, the no-effect value, pooling over replicates, axis label)
+    "pfs_hr": ("pfs_hr_robust_ci", 1.0, "geometric", "PFS HR (robust 95 % CI)"),
+    "os_hr": ("os_hr_robust_ci", 1.0, "geometric", "OS HR (robust 95 % CI)"),
+    "rmst_pfs_difference_months": ("rmst_pfs_difference_ci", 0.0, "arithmetic", "RMST PFS gain (months, 95 % CI)"),
+}
+
+
+def sweep_effect_figure(ds, effect: str = "pfs_hr"):  # noqa: ANN001, ANN201
+    """A paired effect (``SWEEP_EFFECTS``: HR, RMST gain) of each compared arm against the reference, with its 95 %
+    CI, against the swept parameters: one panel per swept axis, one line per level of a second axis (at most
+    ``SWEEP_MAX_LINES`` levels), the other axes at their base value. Replicates (and sampled parameters not on the
+    x axis) are pooled by means of the effect and of the CI bounds (geometric for ratios)."""
     plt = _pyplot()
     axes_info = sweep_axes(ds)
     arms, labels = sweep_comparison_arms(ds), _labels(ds)
     reference = str(ds.reference_arm.values[0])
-    hr, ci = ds[f"{endpoint}_hr"], ds[f"{endpoint}_hr_robust_ci"]
+    ci_var, null, pooling, what = SWEEP_EFFECTS[effect]
+    hr, ci = ds[effect], ds[ci_var]
+    pool = _geo_mean if pooling == "geometric" else _mean
     n_cols = max(1, len(axes_info))
     fig, grid = plt.subplots(max(1, len(arms)), n_cols, figsize=(4.6 * n_cols + 1.5, 3.9 * max(1, len(arms))),
                              layout="constrained", squeeze=False)
@@ -608,9 +623,9 @@ def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
                     else:
                         present = [v for v in x_levels.tolist() if (sel & (xs == v)).any()]
                         px = np.array([x_pos[v] if categorical else v for v in present], dtype=float)
-                        py = np.array([_geo_mean(h[sel & (xs == v)]) for v in present])
-                        pl = np.array([_geo_mean(low[sel & (xs == v)]) for v in present])
-                        ph = np.array([_geo_mean(high[sel & (xs == v)]) for v in present])
+                        py = np.array([pool(h[sel & (xs == v)]) for v in present])
+                        pl = np.array([pool(low[sel & (xs == v)]) for v in present])
+                        ph = np.array([pool(high[sel & (xs == v)]) for v in present])
                         style = {"fmt": "-o", "ms": 4.5, "lw": 1.5, "elinewidth": 0.9}
                     name = None if lines is None else f"{lines['label']} = {_fmt_level(level)}"
                     if lines is not None and info["kind"] != "sample":  # dodge the lines' error bars
@@ -627,13 +642,13 @@ def sweep_hr_figure(ds, endpoint: str = "pfs"):  # noqa: ANN001, ANN201
                     ax.set_title(_wrap("at " + ", ".join(fixed), 55), fontsize=9)
                 if lines is not None:
                     ax.legend(fontsize=8, frameon=False, loc="best")
-            ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+            ax.axhline(null, color="0.5", lw=0.8, ls="--")
             ax.grid(True, color="0.9", lw=0.6)
             if col == 0:
-                ax.set_ylabel(_wrap(f"{endpoint.upper()} HR (95 % CI): {_short(labels[arm], 36)} vs "
+                ax.set_ylabel(_wrap(f"{what}: {_short(labels[arm], 36)} vs "
                                     f"{_short(labels.get(reference, reference), 30)}", 48))
-    fig.suptitle(f"{endpoint.upper()} hazard ratio across the sweep {ds.attrs['sweep_name']} "
-                 f"({int(ds.sizes['scenario'])} scenarios)", fontsize=12)
+    fig.suptitle(f"{what.split(' (')[0]} across the sweep {ds.attrs['sweep_name']} "
+                 f"({int(ds.sizes['scenario'])} scenarios; same patients in every arm)", fontsize=12)
     return fig
 
 
@@ -642,11 +657,19 @@ SWEEP_FIGURE_CAPTIONS = {
                         "reference, for each swept parameter: one line per level of a second parameter, the others "
                         "at their base value.",
     "sweep_os_hr.png": "OS hazard ratio (Cox, robust 95 % CI), drawn as the PFS figure.",
+    "sweep_pfs_rmst.png": "RMST PFS gain over the reference (months, paired 95 % CI), drawn as the PFS figure.",
+    "sweep_tradeoff.png": "Efficacy-toxicity trade-off of every scenario: RMST PFS gain against the difference in "
+                          "renal and in haematological grade ≥3 rates, paired 95 % CIs.",
 }
 
 
 def sweep_figures(ds) -> dict[str, Callable]:  # noqa: ANN001
     if not sweep_comparison_arms(ds):
         return {}
-    return {"sweep_pfs_hr.png": lambda: sweep_hr_figure(ds, "pfs"),
-            "sweep_os_hr.png": lambda: sweep_hr_figure(ds, "os")}
+    from sim.effect_figures import sweep_tradeoff_figure
+
+    return {"sweep_pfs_hr.png": lambda: sweep_effect_figure(ds, "pfs_hr"),
+            "sweep_os_hr.png": lambda: sweep_effect_figure(ds, "os_hr"),
+            "sweep_pfs_rmst.png": lambda: sweep_effect_figure(ds, "rmst_pfs_difference_months"),
+            "sweep_tradeoff.png": lambda: sweep_tradeoff_figure(ds)}
+

@@ -11,6 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from sim.effect_figures import EFFECT_FIGURE_CAPTIONS, effect_figures
 from sim.figures import FIGURE_CAPTIONS, STYLE, _pyplot, _save, caption, figures
 
 
@@ -212,7 +213,7 @@ def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: A
         ]
     parts += ["## Figures", ""]
     for i, name in enumerate(figure_names, 1):
-        text = caption(ds, name)
+        text = EFFECT_FIGURE_CAPTIONS.get(name) or caption(ds, name)
         parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
     return "\n".join(parts)
 
@@ -245,7 +246,8 @@ def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[P
     from sim import analysis
 
     summary = summary if summary is not None else analysis.summary(ds)
-    return _write_page(Path(out_dir), figures(ds), FIGURE_CAPTIONS, lambda names: markdown_page(ds, summary, names))
+    return _write_page(Path(out_dir), {**figures(ds), **effect_figures(ds, summary)},
+                       {**FIGURE_CAPTIONS, **EFFECT_FIGURE_CAPTIONS}, lambda names: markdown_page(ds, summary, names))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sim import analysis, cli, figures, outcomes, report
+from sim import analysis, cli, effect_figures, figures, outcomes, report
 
 from .conftest import ROOT, load_small
 
-BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "toxicity.png", "swimmer.png"}
+BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "toxicity.png", "swimmer.png", "effects_forest.png",
+                "effects_tradeoff.png", "individual_gains.png", "benefit_by_covariate.png"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,8 @@ def _expected_sizes(path: Path) -> dict[str, tuple[int, int]]:
     plt = figures._pyplot()
     sizes = {}
     with outcomes.read(path) as ds:
-        for name, draw in figures.figures(ds).items():
+        drawers = {**figures.figures(ds), **effect_figures.effect_figures(ds, analysis.summary(ds))}
+        for name, draw in drawers.items():
             fig = draw()
             w, h = fig.get_size_inches() * figures.DPI
             sizes[name] = (round(w), round(h))
@@ -172,3 +174,28 @@ def test_default_folder():
 def test_import_stays_light():
     code = "import sys, sim, sim.cli, sim.report; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_effect_figures_draw_the_summary_values(guided_h5):
+    """The forest and trade-off plots show the summary's paired effects, arm by arm (read back from the axes)."""
+    plt = figures._pyplot()
+    with outcomes.read(guided_h5) as ds:
+        summ = analysis.summary(ds)
+        forest = effect_figures.forest_figure(ds, summ)
+        tradeoff = effect_figures.tradeoff_figure(ds, summ)
+    compared = [k.split(" vs ")[0] for k in summ["comparisons"]]
+    assert len(compared) == 3
+    rmst_panel = forest.axes[1]
+    points = [np.asarray(line.get_xdata(), float) for line in rmst_panel.lines if line.get_marker() == "o"]
+    for arm, xs in zip(compared, points, strict=True):
+        c = summ["comparisons"][f"{arm} vs fixed_netter1"]
+        np.testing.assert_allclose(xs, [c["rmst_pfs_difference_months"], c["rmst_os_difference_months"]])
+    renal_panel = tradeoff.axes[0]
+    dots = [(line.get_xdata()[0], line.get_ydata()[0]) for line in renal_panel.lines if len(line.get_xdata()) == 1
+            and line.get_marker() == "o"]
+    for arm, (x, y) in zip(compared, dots, strict=True):
+        c = summ["comparisons"][f"{arm} vs fixed_netter1"]
+        assert x == pytest.approx(100 * c["toxicity_rate_differences"]["grade3plus_renal_rate"])
+        assert y == pytest.approx(c["rmst_pfs_difference_months"])
+    plt.close(forest)
+    plt.close(tradeoff)

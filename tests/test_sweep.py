@@ -349,8 +349,9 @@ def test_cluster_needs_a_cluster_section(small_file, capsys):
 def test_report_recognises_a_sweep_file(clean_run, tmp_path, capsys):
     folder = tmp_path / "report"
     assert main(["report", str(clean_run), "-o", str(folder)]) == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["index.md", "sweep_os_hr.png", "sweep_pfs_hr.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["index.md", "sweep_os_hr.png", "sweep_pfs_hr.png",
+                                                        "sweep_pfs_rmst.png", "sweep_tradeoff.png"]
     page = (folder / "index.md").read_text()
-    assert "PFS HR (95 % CI)" in page and "arms.iluminet.kidney_bed_limit_gy" in page
+    assert "PFS HR (95 % CI)" in page and "RMST PFS gain (mo)" in page and "arms.iluminet.kidney_bed_limit_gy" in page
     with sweep.read(clean_run) as ds:
         assert all(str(s) in page for s in ds.scenario.values)
