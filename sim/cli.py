@@ -32,16 +32,39 @@ def _parser() -> argparse.ArgumentParser:
                      "only OUT.summary.json (same summary in every case)")
     run.add_argument("--chunk-size", type=int, help="patients simulated at a time (default 100000; memory)")
 
-    trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size")
-    trial.add_argument("config")
-    trial.add_argument("--arms", nargs=2, metavar=("EXPERIMENTAL", "REFERENCE"), required=True)
-    trial.add_argument("--patients-per-arm", type=int, required=True)
-    trial.add_argument("--replicates", type=int, default=400)
-    trial.add_argument("--alpha", type=float, default=0.05, help="two-sided log-rank significance level")
-    trial.add_argument("--endpoint", choices=("pfs", "os"), default="pfs")
-    trial.add_argument("--target-power", type=float, help="also search the smallest patients-per-arm reaching it")
-    trial.add_argument("--seed", type=int, help="override trial.seed")
-    trial.add_argument("--threads", type=int, help="numba threads (results do not depend on it)")
+    trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size",
+                           description="Replicate independent randomised trials of two arms of CONFIG (fresh "
+                           "patients in every trial): power in a trial of this size, with its Monte Carlo error.")
+    trial.add_argument("config", help="scenario TOML (e.g. configs/vision.toml)")
+    trial.add_argument("--arms", nargs=2, metavar=("EXPERIMENTAL", "REFERENCE"),
+                       help="arms to compare (default: the config's reference arm and its only other arm)")
+    size = trial.add_mutually_exclusive_group()
+    size.add_argument("--patients", type=int, dest="randomised_patients", metavar="N",
+                      help="patients randomised, both arms, split by --allocation (the experimental arm gets N a/(a+b) "
+                      "rounded half up) (default: trial.randomised_patients)")
+    size.add_argument("--patients-per-arm", type=int, metavar="N", help="N patients in each arm (1:1 allocation)")
+    trial.add_argument("--allocation", metavar="A:B", help="randomisation ratio experimental:reference, e.g. 2:1 "
+                       "(default: trial.allocation, else 1:1)")
+    timing = trial.add_mutually_exclusive_group()
+    timing.add_argument("--events", type=int, metavar="N", help="analyse at the N-th event of both arms together "
+                        "(default: analyse at the end of the config's follow-up)")
+    timing.add_argument("--analysis-months", type=float, metavar="M",
+                        help="analyse M months after the first randomisation (default: the end of follow-up)")
+    trial.add_argument("--interim", type=float, metavar="FRACTION", help="one interim analysis at this fraction of "
+                       "--events, Lan-DeMets O'Brien-Fleming-type boundaries (default: none)")
+    trial.add_argument("--replicates", type=int, default=400, help="virtual trials (default: %(default)s)")
+    trial.add_argument("--alpha", type=float, default=0.05,
+                       help="two-sided log-rank significance level (default: %(default)s)")
+    trial.add_argument("--endpoint", choices=("pfs", "os"), default="pfs", help="(default: %(default)s)")
+    trial.add_argument("--target-power", type=float, help="also search the smallest trial reaching this power and "
+                       "fit a power curve (default: no search)")
+    trial.add_argument("--max-patients-per-arm", type=int, default=20_000,
+                       help="largest arm the search evaluates; beyond it the search stops (default: %(default)s)")
+    trial.add_argument("--figure", metavar="PNG", help="draw the power curve (needs --target-power) (default: none)")
+    trial.add_argument("-o", "--output", metavar="OUT.h5", help="per-replicate z, p, HR and events of every "
+                       "evaluated size (HDF5) (default: none)")
+    trial.add_argument("--seed", type=int, help="override trial.seed (default: the config's)")
+    trial.add_argument("--threads", type=int, help="numba threads; results do not depend on it (default: all)")
     trial.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     val = sub.add_parser("validate", help="compare the shipped scenarios with published trial endpoints")
@@ -150,11 +173,19 @@ def cmd_trial(args: argparse.Namespace) -> int:
     from sim import config, trials
 
     cfg = config.load(args.config, _overrides(args))
-    design = trials.TrialDesign(args.arms[0], args.arms[1], args.patients_per_arm, args.replicates, args.alpha,
-                                args.endpoint)
+    design = trials.design_from_flags(cfg, args)
     design.check(cfg)
     if args.target_power is not None and not 0 < args.target_power < 1:
         raise ConfigError(f"--target-power = {args.target_power}: must be in (0, 1)")
+    largest = max(design.allocation)
+    if not largest <= args.max_patients_per_arm < trials.STRIDE:
+        raise ConfigError(f"--max-patients-per-arm = {args.max_patients_per_arm}: must be in [{largest}, "
+                          f"{trials.STRIDE - 1}]")
+    if args.figure is not None and args.target_power is None:
+        raise ConfigError(f"--figure {args.figure}: needs --target-power (it draws the power curve of the search)")
+    for path in (args.output, args.figure):
+        if path is not None:
+            _check_writable(Path(path))
     _set_threads(args.threads)
 
     from rich.console import Console
@@ -166,14 +197,26 @@ def cmd_trial(args: argparse.Namespace) -> int:
         task = bar.add_task(f"{design.experimental} vs {design.reference}", total=None)
         tick = lambda k: bar.advance(task, k)  # noqa: E731
         result = trials.simulate_trials(cfg, design, progress=tick)
-        out = trials.summarise(result, design, trials.same_regimen(cfg, *args.arms))
+        out = trials.summarise(result, trials.same_regimen(cfg, design.experimental, design.reference))
         out["scenario"], out["seed"] = cfg.trial.name, cfg.trial.seed
+        evaluated = {design.patients: result}
         if args.target_power is not None:
             bar.update(task, description="Searching the sample size")
-            needed, points = trials.required_patients(cfg, design, args.target_power, progress=tick)
-            out["target_power"] = args.target_power
-            out["required_patients_per_arm"] = needed
-            out["power_curve"] = points
+            needed, evaluated = trials.required_patients(cfg, design, args.target_power, args.max_patients_per_arm,
+                                                         tick, evaluated)
+            out.update(trials.search_summary(design, args.target_power, args.max_patients_per_arm, needed,
+                                             evaluated))
+    if args.output is not None:
+        from sim import outcomes
+
+        flags = {k: v for k, v in vars(args).items() if k not in ("json", "threads", "debug", "command")}
+        outcomes.write(trials.dataset(cfg, design, evaluated, flags), args.output)
+        out["output"] = args.output
+    if args.figure is not None:
+        from sim.figures import save_power_curve_figure
+
+        save_power_curve_figure(out, args.figure)
+        out["figure"] = args.figure
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -256,19 +299,35 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print_trial(out: dict) -> None:
+    n_e, n_r = out["patients_per_arm"]
+    timing = {"events": f"analysed at {out.get('target_events')} events",
+              "calendar": f"analysed at {out.get('analysis_months')} months",
+              "end of follow-up": "analysed at the end of follow-up"}[out["analysis"]]
     lines = [
         f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint'].upper()}, "
-        f"{out['patients_per_arm']} patients per arm, {out['replicates']} virtual trials (seed {out['seed']})",
+        f"{out['patients']} patients ({n_e} + {n_r}, allocation {':'.join(map(str, out['allocation']))}), "
+        f"{out['replicates']} virtual trials (seed {out['seed']})",
+        f"  {timing}: on average {out['events_mean']} events at month {out['analysis_months_mean']}"
+        + (f"; the target was reached in {out['events_reached_fraction']:.1%} of trials" if "target_events" in out
+           else ""),
         f"  hazard ratio: median {out['hr_median']}, 95 % of trials in {out['hr_ci']}",
-        f"  log-rank power at alpha {out['alpha']}: {out['power']:.1%}"
-        + ("  (identical regimens: this is the type-I error)" if out["same_regimen"] else ""),
+        f"  log-rank power at alpha {out['alpha']}: {100 * out['power']:.1f} % ± {100 * out['power_mc_se']:.1f} % "
+        "(MC SE)" + ("  (identical regimens: this is the type-I error)" if out["same_regimen"] else ""),
     ]
-    if "required_patients_per_arm" in out:
-        needed = out["required_patients_per_arm"]
-        lines.append(f"  patients per arm for {out['target_power']:.0%} power: "
-                     + (f"{needed}" if needed else "not reached within the search limit"))
-        lines.append("  power curve: " + ", ".join(f"{p['patients_per_arm']}: {p['power']:.0%}"
-                                                   for p in out["power_curve"]))
+    if "interim_fraction" in out:
+        lines.append(f"  interim at {out['interim_events']} events (|z| >= {out['boundaries_z'][0]}, final >= "
+                     f"{out['boundaries_z'][1]}): stopped early in {out['interim_stop_fraction']:.1%}; expected "
+                     f"{out['expected_events']} events, {out['expected_patients']} patients")
+    if "required_patients" in out:
+        needed, fitted = out["required_patients"], out["required_patients_fitted"]
+        lines.append(f"  patients for {out['target_power']:.0%} power: "
+                     + (f"{needed} ({' + '.join(map(str, out['required_patients_per_arm']))})" if needed else
+                        f"not reached with {out['max_patients_per_arm']} patients per arm")
+                     + (f"; fitted power curve: {fitted}" if fitted else ""))
+        lines.append("  power curve: " + ", ".join(f"{p['patients']}: {p['power']:.0%}" for p in out["power_curve"]))
+    for key, what in (("output", "per-replicate results"), ("figure", "power curve")):
+        if key in out:
+            lines.append(f"  wrote {what} to {out[key]}")
     print("\n".join(lines))
 
 

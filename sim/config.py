@@ -53,6 +53,11 @@ class Trial(Strict):
     reference_arm: str | None = Field(None, description="Comparator of the summary's hazard ratios (default: the "
                                       "first control arm, else the last arm).")
     rmst_horizon_months: PositiveFloat = Field(24.0, description="Horizon of restricted mean survival time.")
+    randomised_patients: int | None = Field(None, ge=2, le=2_000_000, description="Patients randomised in the "
+                                            "published trial, both arms: the default size of rptsim trial.")
+    allocation: tuple[Annotated[int, Field(ge=1, le=100)], Annotated[int, Field(ge=1, le=100)]] = Field(
+        (1, 1), description="Randomisation ratio experimental:reference of the published trial (rptsim trial's "
+        "default); 1:1 unless the trial says otherwise.")
 
     @field_validator("imaging")
     @classmethod

@@ -63,14 +63,17 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
 
 
 def simulate_outcomes(cfg: Config, arm_name: str, patient_ids: np.ndarray) -> xr.Dataset:
-    """Per-patient outcomes (no per-cycle arrays, no covariates) of one arm for the patients ``patient_ids``: what a
-    virtual trial needs (``sim.trials``)."""
+    """Per-patient outcomes (no per-cycle arrays, no covariates) and entry days of one arm for the patients
+    ``patient_ids``: what a virtual trial needs (``sim.trials``)."""
     axes = axes_of(cfg)
     out = kernel_outputs.allocate(axes.sizes(len(patient_ids)))
-    simulate(cfg, arm_name, cohort_mod.draw(cfg, patient_ids), out)
+    patients = cohort_mod.draw(cfg, patient_ids)
+    simulate(cfg, arm_name, patients, out)
     values = kernel_outputs.patient_values(out)
-    return xr.Dataset({name: (kernel_outputs.dims_of(name)[1:], v, kernel_outputs.attributes(name))
-                       for name, v in values.items()})
+    data = {name: (kernel_outputs.dims_of(name)[1:], v, kernel_outputs.attributes(name)) for name, v in values.items()}
+    data["entry_day"] = (("patient",), patients.entry_day,
+                         {"units": "day", "long_name": "trial entry day from first randomisation"})
+    return xr.Dataset(data)
 
 
 def dataset(cfg: Config, axes: Axes, arrays: dict[str, np.ndarray], cohort: cohort_mod.Cohort | None, keep: str,

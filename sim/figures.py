@@ -673,3 +673,44 @@ def sweep_figures(ds) -> dict[str, Callable]:  # noqa: ANN001
             "sweep_pfs_rmst.png": lambda: sweep_effect_figure(ds, "rmst_pfs_difference_months"),
             "sweep_tradeoff.png": lambda: sweep_tradeoff_figure(ds)}
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Trials (``rptsim trial --target-power P --figure PNG``)
+
+
+def save_power_curve_figure(summary: dict, path: str | Path) -> None:
+    """Power against trial size from an ``rptsim trial`` summary: each evaluated size with its ±1.96 Monte Carlo SE,
+    the fitted curve Phi(a + b sqrt(N)) (``sim.trials.PowerCurve``), the target power and the sizes found."""
+    from scipy import special
+
+    plt = _pyplot()
+    points = summary["power_curve"]
+    n = np.array([p["patients"] for p in points], dtype=float)
+    power = np.array([p["power"] for p in points])
+    se = np.array([p["power_mc_se"] for p in points])
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+        ax.errorbar(n, power, yerr=1.96 * se, fmt="o", color=PALETTE[0], ms=5, capsize=3,
+                    label="simulated (±1.96 MC SE)")
+        fit = summary.get("power_curve_fit")
+        if fit is not None:
+            grid = np.linspace(0.0, 1.1 * max(n.max(), summary.get("required_patients_fitted") or 0), 300)
+            ax.plot(grid, special.ndtr(fit["a"] + fit["b"] * np.sqrt(grid)), color=PALETTE[1], lw=1.6,
+                    label=f"fit Φ({fit['a']:.3g} + {fit['b']:.3g} √N)")
+        ax.axhline(summary["target_power"], color="0.4", lw=0.9, ls="--", label=f"target {summary['target_power']:.0%}")
+        for key, style, what in (("required_patients", ":", "search"), ("required_patients_fitted", "-.", "fit")):
+            if summary.get(key):
+                ax.axvline(summary[key], color="0.4", lw=0.9, ls=style, label=f"{what}: N = {summary[key]}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=0)
+        ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
+        ax.set_xlabel(f"Patients randomised (allocation {':'.join(map(str, summary['allocation']))})")
+        ax.set_ylabel(f"Log-rank power, alpha {summary['alpha']}")
+        ax.set_title(_wrap(f"{summary['scenario']}: {summary['experimental_arm']} vs {summary['reference_arm']}, "
+                           f"{summary['endpoint'].upper()}, {summary['replicates']} trials per size", 70))
+        ax.grid(True, color="0.9", lw=0.6)
+        ax.legend(loc="lower right", frameon=False)
+        try:
+            _save(fig, Path(path))
+        finally:
+            plt.close(fig)

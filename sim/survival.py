@@ -262,10 +262,12 @@ def _stack_two_samples(time_a, event_a, time_b, event_b):
 
 @dataclass(frozen=True)
 class LogRank:
-    """Two-sample log-rank test: chi-square statistic (1 df) and its p-value."""
+    """Two-sample log-rank test: chi-square statistic (1 df), its p-value, and the signed statistic
+    z = (O_B - E_B) / sqrt(V) of the second sample (z^2 = statistic; negative when B has fewer events than expected)."""
 
     statistic: float
     p_value: float
+    z: float
 
 
 def logrank(time_a: np.ndarray, event_a: np.ndarray, time_b: np.ndarray, event_b: np.ndarray) -> LogRank:
@@ -285,9 +287,9 @@ def logrank(time_a: np.ndarray, event_a: np.ndarray, time_b: np.ndarray, event_b
     hyper = np.divide(n - d, n - 1.0, out=np.zeros_like(n), where=n > 1)
     var = float(np.sum(d * p1 * (1.0 - p1) * hyper))
     if not var > 0.0:
-        return LogRank(math.nan, math.nan)
-    stat = (float(d1.sum()) - expected) ** 2 / var
-    return LogRank(stat, float(special.chdtrc(1, stat)))
+        return LogRank(math.nan, math.nan, math.nan)
+    z = (float(d1.sum()) - expected) / math.sqrt(var)
+    return LogRank(z * z, float(special.chdtrc(1, z * z)), z)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -353,12 +355,14 @@ def _efron_newton(a0: np.ndarray, a1: np.ndarray, events1: float, tol: float = 1
             hi = b
         if not info > 0.0:
             break
-        nb = b + min(max(score / info, -2.0), 2.0)
+        step = min(max(score / info, -2.0), 2.0)
+        if abs(step) < tol:  # converged; tested before the bracket, which a step below b's rounding can touch
+            b += step
+            break
+        nb = b + step
         if not lo < nb < hi:  # the bound crossed is finite, and so is the other (the current b)
             nb = 0.5 * (lo + hi)
-        step, b = nb - b, nb
-        if abs(step) < tol:
-            break
+        b = nb
     return b, info
 
 
