@@ -166,11 +166,11 @@ def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config) -> dict:
                            np.concatenate([np.ones(n), np.zeros(n)]), cluster=np.tile(np.arange(n), 2))
         out[f"{endpoint}_hr"] = _rounded(hr.hr)
         out[f"{endpoint}_hr_robust_ci"] = [_rounded(hr.low), _rounded(hr.high)]
-        rmst = paired.km_difference(t_a, e_a, t_r, e_r, horizon, "rmst")
+        rmst, *at = paired.km_differences(t_a, e_a, t_r, e_r, [(horizon, "rmst")] + [
+            (m * DAYS_PER_MONTH, "survival") for m in LANDMARK_MONTHS])
         out[f"rmst_{endpoint}_difference_months"] = _months(rmst.estimate)
         out[f"rmst_{endpoint}_difference_ci"] = _months_ci((rmst.low, rmst.high))
-        landmarks = {str(m): paired.km_difference(t_a, e_a, t_r, e_r, m * DAYS_PER_MONTH, "survival")
-                     for m in LANDMARK_MONTHS}
+        landmarks = dict(zip((str(m) for m in LANDMARK_MONTHS), at, strict=True))
         out[f"{endpoint}_at_months_difference"] = {m: _rounded(d.estimate) for m, d in landmarks.items()}
         out[f"{endpoint}_at_months_difference_ci"] = {m: [_rounded(d.low), _rounded(d.high)]
                                                       for m, d in landmarks.items()}
@@ -205,7 +205,8 @@ def individual_effects(ds: xr.Dataset, arm: str, reference: str, horizon_days: f
     run kept the baseline covariates, which of them predict the gain (:func:`sim.paired.benefit_by_covariate`).
     Fractions are of the patients whose gain is known (``evaluable_fraction`` of all)."""
     out: dict = {"horizon_months": _months(horizon_days), "threshold_months": GAIN_MONTHS}
-    covariates = [name for name in COVARIATE_NAMES if name in ds]
+    covariates = {name: ds[name].values for name in COVARIATE_NAMES if name in ds}
+    orders = {name: np.argsort(x, kind="stable") for name, x in covariates.items()}  # shared by both endpoints
     for endpoint in ENDPOINTS:
         gain, known = individual_gains(ds, arm, reference, endpoint, horizon_days)
         months = gain[known] / DAYS_PER_MONTH
@@ -213,7 +214,7 @@ def individual_effects(ds: xr.Dataset, arm: str, reference: str, horizon_days: f
         entry = {"evaluable_fraction": _rate(known)}
         entry |= {k: _rounded(v) if v is not None else None for k, v in stats.items()}
         if covariates:
-            by = paired.benefit_by_covariate(months, {c: ds[c].values[known] for c in covariates})
+            by = paired.benefit_by_covariate(months, covariates, known, orders)
             entry["benefit_by_covariate"] = {
                 c: {"spearman_rho": None if v["spearman_rho"] is None else _rounded(v["spearman_rho"]),
                     "mean_gain_months_by_group": {q: None if m is None else _rounded(m)

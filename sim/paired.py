@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from sim.survival import km_functional
+from sim.survival import KMFunctionals
 
 
 @dataclass(frozen=True)
@@ -28,26 +28,35 @@ class Difference:
     se_unpaired: float
 
 
-def km_difference(time_a: np.ndarray, event_a: np.ndarray, time_r: np.ndarray, event_r: np.ndarray,
-                  horizon: float, kind: str, level: float = 0.95) -> Difference:
-    """Difference in Kaplan-Meier RMST (``kind="rmst"``) or survival at ``horizon`` (``kind="survival"``) of two
-    arms on the same patients (row i of each array is patient i).
+def km_differences(time_a: np.ndarray, event_a: np.ndarray, time_r: np.ndarray, event_r: np.ndarray,
+                   queries: list[tuple[float, str]], level: float = 0.95) -> list[Difference]:
+    """Differences in Kaplan-Meier RMST (``kind="rmst"``) or survival (``kind="survival"``) at each
+    ``(horizon, kind)`` of ``queries``, of two arms on the same patients (row i of each array is patient i).
 
     Paired delta method: the variance of the difference is the sum over patients of the squared difference of
-    their two influences (:func:`sim.survival.km_functional`), i.e. the variance of a mean of within-patient
+    their two influences (:class:`sim.survival.KMFunctionals`), i.e. the variance of a mean of within-patient
     differences (Andersen PK, Perme MP. Pseudo-observations in survival analysis. Stat Methods Med Res
     2010;19:71-99); Wald interval. ``se_unpaired`` adds the two variances as if the arms held different patients.
     Coverage is tested by simulation in tests/test_paired.py.
     """
-    a = km_functional(time_a, event_a, horizon, kind)
-    r = km_functional(time_r, event_r, horizon, kind)
-    if a.influence.shape != r.influence.shape:
+    if np.shape(time_a) != np.shape(time_r):
         raise ValueError("paired arms need the same patients: arrays of one length")
     z = float(special.ndtri(0.5 + 0.5 * level))
-    diff = a.value - r.value
-    se = math.sqrt(float(np.sum((a.influence - r.influence) ** 2)))
-    se_unpaired = math.sqrt(float(np.sum(a.influence**2) + np.sum(r.influence**2)))
-    return Difference(diff, diff - z * se, diff + z * se, se, se_unpaired)
+    arm, reference = KMFunctionals(time_a, event_a), KMFunctionals(time_r, event_r)
+    out = []
+    for horizon, kind in queries:
+        a, r = arm.estimate(horizon, kind), reference.estimate(horizon, kind)
+        diff = a.value - r.value
+        se = math.sqrt(float(np.sum((a.influence - r.influence) ** 2)))
+        se_unpaired = math.sqrt(float(np.sum(a.influence**2) + np.sum(r.influence**2)))
+        out.append(Difference(diff, diff - z * se, diff + z * se, se, se_unpaired))
+    return out
+
+
+def km_difference(time_a: np.ndarray, event_a: np.ndarray, time_r: np.ndarray, event_r: np.ndarray,
+                  horizon: float, kind: str, level: float = 0.95) -> Difference:
+    """One query of :func:`km_differences`."""
+    return km_differences(time_a, event_a, time_r, event_r, [(horizon, kind)], level)[0]
 
 
 def restricted_gain(time_a: np.ndarray, event_a: np.ndarray, time_r: np.ndarray, event_r: np.ndarray,
@@ -79,15 +88,26 @@ def gain_distribution(gain: np.ndarray, threshold: float, unchanged: float) -> d
     }
 
 
-def benefit_by_covariate(gain: np.ndarray, covariates: dict[str, np.ndarray], groups: int = 4) -> dict[str, dict]:
-    """Which baseline covariates predict a patient's gain: per covariate, Spearman's rank correlation with the gain
-    and the mean gain in each of ``groups`` quantile groups of the covariate (``q1`` lowest; a covariate with at
-    most ``groups`` distinct values, e.g. a yes/no risk factor, is grouped by value instead), ordered by decreasing
-    |rho|. rho is ``None`` when the covariate or the gain does not vary."""
+def benefit_by_covariate(gain: np.ndarray, covariates: dict[str, np.ndarray], among: np.ndarray | None = None,
+                         orders: dict[str, np.ndarray] | None = None, groups: int = 4) -> dict[str, dict]:
+    """Which baseline covariates predict a patient's gain, among the patients ``among`` (a mask over the
+    covariates' patients; all by default; ``gain`` holds theirs): per covariate, Spearman's rank correlation with
+    the gain and the mean gain in each of ``groups`` quantile groups of the covariate (``q1`` lowest; a covariate
+    with at most ``groups`` distinct values, e.g. a yes/no risk factor, is grouped by value instead), ordered by
+    decreasing |rho|. rho is ``None`` when the covariate or the gain does not vary.
+
+    Spearman C. The proof and measurement of association between two things. Am J Psychol 1904;15:72-101: the
+    Pearson correlation of mid-ranks, as ``scipy.stats.spearmanr``. ``orders``: each covariate's argsort, when the
+    caller asks about several subsets of one cohort (the ranks within a subset follow from it without sorting).
+    """
+    among = np.ones(gain.size, dtype=bool) if among is None else among
+    gain_rank = stats.rankdata(gain)
     out = {}
-    for name, x in covariates.items():
+    for name, full in covariates.items():
+        x = full[among]
         varies = gain.size > 2 and np.ptp(x) > 0.0 and np.ptp(gain) > 0.0
-        rho = float(stats.spearmanr(x, gain).statistic) if varies else None
+        order = orders[name] if orders is not None else np.argsort(full, kind="stable")
+        rho = float(np.corrcoef(_ranks_within(full, order, among), gain_rank)[0, 1]) if varies else None
         values = np.unique(x)
         if values.size <= groups:
             keys, group = [f"{v:g}" for v in values], np.searchsorted(values, x)
@@ -97,3 +117,14 @@ def benefit_by_covariate(gain: np.ndarray, covariates: dict[str, np.ndarray], gr
         means = {key: float(gain[group == g].mean()) if np.any(group == g) else None for g, key in enumerate(keys)}
         out[name] = {"spearman_rho": rho, "mean_gain_by_group": means}
     return dict(sorted(out.items(), key=lambda kv: -abs(kv[1]["spearman_rho"] or 0.0)))
+
+
+def _ranks_within(x: np.ndarray, order: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Mid-ranks (ties averaged, 1-based) of ``x[among]``, given ``order``, the argsort of ``x``."""
+    sub = order[among[order]]  # the subset's patients in increasing x
+    xs = x[sub]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]]) if xs.size else np.zeros(0, np.intp)
+    ends = np.r_[starts[1:], xs.size]
+    ranks = np.empty(x.size)
+    ranks[sub] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks[among]

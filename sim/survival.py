@@ -26,7 +26,7 @@ __all__ = [
     "aalen_johansen",
     "cox_two_group",
     "kaplan_meier",
-    "km_functional",
+    "KMFunctionals",
     "logrank",
     "newcombe_difference_ci",
     "paired_proportion_difference",
@@ -178,9 +178,10 @@ class Estimate:
     influence: np.ndarray
 
 
-def km_functional(time: np.ndarray, event: np.ndarray, horizon: float, kind: str) -> Estimate:
-    """Kaplan-Meier survival at ``horizon`` (``kind="survival"``) or restricted mean survival time up to it
-    (``kind="rmst"``), with each subject's influence.
+class KMFunctionals:
+    """Kaplan-Meier survival at a horizon and restricted mean survival time up to it, each with every subject's
+    influence (:class:`Estimate`), for one sample: the curve and each subject's place on it are computed once, so
+    each further horizon costs O(n).
 
     The influence function of S(t) is -S(t) [delta_i 1{T_i <= t} / y(T_i) - int_0^{min(T_i, t)} dLambda / y]
     with y the fraction at risk (Reid N. Influence functions for censored data. Ann Stat 1981;9:78-92); that of
@@ -190,25 +191,34 @@ def km_functional(time: np.ndarray, event: np.ndarray, horizon: float, kind: str
     -[delta_i 1{T_i <= horizon} A(T_i) / Y(T_i) - sum_{u_j <= min(T_i, horizon)} d_j A(u_j) / Y_j^2]. Its sum of
     squares is Greenwood's variance up to O(1/n) (tests/test_paired.py checks it against the bootstrap).
     """
-    if kind not in ("survival", "rmst"):
-        raise ValueError(f"kind must be 'survival' or 'rmst', got {kind!r}")
-    time = np.asarray(time, dtype=np.float64)
-    event = np.asarray(event).astype(bool)
-    km = kaplan_meier(time, event)
-    u, at_risk, deaths = km.time, km.at_risk.astype(np.float64), km.events.astype(np.float64)
-    inside = u <= horizon
-    if kind == "survival":
-        value = float(km.at(horizon))
-        area = np.where(inside, value, 0.0)
-    else:
-        value = km.rmst(horizon)
-        step = np.clip(np.minimum(np.append(u[1:], horizon), horizon) - u, 0.0, None)  # S = survival[j] here
-        area = np.where(inside, np.cumsum((km.survival * step)[::-1])[::-1], 0.0)
-    compensator = np.concatenate(([0.0], np.cumsum(deaths * area / at_risk**2)))
-    influence = compensator[np.searchsorted(u, np.minimum(time, horizon), side="right")]
-    own = np.searchsorted(u, time[event])  # an event's time is one of u
-    influence[event] -= np.where(time[event] <= horizon, area[own] / at_risk[own], 0.0)
-    return Estimate(value, influence)
+
+    def __init__(self, time: np.ndarray, event: np.ndarray) -> None:
+        self.time = np.asarray(time, dtype=np.float64)
+        self.event = np.asarray(event).astype(bool)
+        self.km = kaplan_meier(self.time, self.event)
+        # event times <= each subject's time; searchsorted(u, min(T, h)) = min(this, searchsorted(u, h))
+        self._up_to = np.searchsorted(self.km.time, self.time, side="right")
+        self._own = self._up_to[self.event] - 1  # an event's own time is the last of them
+
+    def estimate(self, horizon: float, kind: str) -> Estimate:
+        """S(``horizon``) (``kind="survival"``) or the RMST to ``horizon`` (``kind="rmst"``)."""
+        if kind not in ("survival", "rmst"):
+            raise ValueError(f"kind must be 'survival' or 'rmst', got {kind!r}")
+        km = self.km
+        u, at_risk, deaths = km.time, km.at_risk.astype(np.float64), km.events.astype(np.float64)
+        inside = u <= horizon
+        if kind == "survival":
+            value = float(km.at(horizon))
+            area = np.where(inside, value, 0.0)
+        else:
+            value = km.rmst(horizon)
+            step = np.clip(np.minimum(np.append(u[1:], horizon), horizon) - u, 0.0, None)  # S = survival[j] here
+            area = np.where(inside, np.cumsum((km.survival * step)[::-1])[::-1], 0.0)
+        compensator = np.concatenate(([0.0], np.cumsum(deaths * area / at_risk**2)))
+        influence = compensator[np.minimum(self._up_to, np.searchsorted(u, horizon, side="right"))]
+        own = self._own
+        influence[self.event] -= area[own] / at_risk[own]  # area is 0 beyond the horizon
+        return Estimate(value, influence)
 
 
 # ----------------------------------------------------------------------------------------------------------------

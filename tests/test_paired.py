@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from sim import paired
 from sim import survival as sv
@@ -36,7 +37,7 @@ def test_survival_influence_matches_greenwood():
     t = rng.exponential(10.0, 4000)
     c = rng.uniform(0, 30, 4000)
     time, event = np.minimum(t, c), t <= c
-    est = sv.km_functional(time, event, 8.0, "survival")
+    est = sv.KMFunctionals(time, event).estimate(8.0, "survival")
     km = sv.kaplan_meier(time, event)
     inside = km.time <= 8.0
     n, d = km.at_risk[inside].astype(float), km.events[inside].astype(float)
@@ -49,7 +50,7 @@ def test_survival_influence_matches_greenwood():
 def test_rmst_influence_matches_bootstrap():
     rng = np.random.default_rng(4)
     time, event, _, _ = _pairs(rng, 600, grid=0.5)
-    est = sv.km_functional(time, event, 24.0, "rmst")
+    est = sv.KMFunctionals(time, event).estimate(24.0, "rmst")
     assert est.value == pytest.approx(sv.kaplan_meier(time, event).rmst(24.0))
     boot = [sv.kaplan_meier(time[i], event[i]).rmst(24.0)
             for i in (rng.integers(0, time.size, time.size) for _ in range(600))]
@@ -236,6 +237,12 @@ def test_benefit_by_covariate_ranks_the_predictive_covariate_first():
     assert list(groups) == ["q1", "q2", "q3", "q4"] and groups["q4"] > 1.5 > 0.2 > groups["q1"]
     assert set(out["risk"]["mean_gain_by_group"]) == {"0", "1"}  # a yes/no covariate: grouped by value
     assert abs(out["noise"]["spearman_rho"]) < 0.1 < out["receptor"]["spearman_rho"]
+    among = rng.random(n) < 0.7  # a subset, with ties in the covariate: ranks from one sort equal scipy's
+    covariates["receptor"] = np.round(covariates["receptor"], 1)
+    out = paired.benefit_by_covariate(gain[among], covariates, among)
+    for name, x in covariates.items():
+        expected = stats.spearmanr(x[among], gain[among]).statistic
+        assert out[name]["spearman_rho"] == pytest.approx(expected, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------------------------
