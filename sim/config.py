@@ -8,6 +8,7 @@ month length) or that a scenario rarely changes, and they cite their source in `
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tomllib
@@ -123,6 +124,51 @@ class Beta(Strict):
 
 
 Marginal = Annotated[Normal | LogNormal | Bernoulli | Beta, Field(discriminator="dist")]
+
+
+class Uniform(Strict):
+    """Uniform on [low, high] (a prior; covariates use the marginals above)."""
+
+    dist: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"low = {self.low} must be < high = {self.high}")
+        return self
+
+
+Prior = Annotated[Normal | LogNormal | Beta | Uniform, Field(discriminator="dist")]
+
+
+class UncertainParameter(Strict):
+    """A config number whose value is uncertain: its prior and where the prior comes from."""
+
+    path: str = Field(min_length=1, description="Dotted config path of a number (arms by name).")
+    name: str | None = Field(None, description="Short name in outputs (default: the path's last two parts).")
+    prior: Prior = Field(description="normal / lognormal (with optional low, high), beta (mean, sd) or uniform.")
+    source: str = Field(min_length=1, description="Citation or literature range behind the prior, or Assumption.")
+
+    @property
+    def label(self) -> str:
+        return self.name or ".".join(self.path.split(".")[-2:])
+
+
+class Uncertainty(Strict):
+    """Parameters whose uncertainty ``rptsim uncertainty``, ``sensitivity`` and ``calibrate --posterior`` explore."""
+
+    parameters: list[UncertainParameter] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Uncertainty:
+        for what, values in (("path", [p.path for p in self.parameters]),
+                             ("name", [p.label for p in self.parameters])):
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:
+                raise ValueError(f"uncertain parameters with the same {what}: {dup}")
+        return self
 
 class Covariates(Strict):
     """Marginal distribution of each patient covariate (linked by a Gaussian copula)."""
@@ -482,6 +528,7 @@ class Config(Strict):
     dosimetry_methods: dict[str, DosimetryMethod] = Field(default_factory=dict)
     costs: Costs | None = None
     arms: list[Arm] = Field(min_length=1)
+    uncertainty: Uncertainty | None = None
 
     @model_validator(mode="after")
     def _arms_consistent(self) -> Config:
@@ -511,6 +558,17 @@ class Config(Strict):
                 if getattr(self.radiobiology, organ, None) is None:
                     raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "
                                      "repair_half_time_h)")
+        if self.uncertainty is not None:
+            data = self.model_dump(mode="json")
+            for param in self.uncertainty.parameters:
+                try:
+                    value = get_dotted(data, param.path)
+                except ConfigError:
+                    raise ValueError(f"uncertainty: {param.path}: no such field in the config") from None
+                if not isinstance(value, int | float) or isinstance(value, bool) or param.path.startswith(
+                        ("uncertainty.", "trial.")):
+                    raise ValueError(f"uncertainty: {param.path} = {value!r}: not a model number (trial settings "
+                                     "and non-numbers cannot be uncertain)")
         return self
 
     def reference_arm(self) -> str:
@@ -578,6 +636,19 @@ def validate(data: dict, source: str = "<config>") -> Config:
     except ValidationError as exc:
         lines = [_describe_error(err, data) for err in _union_branch_errors(exc.errors())]
         raise ConfigError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
+
+
+def validate_quietly(data: dict, overrides: dict[str, Any]) -> str | None:
+    """The problems of ``data`` with ``overrides`` set (dotted paths), or None when that config is valid;
+    ``data`` is left as it was."""
+    trial = copy.deepcopy(data)
+    try:
+        for key, value in overrides.items():
+            set_dotted(trial, key, value)
+        validate(trial, "")
+    except ConfigError as exc:
+        return str(exc).removeprefix(": ")
+    return None
 
 
 def _is_branch_tag(item: Any) -> bool:

@@ -293,7 +293,29 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     ``overrides`` (dotted paths) are applied to every scenario after the file's ``[overrides]``.
     """
     path = Path(path)
-    raw = _read_sweep_toml(path)
+    return from_mapping(_read_sweep_toml(path), path, overrides)
+
+
+def from_points(config_path: str | Path, name: str, paths: list[str], names: list[str], values: np.ndarray,
+                overrides: dict[str, Any] | None = None, cluster: dict[str, Any] | None = None,
+                chunk_size: int | None = None) -> Sweep:
+    """A sweep of the scenario ``config_path`` at given points of its parameters (``values``: one row per point, one
+    column per path), as one zipped axis: the scenarios that uncertainty and sensitivity runs evaluate, with the
+    sweeps' parallel, resumable machinery. ``cluster`` is a ``[cluster]`` table for ``--cluster``."""
+    config_path = Path(config_path)
+    rows = np.asarray(values, dtype=np.float64).tolist()
+    axis = ({"paths": paths, "names": names, "values": rows} if len(paths) > 1
+            else {"path": paths[0], "name": names[0], "values": [r[0] for r in rows]})
+    raw: dict[str, Any] = {"name": name, "base": config_path.name, "axes": [axis]}
+    if cluster is not None:
+        raw["cluster"] = cluster
+    if chunk_size is not None:
+        raw["chunk_size"] = chunk_size
+    return from_mapping(raw, config_path, overrides)
+
+
+def from_mapping(raw: dict[str, Any], path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
+    """:func:`load` on a sweep mapping; ``path`` names it in messages, and ``base`` is relative to its folder."""
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as exc:
