@@ -101,10 +101,48 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--patients", type=int, help="override trial.patients in every scenario")
     sw.add_argument("--seed", type=int, help="override trial.seed in every scenario")
 
+    unc = sub.add_parser("uncertainty", help="propagate parameter uncertainty: the scenario once per prior or "
+                         "posterior draw, effects with intervals and their parameter / Monte Carlo split",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    unc.add_argument("config", help="scenario TOML with [[uncertainty.parameters]]")
+    unc.add_argument("--draws", type=int, default=100, help="parameter draws (scenarios)")
+    unc.add_argument("--posterior", help="posterior file of rptsim calibrate --posterior (default: the priors)")
+    unc.add_argument("-o", "--output", help="HDF5 output (default results/<config name>_uncertainty.h5)")
+    _add_parallel_flags(unc)
+    sen = sub.add_parser("sensitivity", help="global sensitivity (Sobol or Morris, SALib) of paired effects to the "
+                         "uncertain parameters", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sen.add_argument("config", help="scenario TOML with [[uncertainty.parameters]]")
+    sen.add_argument("--method", choices=("sobol", "morris"), default="morris")
+    sen.add_argument("--n", type=int, help="base samples (Sobol: N, runs N (2D + 2); Morris: trajectories, runs "
+                     "r (D + 1)); default 64 for Sobol, 10 for Morris")
+    sen.add_argument("--arm", help="compared arm (default: the first arm other than the reference)")
+    sen.add_argument("--outputs", nargs="+", default=["rmst_pfs_difference_months", "grade3plus_renal_rate_difference"],
+                     help="paired effects of the arm against the reference (sweep statistics names)")
+    sen.add_argument("--sample-seed", type=int, default=0, help="seed of the parameter sample")
+    sen.add_argument("-o", "--output", help="HDF5 of the evaluated points (default results/<config "
+                     "name>_sensitivity_<method>.h5); the indices go to OUT.json and the figure to OUT.png")
+    _add_parallel_flags(sen)
+
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
     return p
+
+
+def _add_parallel_flags(p: argparse.ArgumentParser) -> None:
+    """Cohort size and the sweep machinery's parallel, resumable execution, for commands that run many scenarios."""
+    p.add_argument("--patients", type=int, help="override trial.patients in every scenario")
+    p.add_argument("--seed", type=int, help="override trial.seed (the cohort's)")
+    p.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core); 0 runs the "
+                   "scenarios one after another in this process")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler (tcp://host:8786)")
+    where.add_argument("--cluster", choices=("slurm", "pbs"), help="submit Dask workers as batch jobs, as set in "
+                       "the --cluster-spec file (dask-jobqueue)")
+    p.add_argument("--cluster-spec", metavar="TOML", help="a file with a [cluster] table, as in sweep files")
+    p.add_argument("--resume", action="store_true", help="complete an interrupted run: evaluate only the missing "
+                   "scenarios")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -271,31 +309,68 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path("results") / f"{sw.name}.h5"
     _check_writable(out)
 
+    from sim import report, sweep
+
+    counts = run_sweep(sw, out, args, f"Sweep {sw.name}")
+    if counts is None:
+        return 130
+    with sweep.read(out) as ds:
+        report.print_sweep_table(ds)
+    _print_counts(out, counts)
+    return 0
+
+
+def run_sweep(sw, out: Path, args: argparse.Namespace, title: str) -> dict | None:  # noqa: ANN001 - a Sweep
+    """Run the sweep ``sw`` into ``out`` with a progress bar, on the workers, scheduler or cluster the flags name
+    (``--workers``, ``--scheduler``, ``--cluster``, ``--resume``); the counts of ``sim.sweep.run``, or None when
+    interrupted (finished scenarios are kept for ``--resume``). Sweeps, uncertainty and sensitivity runs use it."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from sim import report, sweep
+    from sim import sweep
 
     console = Console(stderr=True)
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"
                       " scenarios"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                       transient=True) as bar:
-            task = bar.add_task(f"Sweep {sw.name}", total=len(sw.scenarios))
-            counts = sweep.run(sw, out, workers=args.workers, scheduler=args.scheduler, cluster=args.cluster,
-                               resume=args.resume, progress=lambda done, _: bar.update(task, completed=done))
+            task = bar.add_task(title, total=len(sw.scenarios))
+            return sweep.run(sw, out, workers=args.workers, scheduler=args.scheduler, cluster=args.cluster,
+                             resume=args.resume, progress=lambda done, _: bar.update(task, completed=done))
     except KeyboardInterrupt:
         print(f"rptsim: interrupted; finished scenarios are kept in {sweep.parts_dir(out)}: rerun with --resume "
-              "to complete the sweep", file=sys.stderr)
-        return 130
-    with sweep.read(out) as ds:
-        report.print_sweep_table(ds)
+              "to complete the run", file=sys.stderr)
+        return None
+
+
+def _print_counts(out: Path, counts: dict) -> None:
+    from rich.console import Console
+
     reused = f" ({counts['reused']} from an earlier run)" if counts["reused"] else ""
     if counts["discarded"]:
         reused += (f"; {counts['discarded']} earlier parts were not reused (another config, keep level or rptsim "
                    "version)")
-    console.print(f"Wrote {out}: {counts['scenarios']} scenarios{reused}")
-    return 0
+    Console(stderr=True).print(f"Wrote {out}: {counts['scenarios']} scenarios{reused}")
+
+
+def cluster_table(args: argparse.Namespace) -> dict | None:
+    """The ``[cluster]`` table of ``--cluster-spec`` (needed with ``--cluster``), for sweeps built from points."""
+    import tomllib
+
+    if args.cluster_spec is None:
+        if args.cluster is not None:
+            raise ConfigError(f"--cluster {args.cluster} needs --cluster-spec FILE (a TOML file with a [cluster] "
+                              "table, as in sweep files)")
+        return None
+    path = Path(args.cluster_spec)
+    try:
+        with path.open("rb") as fh:
+            table = tomllib.load(fh).get("cluster")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--cluster-spec {path}: {exc}") from None
+    if not isinstance(table, dict):
+        raise ConfigError(f"--cluster-spec {path}: no [cluster] table")
+    return table
 
 
 def _print_trial(out: dict) -> None:
@@ -392,11 +467,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uncertainty(args: argparse.Namespace) -> int:
+    from sim import uncertainty
+
+    return uncertainty.main(args)
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from sim import sensitivity
+
+    return sensitivity.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
-                    "report": cmd_report, "sweep": cmd_sweep}
+                    "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
+                    "sensitivity": cmd_sensitivity}
         return commands[args.command](args)
     except ConfigError as exc:
         if args.debug:
