@@ -49,6 +49,8 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "rmst_os_months": _months(os_.rmst(cfg.trial.rmst_horizon_months * DAYS_PER_MONTH)),
         "pfs_at_months": {str(m): round(float(pfs.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
         "os_at_months": {str(m): round(float(os_.at(m * DAYS_PER_MONTH)), 4) for m in LANDMARK_MONTHS},
+        "pfs_event_fraction": _rate(a.pfs_event.values == 1),  # events per patient: trial sizes from HRs
+        "os_event_fraction": _rate(a.os_event.values == 1),
         "objective_response_rate": _rate(objective_response(a)),
         "cycles_median": float(np.median(cycles)),
         "cycles_mean": round(float(np.mean(cycles)), 4),

@@ -353,8 +353,111 @@ def _fmt_from(ds, coord: str) -> list[str]:  # noqa: ANN001
 
 
 def write_sweep_report(ds, out_dir: str | Path) -> list[Path]:  # noqa: ANN001
-    """Draw the sweep figures into ``out_dir`` and write ``index.md``; returns the paths written."""
+    """Draw the sweep figures into ``out_dir`` and write ``index.md``; returns the paths written. The file of an
+    uncertainty run gets its own page (:func:`markdown_uncertainty_page`)."""
     from sim.figures import SWEEP_FIGURE_CAPTIONS, sweep_figures
 
+    if ds.attrs.get("sweep_kind") == "uncertainty":
+        from sim.uncertainty import summarise
+        from sim.uncertainty_figures import UNCERTAINTY_FIGURE_CAPTIONS, uncertainty_figures
+
+        result = summarise(ds)
+        return _write_page(Path(out_dir), uncertainty_figures(ds, result), UNCERTAINTY_FIGURE_CAPTIONS,
+                           lambda names: markdown_uncertainty_page(ds, result, names))
     return _write_page(Path(out_dir), sweep_figures(ds), SWEEP_FIGURE_CAPTIONS,
                        lambda names: markdown_sweep_page(ds, names))
+
+
+def markdown_uncertainty_page(ds, result: dict, figure_names: list[str]) -> str:  # noqa: ANN001
+    """The report page of an uncertainty run: the parameters and their priors, each effect's interval with its
+    variance split and drivers, and the figures."""
+    import json
+
+    from sim.uncertainty_figures import UNCERTAINTY_FIGURE_CAPTIONS
+
+    attrs = ds.attrs
+    base = json.loads(attrs["base_config_json"])
+    patients = sorted({int(x) for x in ds.n_patients.values})
+    source = attrs["uncertainty_source"]
+    parts = [
+        f"# Uncertainty of {base['trial']['name']}: {result['draws']} {source} draws, rptsim "
+        f"{attrs.get('rptsim_version', '?')}",
+        "",
+        f"{', '.join(f'{p:,}' for p in patients)} virtual patients per arm and draw, every arm on the same patients "
+        "within a draw and each draw on its own cohort" + (f"; posterior file `{attrs['uncertainty_posterior_file']}`"
+                                                           if source == "posterior" else "")
+        + f". Simulated by rptsim {attrs.get('rptsim_version', '?')} (git commit `{attrs.get('git_commit', '?')}`) "
+        f"on {attrs.get('created_utc', '?')}; this page was drawn from the HDF5 file alone.",
+        "",
+        "## Effects",
+        "",
+        "Median and 2.5-97.5 % range of each paired effect over the draws, the share of its variance due to the "
+        "parameters (law of total variance; the rest is Monte Carlo error), and the parameters most rank-correlated "
+        "with it.",
+        "",
+        _md_table(*uncertainty_cells(result), align="l"),
+        "",
+        "## Uncertain parameters",
+        "",
+        _md_table(["name", "config path", "prior", "source"],
+                  [[p["name"], p["path"], ", ".join(f"{k} {v}" for k, v in p["prior"].items() if v is not None),
+                    p["source"]] for p in result["parameters"]], align="l"),
+        "",
+        "## Figures",
+        "",
+    ]
+    for i, name in enumerate(figure_names, 1):
+        text = UNCERTAINTY_FIGURE_CAPTIONS[name]
+        parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Uncertainty runs
+
+
+def _effect_text(name: str, value: float | None) -> str:
+    """An effect of an uncertainty summary as users read it: HRs to 3 decimals, differences of rates in percentage
+    points, RMST in months, trial sizes in patients."""
+    if value is None:
+        return "-"
+    if name.endswith("_hr"):
+        return f"{value:.3f}"
+    if name.endswith("rate_difference"):
+        return f"{100 * value:+.2f} pp"
+    if name.endswith("_months"):
+        return f"{value:+.3f}"
+    return f"{value:,.0f}"
+
+
+def uncertainty_cells(result: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per comparison and effect of an uncertainty summary (:func:`sim.uncertainty.summarise`): median,
+    95 % interval over the draws, the parameters' share of the variance, and the three strongest drivers."""
+    from sim.uncertainty import EFFECTS, TRIAL_SIZE
+
+    labels = {name: label for name, (_, _, label) in EFFECTS.items()}
+    labels[TRIAL_SIZE] = "Patients for 80 % power (1:1, PFS)"
+    header = ["comparison", "effect", "median", "95 % interval", "parameter share", "drivers (Spearman rho)"]
+    rows = []
+    for comparison, effects in result["comparisons"].items():
+        for name, e in effects.items():
+            low, high = e["interval"]
+            drivers = result["drivers"][comparison].get(name, [])
+            top = ", ".join(f"{d['parameter']} {d['spearman_rho']:+.2f}" for d in drivers[:2]
+                            if d["spearman_rho"] is not None)
+            share = e["parameter_variance_share"]
+            rows.append([comparison, labels[name], _effect_text(name, e["median"]),
+                         f"{_effect_text(name, low)} to {_effect_text(name, high)}",
+                         "-" if share is None else f"{share:.0%}", top or "-"])
+    return header, rows
+
+
+def print_uncertainty(result: dict, console: Console | None = None) -> None:
+    header, rows = uncertainty_cells(result)
+    table = Table(title=f"{result['scenario']}: {result['draws']} {result['source']} draws, {result['patients']:,} "
+                  "patients per arm and draw", title_justify="left")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i in (0, 1, 5) else "right")
+    for row in rows:
+        table.add_row(*row)
+    output_console(170, console).print(table)

@@ -254,6 +254,8 @@ def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
         "axes_json": _axes_attr(sweep),
         "swept_coords": [c for a in sweep.axes for c in a.coords] or [""],
         "keep": sweep.spec.keep,
+        "sweep_kind": sweep.spec.kind,
+        **sweep.spec.metadata,
         "n_scenarios": len(scenarios),
         "replicates": sweep.spec.replicates,
         "rptsim_version": __version__,

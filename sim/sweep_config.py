@@ -174,6 +174,11 @@ class SweepFile(Strict):
         "summary", description="summary: per-scenario statistics only; patients: also every patient's outcomes.")
     chunk_size: int | None = Field(None, ge=1, description="Patients simulated at a time (memory).")
     cluster: ClusterSpec | None = None
+    kind: Literal["sweep", "uncertainty", "sensitivity"] = Field(
+        "sweep", description="What the scenarios are: a sweep's grid, or the parameter draws of rptsim uncertainty "
+        "or the sample points of rptsim sensitivity (set by those commands).")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Attributes the output file records "
+                                     "(set by rptsim uncertainty and sensitivity).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,17 +301,19 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     return from_mapping(_read_sweep_toml(path), path, overrides)
 
 
-def from_points(config_path: str | Path, name: str, paths: list[str], names: list[str], values: np.ndarray,
+def from_points(config_path: str | Path, name: str, paths: list[str], names: list[str], values: Any,
                 overrides: dict[str, Any] | None = None, cluster: dict[str, Any] | None = None,
-                chunk_size: int | None = None) -> Sweep:
+                chunk_size: int | None = None, kind: str = "sweep", metadata: dict[str, str] | None = None) -> Sweep:
     """A sweep of the scenario ``config_path`` at given points of its parameters (``values``: one row per point, one
-    column per path), as one zipped axis: the scenarios that uncertainty and sensitivity runs evaluate, with the
-    sweeps' parallel, resumable machinery. ``cluster`` is a ``[cluster]`` table for ``--cluster``."""
+    column per path; an array or lists), as one zipped axis: the scenarios that uncertainty and sensitivity runs
+    evaluate, with the sweeps' parallel, resumable machinery. ``cluster`` is a ``[cluster]`` table for
+    ``--cluster``; ``kind`` and ``metadata`` are recorded in the output file."""
     config_path = Path(config_path)
-    rows = np.asarray(values, dtype=np.float64).tolist()
+    rows = values.tolist() if isinstance(values, np.ndarray) else [list(r) for r in values]
     axis = ({"paths": paths, "names": names, "values": rows} if len(paths) > 1
             else {"path": paths[0], "name": names[0], "values": [r[0] for r in rows]})
-    raw: dict[str, Any] = {"name": name, "base": config_path.name, "axes": [axis]}
+    raw: dict[str, Any] = {"name": name, "base": config_path.name, "axes": [axis], "kind": kind,
+                           "metadata": metadata or {}}
     if cluster is not None:
         raw["cluster"] = cluster
     if chunk_size is not None:
