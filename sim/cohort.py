@@ -69,9 +69,10 @@ def beta_ppf_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     z = np.linspace(-Z_RANGE, Z_RANGE, TABLE_NODES)
     lower, upper = z <= 0.0, z > 0.0
     log_x, log_y = np.empty_like(z), np.empty_like(z)  # ln x, ln(1 - x)
-    x = special.betaincinv(a, b, special.ndtr(z[lower]))
+    tiny = np.finfo(np.float64).tiny  # a very skewed beta's far quantiles underflow to 0: keep their logs finite
+    x = np.maximum(special.betaincinv(a, b, special.ndtr(z[lower])), tiny)
     log_x[lower], log_y[lower] = np.log(x), np.log1p(-x)
-    y = special.betaincinv(b, a, special.ndtr(-z[upper]))
+    y = np.maximum(special.betaincinv(b, a, special.ndtr(-z[upper])), tiny)
     log_x[upper], log_y[upper] = np.log1p(-y), np.log(y)
     slopes = np.exp(-0.5 * z * z - 0.5 * math.log(2.0 * math.pi) + special.betaln(a, b) - a * log_x - b * log_y)
     return log_x - log_y, slopes
