@@ -4,7 +4,7 @@ Every evaluation reruns the scenario with the same seed and patients, so the los
 function of the parameters (common random numbers). The loss is the sum over targets of
 ``((simulated - published) / half-width)^2``, with the half-width of each target's tolerance as its scale.
 Parameters are searched on the log scale (they are all positive), with Nelder-Mead (Nelder & Mead 1965;
-scipy.optimize.minimize).
+scipy.optimize.minimize). The posterior of the declared uncertain parameters (``--posterior``) is sim/posterior.py.
 """
 
 from __future__ import annotations
@@ -56,24 +56,30 @@ def loss_of(rows: list[dict], targets: list[Target]) -> float:
     return total
 
 
+def rows_at(config_path: str | Path, overrides: dict, targets: list[Target]) -> list[dict]:
+    """Run the scenario with ``overrides`` (dotted paths) and evaluate ``targets`` on its summary."""
+    summary = analysis.summary(engine.run(config.load(config_path, overrides)))
+    return [evaluate(t, summary) for t in targets]
+
+
 def calibrate(config_path: str | Path, params: list[str], targets: list[Target], patients: int | None = None,
-              max_evaluations: int = 60, progress: Callable[[int, float], None] | None = None) -> Calibration:
-    """Fit ``params`` (dotted config paths) so the run reproduces ``targets``."""
+              max_evaluations: int = 60, progress: Callable[[int, float], None] | None = None,
+              seed: int | None = None) -> Calibration:
+    """Fit ``params`` (dotted config paths) so the run reproduces ``targets`` (``patients``, ``seed``: the cohort of
+    every evaluation, default the config's)."""
     if not targets:
         raise config.ConfigError(f"{config_path}: no targets to calibrate against")
     data = config.read_toml(config_path)
     if any(p.startswith("arms.") for p in params):
         raise config.ConfigError("--params: arm parameters cannot be calibrated (use cohort, tumour, ... fields)")
     start = np.log([_get(data, p) for p in params])
-    base = {"trial.patients": patients} if patients else {}
+    base = {key: v for key, v in (("trial.patients", patients), ("trial.seed", seed)) if v is not None}
     evaluations = 0
     best: dict = {}
 
     def run_at(x: np.ndarray) -> tuple[float, list[dict]]:
-        overrides = {**base, **{p: float(math.exp(v)) for p, v in zip(params, x, strict=True)}}
-        cfg = config.load(config_path, overrides)
-        summary = analysis.summary(engine.run(cfg))
-        rows = [evaluate(t, summary) for t in targets]
+        rows = rows_at(config_path, {**base, **{p: float(math.exp(v)) for p, v in zip(params, x, strict=True)}},
+                       targets)
         return loss_of(rows, targets), rows
 
     def objective(x: np.ndarray) -> float:
@@ -105,23 +111,24 @@ def _toml_value(value: object) -> str:
 
 def write_calibrated(out: str | Path, base: str | Path, result: Calibration, seed: int, patients: int) -> None:
     """Write a config that extends ``base`` with the fitted values and records the calibration in comments."""
-    from sim.outcomes import write_atomic
-
-    out, base = Path(out), Path(base)
-    rel = os.path.relpath(base.resolve(), out.resolve().parent)
     stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    lines = [
+    write_extending(out, base, [
         f"# Calibrated by rptsim calibrate on {stamp}: seed {seed}, {patients} patients per arm, "
         f"{result.evaluations} evaluations,",
         f"# loss {result.start_loss:.4g} -> {result.loss:.4g} (sum of squared misses in units of each target's "
         "tolerance half-width).",
         "# Targets (sim/data/trial_targets.toml):",
         *(f"#   {t}" for t in result.targets),
-        f"extends = {_toml_value(rel)}",
-        "",
-        *(f"{path} = {value:.6g}" for path, value in result.params.items()),
-        "",
-    ]
+    ], result.params)
+
+
+def write_extending(out: str | Path, base: str | Path, comments: list[str], values: dict[str, float]) -> None:
+    """Write (atomically) a config that starts with ``comments``, extends ``base`` and sets ``values``."""
+    from sim.outcomes import write_atomic
+
+    out, base = Path(out), Path(base)
+    rel = os.path.relpath(base.resolve(), out.resolve().parent)
+    lines = [*comments, f"extends = {_toml_value(rel)}", "", *(f"{path} = {v:.6g}" for path, v in values.items()), ""]
     write_atomic(out, lambda tmp: Path(tmp).write_text("\n".join(lines), encoding="utf-8"))
 
 
@@ -133,3 +140,20 @@ def targets_for(config_path: str | Path, targets_file: Path | None = None,
     if names:
         chosen = [t for t in chosen if any(n.lower() in t.endpoint.lower() for n in names)]
     return chosen
+
+
+def scenario_targets(config_path: str | Path, targets_file: Path | None = None,
+                     names: list[str] | None = None) -> tuple[Path, list[Target]]:
+    """The scenario that calibrates ``config_path`` and its targets: the first file of its ``extends`` chain that has
+    targets (guided_vs_fixed.toml extends netter1.toml, so NETTER-1's endpoints calibrate it), optionally only the
+    targets whose endpoint contains one of ``names``."""
+    for path in config.extends_chain(config_path):
+        if targets_for(path, targets_file):
+            chosen = targets_for(path, targets_file, names)
+            if not chosen:
+                raise config.ConfigError(f"--targets {' '.join(names or [])}: no endpoint of {path.name} matches "
+                                         f"(have: {[t.endpoint for t in targets_for(path, targets_file)]})")
+            return path, chosen
+    chain = [p.name for p in config.extends_chain(config_path)]
+    raise config.ConfigError(f"{config_path}: no published targets for {chain} in "
+                             f"{targets_file or 'sim/data/trial_targets.toml'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -75,15 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--figure", default="results/validation.png",
                      help="simulated KM curves over the published medians and landmarks (PNG)")
 
-    cal = sub.add_parser("calibrate", help="fit config parameters to published endpoints (common random numbers)")
-    cal.add_argument("config")
-    cal.add_argument("--params", nargs="+", required=True, help="dotted config paths, e.g. "
-                     "cohort.covariates.doubling_time_months.median")
-    cal.add_argument("--targets", nargs="+", help="only targets whose endpoint contains one of these words")
-    cal.add_argument("--targets-file", help="TOML of targets (default sim/data/trial_targets.toml)")
-    cal.add_argument("--patients", type=int, help="override trial.patients during the fit")
-    cal.add_argument("--max-evals", type=int, default=60)
-    cal.add_argument("-o", "--output", required=True, help="calibrated config to write (extends CONFIG)")
+    _add_calibrate_parser(sub)
 
     sw = sub.add_parser("sweep", help="run a parameter sweep (grid, zipped axes, samples, replicates) on Dask")
     sw.add_argument("sweep", help="sweep TOML (e.g. configs/sweeps/kidney_target.toml)")
@@ -101,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--patients", type=int, help="override trial.patients in every scenario")
     sw.add_argument("--seed", type=int, help="override trial.seed in every scenario")
 
+    _add_uncertainty_parsers(sub)
+
+    rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
+    rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
+    rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
+    return p
+
+
+def _add_uncertainty_parsers(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
+    """``rptsim uncertainty`` and ``rptsim sensitivity``: many scenarios over the declared uncertain parameters."""
     unc = sub.add_parser("uncertainty", help="propagate parameter uncertainty: the scenario once per prior or "
                          "posterior draw, effects with intervals and their parameter / Monte Carlo split",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -123,10 +126,34 @@ def _parser() -> argparse.ArgumentParser:
                      "name>_sensitivity_<method>.h5); the indices go to OUT.json and the figure to OUT.png")
     _add_parallel_flags(sen)
 
-    rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
-    rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
-    rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
-    return p
+
+def _add_calibrate_parser(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
+    """``rptsim calibrate``: the point fit and, with ``--posterior``, the posterior (docs/calibration.md)."""
+    cal = sub.add_parser("calibrate", help="fit config parameters to published endpoints (common random numbers): "
+                         "a point fit, or with --posterior the posterior of the declared uncertain parameters",
+                         description="Point fit (default): Nelder-Mead on --params, writes a config extending CONFIG. "
+                         "--posterior: MCMC (emcee) on a synthetic likelihood of the published endpoints for the "
+                         "config's [[uncertainty.parameters]], writes OUT.h5 (draws), OUT.toml (posterior-median "
+                         "config), OUT.png (prior vs posterior) and OUT.json. See docs/calibration.md.")
+    cal.add_argument("config")
+    cal.add_argument("--params", nargs="+", help="dotted config paths, e.g. cohort.covariates.doubling_time_months."
+                     "median (point fit: required; --posterior: only these declared parameters, default all)")
+    cal.add_argument("--targets", nargs="+", help="only targets whose endpoint contains one of these words")
+    cal.add_argument("--targets-file", help="TOML of targets (default sim/data/trial_targets.toml)")
+    cal.add_argument("--patients", type=int, help="override trial.patients during the fit (default: the config's; "
+                     "--posterior: 2000)")
+    cal.add_argument("--seed", type=int, help="override trial.seed (the cohort of every evaluation); --posterior: it "
+                     "also seeds the walkers (default: the config's)")
+    cal.add_argument("--max-evals", type=int, help="point fit: simulator evaluations (default 60)")
+    cal.add_argument("--posterior", action="store_true", help="sample the posterior of the declared uncertain "
+                     "parameters (MCMC) instead of a point fit")
+    cal.add_argument("--walkers", type=int, help="--posterior: emcee walkers (default: twice the parameters)")
+    cal.add_argument("--steps", type=int, help="--posterior: steps of every walker (default 500)")
+    cal.add_argument("--burn", type=int, help="--posterior: first steps discarded (default: half of --steps)")
+    cal.add_argument("--thin", type=int, help="--posterior: keep every THIN-th step (default 1)")
+    cal.add_argument("--json", action="store_true", help="--posterior: print OUT.json instead of a table")
+    cal.add_argument("-o", "--output", help="point fit: calibrated config to write (extends CONFIG), required; "
+                     "--posterior: posterior HDF5 (default results/<config name>_posterior.h5)")
 
 
 def _add_parallel_flags(p: argparse.ArgumentParser) -> None:
@@ -445,7 +472,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if validate.all_passed(rows) else 1
 
 
+POSTERIOR_ONLY = ("walkers", "steps", "burn", "thin", "json")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.posterior:
+        if args.max_evals is not None:
+            raise ConfigError(f"--max-evals = {args.max_evals}: only for the point fit (--posterior runs --walkers x "
+                              "--steps evaluations)")
+        return _calibrate_posterior(args)
+    given = [f"--{flag}" for flag in POSTERIOR_ONLY if getattr(args, flag) not in (None, False)]
+    if given:
+        raise ConfigError(f"{' '.join(given)}: only with --posterior")
+    if not args.params:
+        raise ConfigError("--params: required for the point fit (dotted config paths; or use --posterior)")
+    if args.output is None:
+        raise ConfigError("-o/--output: required for the point fit (the calibrated config to write)")
+
     from rich.console import Console
 
     from sim import calibrate, config
@@ -457,14 +500,93 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _check_writable(out)
     console = Console(stderr=True)
     with console.status("Calibrating") as status:
-        result = calibrate.calibrate(args.config, args.params, targets, args.patients, args.max_evals,
-                                     progress=lambda k, best: status.update(f"evaluation {k}: best loss {best:.4g}"))
+        result = calibrate.calibrate(args.config, args.params, targets, args.patients,
+                                     60 if args.max_evals is None else args.max_evals,
+                                     progress=lambda k, best: status.update(f"evaluation {k}: best loss {best:.4g}"),
+                                     seed=args.seed)
     calibrate.write_calibrated(out, args.config, result, cfg.trial.seed, cfg.trial.patients)
     print(f"loss {result.start_loss:.4g} -> {result.loss:.4g} after {result.evaluations} evaluations")
     for path, value in result.params.items():
         print(f"  {path} = {value:.6g}")
     print(f"wrote {out}")
     return 0
+
+
+def _calibrate_posterior(args: argparse.Namespace) -> int:
+    """``rptsim calibrate --posterior``: OUT.h5 (draws), OUT.toml (posterior-median config), OUT.png, OUT.json."""
+    out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}_posterior.h5"
+    files = {"posterior": out, "config": out.with_suffix(".toml"), "figure": out.with_suffix(".png"),
+             "summary": out.with_suffix(".json")}
+    if len(set(files.values())) < len(files):
+        raise ConfigError(f"-o {out}: must end in a suffix other than .toml, .png or .json (e.g. .h5)")
+    for path in files.values():
+        _check_writable(path)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sim import calibrate, outcomes, posterior
+    from sim.posterior_figures import save_identifiability_figure
+
+    plan = posterior.plan(args.config, args.params, Path(args.targets_file) if args.targets_file else None,
+                          args.targets, args.patients, args.seed, args.walkers, args.steps, args.burn,
+                          1 if args.thin is None else args.thin)
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} "
+                  "evaluations"), TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"Sampling {plan.scenario.name}", total=plan.evaluations)
+        ds = posterior.run(plan, progress=lambda k, best: bar.update(
+            task, completed=k, description=f"Sampling {plan.scenario.name}: best log L {best:.4g}"))
+    rows = posterior.summary_rows(ds)
+    median = posterior.medians(ds)
+    posterior.write(out, ds)
+    calibrate.write_extending(files["config"], args.config, [
+        f"# Posterior median of rptsim calibrate --posterior on {ds.attrs['created_utc']}: calibrated on "
+        f"{ds.attrs['calibrated_on']},",
+        f"# {ds.attrs['patients']} patients per arm, seed {ds.attrs['seed']}, {ds.attrs['walkers']} walkers x "
+        f"{ds.attrs['steps']} steps (burn {ds.attrs['burn']}); draws in {out.name}",
+    ], median)
+    save_identifiability_figure(ds, files["figure"])
+    taus = {r["parameter"]: float(t) if math.isfinite(t) else None  # NaN: a chain too short to estimate it
+            for r, t in zip(rows, ds.attrs["autocorr_time_steps"], strict=True)}
+    summary = {key: ds.attrs[key] for key in ("config", "calibrated_on", "patients", "seed", "walkers", "steps",
+                                              "burn", "thin", "evaluations", "acceptance_fraction", "wall_seconds",
+                                              "log_likelihood_at_median")}
+    summary |= {"autocorr_time_steps": taus, "short_chain": bool(ds.attrs["short_chain"]), "parameters": rows,
+                "targets": json.loads(ds.attrs["targets_json"]), "files": {k: str(v) for k, v in files.items()}}
+    outcomes.write_json(summary, files["summary"])
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_posterior(summary)
+    return 0
+
+
+def _print_posterior(summary: dict) -> None:
+    from rich.table import Table
+
+    from sim.report import output_console
+
+    table = Table(title=f"Posterior of {summary['config']} (calibrated on {summary['calibrated_on']})",
+                  title_justify="left")
+    for col in ("parameter", "prior median (95 %)", "posterior median (95 %)", "SD ratio", "τ (steps)"):
+        table.add_column(col)
+    for r in summary["parameters"]:
+        tau = summary["autocorr_time_steps"][r["parameter"]]
+        table.add_row(r["parameter"], f"{r['prior_median']:.4g} ({r['prior_95'][0]:.4g}-{r['prior_95'][1]:.4g})",
+                      f"{r['posterior_median']:.4g} ({r['posterior_95'][0]:.4g}-{r['posterior_95'][1]:.4g})",
+                      f"{r['sd_ratio']:.2f}", "-" if tau is None else f"{tau:.0f}")
+    out = output_console(160)
+    out.print(table)
+    kept = summary["steps"] - summary["burn"]
+    out.print(f"{summary['walkers']} walkers x {summary['steps']} steps (burn {summary['burn']}), "
+              f"{summary['patients']} patients per arm, seed {summary['seed']}: acceptance fraction "
+              f"{summary['acceptance_fraction']:.2f}, {summary['evaluations']:,} evaluations in "
+              f"{summary['wall_seconds']:.0f} s")
+    if summary["short_chain"]:
+        out.print(f"[yellow]warning:[/yellow] the {kept} steps kept are fewer than 50 autocorrelation times of some "
+                  "parameter: intervals are rough; run more --steps")
+    out.print("Wrote " + ", ".join(summary["files"].values()))
 
 
 def cmd_uncertainty(args: argparse.Namespace) -> int:

@@ -733,6 +733,27 @@ def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     return _merge(read_toml(base_path, (*_seen, path.resolve())), data)
 
 
+def extends_chain(path: str | Path) -> list[Path]:
+    """``path`` and the files it extends (``extends = ...``, transitively), resolved, the file itself first."""
+    chain: list[Path] = []
+    base: Any = str(path)
+    while base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{chain[-1]}: extends = {base!r}: must be a file name")
+        here = (chain[-1].parent / base if chain else Path(base)).resolve()
+        if here in chain:
+            raise ConfigError(f"{chain[-1]}: extends = {base!r}: circular")
+        if not here.is_file():
+            raise ConfigError(f"{here}: config file not found")
+        try:
+            with here.open("rb") as fh:
+                base = tomllib.load(fh).get("extends")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{here}: TOML syntax error: {exc}") from None
+        chain.append(here)
+    return chain
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():

@@ -73,3 +73,23 @@ def test_bad_parameter_paths(start_config):
         calibrate.calibrate(start, ["cohort.covariates.nope.median"], targets, 100, 2)
     with pytest.raises(config.ConfigError, match="arm parameters"):
         calibrate.calibrate(start, ["arms.control.label"], targets, 100, 2)
+
+
+def test_extends_chain_and_the_scenario_that_calibrates_it(tmp_path):
+    assert config.extends_chain(CONFIGS / "iluminet.toml") == [
+        CONFIGS / "iluminet.toml", CONFIGS / "guided_vs_fixed.toml", CONFIGS / "netter1.toml"]
+    path, targets = calibrate.scenario_targets(CONFIGS / "guided_vs_fixed.toml")
+    assert path == CONFIGS / "netter1.toml" and targets and {t.config for t in targets} == {"netter1.toml"}
+    assert calibrate.scenario_targets(CONFIGS / "vision.toml")[0] == CONFIGS / "vision.toml"
+    path, targets = calibrate.scenario_targets(CONFIGS / "guided_vs_fixed.toml", names=["hazard"])
+    assert [t.endpoint for t in targets] == ["PFS hazard ratio"]
+    with pytest.raises(config.ConfigError, match="--targets nothing: no endpoint of netter1.toml"):
+        calibrate.scenario_targets(CONFIGS / "guided_vs_fixed.toml", names=["nothing"])
+    lonely = tmp_path / "lonely.toml"
+    lonely.write_text('[trial]\nname = "x"\n')
+    with pytest.raises(config.ConfigError, match=r"no published targets for \['lonely.toml'\]"):
+        calibrate.scenario_targets(lonely)
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(config.ConfigError, match="circular"):
+        config.extends_chain(tmp_path / "a.toml")

@@ -86,6 +86,7 @@ def test_interrupted_run_resumes_to_the_same_answer(run, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("extra", "fragment"), [
     (["--draws", "1"], "--draws = 1"),
+    (["--posterior", "/nonexistent/post.h5"], "post.h5: not a readable"),
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, extra, fragment):
     out = tmp_path / "u.h5"
