@@ -18,6 +18,7 @@ from scipy import special, stats
 from sim import rng
 from sim.config import COVARIATE_NAMES, Bernoulli, Beta, Config, LogNormal, Marginal, Normal
 from sim.kernels.beta_quantile import TABLE_NODES, Z_RANGE, beta_ppf
+from sim.kernels.copula import correlate
 from sim.units import DAYS_PER_MONTH
 
 
@@ -84,7 +85,7 @@ def draw(cfg: Config, patient_ids: np.ndarray) -> Cohort:
     seed = cfg.trial.seed
     z = rng.first_normals(seed, ids, [(f"covariate/{name}", 0) for name in COVARIATE_NAMES])
     chol = np.linalg.cholesky(cfg.cohort.correlation_matrix())
-    u = special.ndtr(z @ chol.T)
+    u = special.ndtr(correlate(z, chol))  # row by row: a patient's values never depend on the chunk
     marginals = cfg.cohort.covariates
     covariates = {name: marginal_ppf(getattr(marginals, name), u[:, j]) for j, name in enumerate(COVARIATE_NAMES)}
     accrual_days = cfg.trial.accrual_months * DAYS_PER_MONTH
