@@ -9,6 +9,7 @@ uniform; truncation to [low, high] renormalises the density (inverse-CDF samplin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,3 +90,13 @@ def check(cfg: Config, data: dict[str, Any], source: str) -> list[UncertainParam
                 raise ConfigError(f"{source}: uncertainty prior of {p.path}: its {q:.1%} quantile {value:.6g} is "
                                   f"outside the field's allowed range ({trial})")
     return params
+
+
+def declared(path: str | Path, overrides: dict[str, Any]) -> tuple[Config, list[UncertainParameter]]:
+    """The scenario at ``path`` with ``overrides`` (dotted paths) and its checked uncertain parameters (:func:`check`):
+    where ``rptsim uncertainty`` and ``rptsim sensitivity`` start."""
+    cfg = config.load(path, overrides)
+    data = config.read_scenario(path)
+    for key, value in overrides.items():
+        config.set_dotted(data, key, value)
+    return cfg, check(cfg, data, str(path))

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from sim import config, priors
+from sim import priors
 from sim.config import Config, ConfigError, UncertainParameter
 
 DEFAULT_N = {"sobol": 64, "morris": 10}
@@ -199,11 +199,7 @@ def main(args: argparse.Namespace) -> int:
 
     path = Path(args.config)
     overrides = cli._overrides(args)
-    cfg = config.load(path, overrides)
-    data = config.read_scenario(path)
-    for key, value in overrides.items():
-        config.set_dotted(data, key, value)
-    params = priors.check(cfg, data, str(path))
+    cfg, params = priors.declared(path, overrides)
     out = Path(args.output) if args.output else Path("results") / f"{path.stem}_sensitivity_{args.method}.h5"
     for target in (out, out.with_suffix(".json"), out.with_suffix(".png")):
         cli._check_writable(target)

@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from sim import config, priors
+from sim import priors
 from sim.config import ConfigError, UncertainParameter
 from sim.sweep_config import replicate_seed
 
@@ -157,11 +157,7 @@ def main(args: argparse.Namespace) -> int:
 
     path = Path(args.config)
     overrides = cli._overrides(args)
-    cfg = config.load(path, overrides)
-    data = config.read_scenario(path)
-    for key, value in overrides.items():
-        config.set_dotted(data, key, value)
-    params = priors.check(cfg, data, str(path))
+    cfg, params = priors.declared(path, overrides)
     if not 2 <= args.draws <= MAX_DRAWS:
         raise ConfigError(f"--draws = {args.draws}: must be in [2, {MAX_DRAWS}]")
     out = Path(args.output) if args.output else Path("results") / f"{path.stem}_uncertainty.h5"
