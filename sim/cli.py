@@ -7,17 +7,27 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
-import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from sim.config import ConfigError
 
-EXIT_USAGE = 2
+EXIT_FAILURE = 1  # the input was fine, the run could not finish (a full disk)
+EXIT_USAGE = 2  # bad input: nothing was written
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where the usage is, not the usage itself."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rptsim", description="In-silico trials of radiopharmaceutical therapy.")
+    p = _Parser(prog="rptsim", description="In-silico trials of radiopharmaceutical therapy.")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate every arm of a scenario on one virtual cohort")
@@ -189,34 +199,48 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"{path}: output file is not writable")
 
 
+def _check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """Each output writable and none of them an input file (``-o`` naming the config would overwrite it)."""
+    read = {p.resolve() for p in inputs}
+    for path in outputs:
+        _check_writable(path)
+        if path.resolve() in read:
+            raise ConfigError(f"{path}: is an input file of this run; choose another output")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sim import config
 
     cfg = config.load(args.config, _overrides(args))
     out = Path(args.output) if args.output else Path("results") / f"{Path(args.config).stem}.h5"
-    _check_writable(out)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ConfigError(f"--chunk-size = {args.chunk_size}: must be >= 1")
+    from sim import outcomes
+
+    summary_path = outcomes.summary_path(out)
+    _check_outputs([out, summary_path], config.extends_chain(args.config))
     _set_threads(args.threads)
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sim import analysis, engine, outcomes, report
+    from sim import analysis, engine, report
 
     console = Console(stderr=True)
     total = cfg.trial.patients * len(cfg.arms)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"
                   " patient-arms"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"Simulating {cfg.trial.name}", total=total)
-        ds = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
-        if args.keep != "summary":
-            bar.update(task, description="Writing HDF5")
-            outcomes.write(ds, out)
-    summ = analysis.summary(ds)
-    summ["output"] = str(out) if args.keep != "summary" else None
-    summary_path = out.with_suffix(".summary.json")
-    outcomes.write_json(summ, summary_path)
+        try:
+            ds = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
+        except ZeroDivisionError:  # e.g. a blood count underflowing to exactly 0 under extreme marrow parameters
+            raise ConfigError(f"{args.config}: the simulation divided by zero: some values, each within its range, "
+                              "are together too extreme (e.g. marrow alpha_per_gy with its multipliers); rerun with "
+                              "--debug for the traceback") from None
+        bar.update(task, description="Writing")
+        summ = analysis.summary(ds)
+        summ["output"] = str(out) if args.keep != "summary" else None
+        outcomes.write_with_summary(ds if args.keep != "summary" else None, out, summ)
     if args.json:
         print(json.dumps(summ, indent=2))
     else:
@@ -298,28 +322,37 @@ def report_folder(results: Path) -> Path:
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.results)
     out = Path(args.output) if args.output else report_folder(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     _check_writable(out / "index.md")
-
-    from sim import analysis, outcomes, report, sweep
-
-    if sweep.is_sweep_file(path):
-        with sweep.read(path) as ds:
-            written = report.write_sweep_report(ds, out)
-        print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
-        return 0
+    existed = out.exists()
     try:
-        with warnings.catch_warnings():  # h5netcdf warns about foreign files' dimensions: the error says enough
-            warnings.simplefilter("ignore")
-            ds = outcomes.read(path)
-    except outcomes.NotOurFileError as exc:
-        raise ConfigError(" ".join(str(exc).split())) from None
-    with ds:
-        summ = analysis.summary(ds)  # before anything is written: a failure here leaves no folder
-        written = report.write_report(ds, out, summ)
+        written = _write_report(path, out)
+    except BaseException:
+        if not existed:  # a failed report leaves no folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
     return 0
+
+
+def _write_report(path: Path, out: Path) -> list[Path]:
+    """The report of the results file ``path`` in ``out``; a file that is not ours, or is ours but damaged (a
+    missing variable, an attribute that does not parse), is a ConfigError."""
+    from sim import analysis, outcomes, report, sweep
+
+    is_sweep = sweep.is_sweep_file(path)
+    try:
+        with sweep.read(path) if is_sweep else outcomes.read(path) as ds:
+            if is_sweep:
+                return report.write_sweep_report(ds, out)
+            summ = analysis.summary(ds)  # before anything is written
+            return report.write_report(ds, out, summ)
+    except (outcomes.NotOurFileError, sweep.NotASweepError) as exc:
+        raise ConfigError(str(exc)) from None
+    except ConfigError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"{path}: a damaged rptsim {'sweep' if is_sweep else 'outcomes'} file "
+                          f"({type(exc).__name__}: {str(exc):.200}); rerun the simulation") from exc
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -334,13 +367,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(sweep.job_script(sw, args.cluster))
         return 0
     out = Path(args.output) if args.output else Path("results") / f"{sw.name}.h5"
-    _check_writable(out)
+    from sim import config
+
+    _check_outputs([out], [sw.path, *config.extends_chain(sw.path.parent / sw.spec.base)])
 
     from sim import report, sweep
 
     counts = run_sweep(sw, out, args, f"Sweep {sw.name}")
     if counts is None:
-        return 130
+        return EXIT_INTERRUPTED
     with sweep.read(out) as ds:
         report.print_sweep_table(ds)
     _print_counts(out, counts)
@@ -382,7 +417,7 @@ def _print_counts(out: Path, counts: dict) -> None:
 
 def cluster_table(args: argparse.Namespace) -> dict | None:
     """The ``[cluster]`` table of ``--cluster-spec`` (needed with ``--cluster``), for sweeps built from points."""
-    import tomllib
+    from sim import files
 
     if args.cluster_spec is None:
         if args.cluster is not None:
@@ -390,11 +425,7 @@ def cluster_table(args: argparse.Namespace) -> dict | None:
                               "table, as in sweep files)")
         return None
     path = Path(args.cluster_spec)
-    try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh).get("cluster")
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--cluster-spec {path}: {exc}") from None
+    table = files.read_toml(path, "--cluster-spec file").get("cluster")
     if not isinstance(table, dict):
         raise ConfigError(f"--cluster-spec {path}: no [cluster] table")
     return table
@@ -601,18 +632,34 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return sensitivity.main(args)
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line, control characters (line breaks, terminal escapes) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
+                "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
+                "sensitivity": cmd_sensitivity}
     try:
-        commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
-                    "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
-                    "sensitivity": cmd_sensitivity}
         return commands[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise
-        print(f"rptsim: error: {exc}", file=sys.stderr)
+        print(f"rptsim: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a full disk or a file-size limit while writing: the previous files are intact
+        if args.debug:
+            raise
+        text = str(exc) if exc.filename is not None or not exc.strerror else exc.strerror  # no "[Errno 27]"
+        print(f"rptsim: error: {one_line(text)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("rptsim: interrupted; earlier results are intact", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,25 +11,96 @@ from __future__ import annotations
 import copy
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sim import files
+from sim.files import ConfigError
+from sim.units import DAYS_PER_MONTH, DAYS_PER_WEEK
 
-class ConfigError(ValueError):
-    """A configuration problem, phrased for the user: file, field path, value, allowed range."""
+MAX_TEXT = 200  # characters of a name or label: a title, not a document
+MAX_SCANS = 2000  # tumour assessments per patient: weekly imaging for 38 years
+MAX_RECHECKS = 1000  # re-checks of one withheld cycle (max_delay_weeks / recheck_weeks)
+
+
+def printable(value: str) -> str:
+    """``value`` unchanged, or a ValueError when it holds a control character (NUL, a terminal escape, a line
+    break): names and labels end up in HDF5 attributes, terminals and Markdown, where those break or deceive."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"contains the control character U+{ord(bad):04X}; use printable text")
+    return value
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Every config table: unknown keys refused, numbers finite, no coercion (``"300"``, ``true``, ``4.0`` are not
+    integers; ``"7.4"`` and ``true`` are not numbers), and text printable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _printable_text(cls, value: Any) -> Any:
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                printable(item)
+            elif isinstance(item, dict):
+                stack += [*item.keys(), *item.values()]
+            elif isinstance(item, list | tuple):
+                stack += list(item)
+        return value
 
 
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+
+# Upper (and some lower) bounds of every number. A value beyond them is a typo, not a scenario: each is a generous
+# physical, physiological or clinical limit, named beside it, and together they keep every derived quantity (doses,
+# hazards, times, scan and event counts) finite and the run's memory and time bounded.
+Months = Annotated[float, Field(gt=0, le=600)]  # 50 years: longer than any trial's accrual, follow-up or latency
+NonNegMonths = Annotated[float, Field(ge=0, le=600)]
+Weeks = Annotated[float, Field(gt=0, le=2600)]  # 50 years
+Days = Annotated[float, Field(gt=0, le=3650)]  # 10 years: any blood-cell transit time, lifespan or clearance
+ScanInterval = Annotated[float, Field(ge=0.1, le=520)]  # weeks (0.1: 17 h): at most daily scans, at least a decade
+IntervalWeeks = Annotated[float, Field(ge=0.1, le=520)]  # weeks between cycles: at most one a day
+RecheckWeeks = Annotated[float, Field(ge=0.1, le=52)]  # blood counts re-checked at most daily, at least yearly
+DelayWeeks = Annotated[float, Field(ge=0, le=104)]  # a cycle withheld for two years is not resumed
+RatePerYear = Annotated[float, Field(ge=0, le=120)]  # 120/year: median time 3 days, beyond any trial's
+PositiveRatePerYear = Annotated[float, Field(gt=0, le=120)]
+RatePerMonth = Annotated[float, Field(ge=0, le=10)]  # 10/month: median survival 2 days
+PositiveRatePerMonth = Annotated[float, Field(gt=0, le=10)]
+LogSlopePerYear = Annotated[float, Field(ge=0, le=1)]  # Gompertz slope; human mortality's is ~0.09/year
+SignedLogSlopePerYear = Annotated[float, Field(ge=-0.1, le=0.1)]  # radiosensitivity by age: 33-fold over 35 years
+ActivityGBq = Annotated[float, Field(gt=0, le=100)]  # the largest therapeutic administrations are ~30 GBq
+NonNegActivityGBq = Annotated[float, Field(ge=0, le=100)]
+GyPerGBq = Annotated[float, Field(gt=0, le=1e4)]  # alpha emitters reach ~1e3 Gy/GBq in small organs
+DoseGy = Annotated[float, Field(gt=0, le=1e4)]  # limits and targets; tumour doses reach a few hundred Gy
+NonNegDoseGy = Annotated[float, Field(ge=0, le=1e4)]
+AlphaBetaGy = Annotated[float, Field(gt=0, le=1000)]  # measured alpha/beta are 1-20 Gy; 1000 = no sparing
+HalfLifeH = Annotated[float, Field(gt=0, le=2000)]  # longest-lived therapeutic nuclide: 125I, 1430 h
+RepairHalfTimeH = Annotated[float, Field(gt=0, le=1000)]  # sublethal repair takes hours, not months
+PerGy = Annotated[float, Field(ge=0, le=100)]  # per Gy: 100 kills all but e^-100 at 1 Gy
+SigmaLn = Annotated[float, Field(ge=0, le=5)]  # sd of a log: 5 is a 150-fold spread
+CV = Annotated[float, Field(ge=0, le=5)]  # coefficient of variation: 500 %
+Multiplier = Annotated[float, Field(ge=1, le=100)]  # one factor changing a dose or risk 100-fold is beyond data
+PositiveMultiplier = Annotated[float, Field(gt=0, le=100)]
+PositiveMultiplierOrZero = Annotated[float, Field(ge=0, le=100)]
+Exponent = Annotated[float, Field(ge=0, le=10)]  # power laws of volume, eGFR, growth, burden
+VolumeMl = Annotated[float, Field(gt=0, le=1e5)]  # mL: more than a whole body
+EgfrMlMin = Annotated[float, Field(gt=0, le=300)]  # mL/min: hyperfiltration peaks near 180
+EgfrRate = Annotated[float, Field(ge=0, le=300)]  # mL/min lost per year: all of it in one year
+Hours = Annotated[float, Field(ge=0, le=1000)]  # staff hours per cycle
+Money = Annotated[float, Field(ge=0, le=1e9)]  # a unit cost of a billion is beyond any price
+Covariate = Annotated[float, Field(ge=-1e6, le=1e6)]  # a covariate in its unit (age, mL, 1e9/L): |value| <= 1e6
+CovariateScale = Annotated[float, Field(ge=0, le=1e6)]
+PositiveCovariate = Annotated[float, Field(gt=0, le=1e6)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -39,26 +110,26 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class ImagingPhase(Strict):
     """Tumour imaging every ``every_weeks`` until ``until_week`` (open-ended when omitted)."""
 
-    every_weeks: PositiveFloat
-    until_week: PositiveFloat | None = None
+    every_weeks: ScanInterval
+    until_week: Weeks | None = None
 
 
 class Trial(Strict):
-    name: str = Field(min_length=1, description="Scenario name shown in summaries and file attributes.")
+    name: Text = Field(min_length=1, description="Scenario name shown in summaries and file attributes.")
     patients: int = Field(ge=1, le=100_000_000, description="Virtual patients; every arm treats the same ones.")
     seed: int = Field(ge=0, le=2**63 - 1, description="Seed of all random streams.")
-    accrual_months: NonNegFloat = Field(description="Uniform accrual period; entry time ~ U(0, accrual).")
-    follow_up_months: PositiveFloat = Field(description="Follow-up after the last patient enters (data cut-off).")
-    dropout_per_year: NonNegFloat = Field(0.0, description="Exponential loss-to-follow-up rate (censoring).")
+    accrual_months: NonNegMonths = Field(description="Uniform accrual period; entry time ~ U(0, accrual).")
+    follow_up_months: Months = Field(description="Follow-up after the last patient enters (data cut-off).")
+    dropout_per_year: RatePerYear = Field(0.0, description="Exponential loss-to-follow-up rate (censoring).")
     imaging: list[ImagingPhase] = Field(min_length=1, description="Tumour assessment schedule from day 0.")
     reference_arm: str | None = Field(None, description="Comparator of the summary's hazard ratios (default: the "
                                       "first control arm, else the last arm).")
-    rmst_horizon_months: PositiveFloat = Field(24.0, description="Horizon of restricted mean survival time.")
+    rmst_horizon_months: Months = Field(24.0, description="Horizon of restricted mean survival time.")
     randomised_patients: int | None = Field(None, ge=2, le=2_000_000, description="Patients randomised in the "
                                             "published trial, both arms: the default size of rptsim trial.")
     allocation: tuple[Annotated[int, Field(ge=1, le=100)], Annotated[int, Field(ge=1, le=100)]] = Field(
-        (1, 1), description="Randomisation ratio experimental:reference of the published trial (rptsim trial's "
-        "default); 1:1 unless the trial says otherwise.")
+        (1, 1), strict=False, description="Randomisation ratio experimental:reference of the published trial "
+        "(rptsim trial's default); 1:1 unless the trial says otherwise.")  # not strict: TOML arrays are lists
 
     @field_validator("imaging")
     @classmethod
@@ -71,14 +142,27 @@ class Trial(Strict):
             raise ValueError(f"imaging until_week values must increase, got {finite}")
         return phases
 
+    @model_validator(mode="after")
+    def _scans_bounded(self) -> Trial:
+        weeks = (self.accrual_months + self.follow_up_months) * DAYS_PER_MONTH / DAYS_PER_WEEK
+        scans, start = 0.0, 0.0
+        for phase in self.imaging:
+            end = min(weeks, phase.until_week) if phase.until_week is not None else weeks
+            scans += max(0.0, end - start) / phase.every_weeks
+            start = max(start, end)
+        if scans > MAX_SCANS:
+            raise ValueError(f"imaging: {scans:.3g} tumour assessments per patient over accrual_months + "
+                             f"follow_up_months: at most {MAX_SCANS}; image less often or follow up for less time")
+        return self
+
 
 # --------------------------------------------------------------------------------------------------
 # Cohort
 
 
 class Bounded(Strict):
-    low: float | None = None
-    high: float | None = None
+    low: Covariate | None = None
+    high: Covariate | None = None
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> Bounded:
@@ -91,16 +175,16 @@ class Normal(Bounded):
     """Normal marginal, truncated to [low, high] by inverse-CDF sampling."""
 
     dist: Literal["normal"]
-    mean: float
-    sd: NonNegFloat
+    mean: Covariate
+    sd: CovariateScale
 
 
 class LogNormal(Bounded):
     """Log-normal marginal: median and sigma of log, truncated to [low, high]."""
 
     dist: Literal["lognormal"]
-    median: PositiveFloat
-    sigma_ln: NonNegFloat
+    median: PositiveCovariate
+    sigma_ln: SigmaLn
 
 
 class Bernoulli(Strict):
@@ -113,7 +197,7 @@ class Beta(Strict):
 
     dist: Literal["beta"]
     mean: Annotated[float, Field(gt=0, lt=1)]
-    sd: PositiveFloat
+    sd: Annotated[float, Field(gt=0, le=1)]  # the check below is tighter: sd < sqrt(mean (1 - mean)) <= 0.5
 
     @model_validator(mode="after")
     def _feasible(self) -> Beta:
@@ -130,8 +214,8 @@ class Uniform(Strict):
     """Uniform on [low, high] (a prior; covariates use the marginals above)."""
 
     dist: Literal["uniform"]
-    low: float
-    high: float
+    low: Covariate
+    high: Covariate
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -147,7 +231,7 @@ class UncertainParameter(Strict):
     """A config number whose value is uncertain: its prior and where the prior comes from."""
 
     path: str = Field(min_length=1, description="Dotted config path of a number (arms by name).")
-    name: str | None = Field(None, description="Short name in outputs (default: the path's last two parts).")
+    name: Text | None = Field(None, description="Short name in outputs (default: the path's last two parts).")
     prior: Prior = Field(description="normal / lognormal (with optional low, high), beta (mean, sd) or uniform.")
     source: str = Field(min_length=1, description="Citation or literature range behind the prior, or Assumption.")
 
@@ -241,21 +325,21 @@ class Cohort(Strict):
 class OrganDosimetry(Strict):
     """Absorbed dose per activity = median x inter-patient lognormal x cycle-to-cycle lognormal."""
 
-    gy_per_gbq_median: PositiveFloat
-    inter_patient_sigma_ln: NonNegFloat
-    intra_patient_cv: NonNegFloat = Field(description="Cycle-to-cycle variation of Gy/GBq (CV).")
-    effective_half_life_h_median: PositiveFloat
-    effective_half_life_sigma_ln: NonNegFloat = 0.0
+    gy_per_gbq_median: GyPerGBq
+    inter_patient_sigma_ln: SigmaLn
+    intra_patient_cv: CV = Field(description="Cycle-to-cycle variation of Gy/GBq (CV).")
+    effective_half_life_h_median: HalfLifeH
+    effective_half_life_sigma_ln: SigmaLn = 0.0
 
 
 class KidneyDosimetry(OrganDosimetry):
-    risk_factor_multiplier: Annotated[float, Field(ge=1)] = Field(
+    risk_factor_multiplier: Multiplier = Field(
         description="Gy/GBq multiplier with hypertension or diabetes.")
-    egfr_exponent: NonNegFloat = Field(description="Gy/GBq x (eGFR/90)^-exponent: lower function, higher dose.")
+    egfr_exponent: Exponent = Field(description="Gy/GBq x (eGFR/90)^-exponent: lower function, higher dose.")
 
 
 class MarrowDosimetry(OrganDosimetry):
-    bone_metastases_multiplier: Annotated[float, Field(ge=1)]
+    bone_metastases_multiplier: Multiplier
 
 
 class TumourDosimetry(OrganDosimetry):
@@ -266,13 +350,13 @@ class TumourDosimetry(OrganDosimetry):
 class Agent(Strict):
     """Dosimetry of one radiopharmaceutical."""
 
-    label: str
+    label: Text
     kidney: KidneyDosimetry
     marrow: MarrowDosimetry
     tumour: TumourDosimetry
     salivary: OrganDosimetry | None = Field(None, description="Salivary glands (parotid and submandibular).")
-    sink_exponent: NonNegFloat = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
-    sink_reference_volume_ml: PositiveFloat
+    sink_exponent: Exponent = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
+    sink_reference_volume_ml: VolumeMl
 
     def organ_dosimetry(self) -> dict[str, OrganDosimetry]:
         """The organs at risk this agent gives dosimetry for: every organ table but the tumour's."""
@@ -282,29 +366,29 @@ class Agent(Strict):
 class DosimetryMethod(Strict):
     """A dosimetry protocol: its error per organ and what it costs per measured cycle."""
 
-    label: str
-    kidney_cv: NonNegFloat = Field(description="CV of the measured kidney dose (true x lognormal).")
-    marrow_cv: NonNegFloat
-    tumour_cv: NonNegFloat
-    salivary_cv: NonNegFloat | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
+    label: Text
+    kidney_cv: CV = Field(description="CV of the measured kidney dose (true x lognormal).")
+    marrow_cv: CV
+    tumour_cv: CV
+    salivary_cv: CV | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
     sessions_per_cycle: int = Field(ge=0, le=20, description="SPECT/CT (or planar) acquisitions per cycle.")
-    physicist_hours_per_cycle: NonNegFloat
+    physicist_hours_per_cycle: Hours
     extra_visits_per_cycle: int = Field(ge=0, le=20, description="Imaging visits besides the treatment day.")
 
 
 class Costs(Strict):
     """Unit costs for the resource-use summary."""
 
-    currency: str = "EUR"
-    per_gbq: NonNegFloat
-    per_administration: NonNegFloat
-    per_imaging_session: NonNegFloat
-    per_physicist_hour: NonNegFloat
+    currency: str = Field("EUR", max_length=16)
+    per_gbq: Money
+    per_administration: Money
+    per_imaging_session: Money
+    per_physicist_hour: Money
 
 
 class Tissue(Strict):
-    alpha_beta_gy: PositiveFloat
-    repair_half_time_h: PositiveFloat
+    alpha_beta_gy: AlphaBetaGy
+    repair_half_time_h: RepairHalfTimeH
 
 
 class Radiobiology(Strict):
@@ -317,49 +401,50 @@ class Radiobiology(Strict):
 class Tumour(Strict):
     """Tumour kinetics not carried by covariates."""
 
-    dead_cell_clearance_half_life_days: PositiveFloat
-    new_lesion_burden_exponent: NonNegFloat = Field(
+    dead_cell_clearance_half_life_days: Days
+    new_lesion_burden_exponent: Exponent = Field(
         description="New-lesion hazard x (viable burden / baseline)^exponent; 0 = independent of burden.")
     response_confirmation: bool = Field(
         False, description="CR/PR must be confirmed at the next scan (RECIST 1.1, Eisenhauer 2009).")
 
 
 class NaturalHistory(Strict):
-    background_hazard_at_65_per_year: PositiveFloat = Field(
+    background_hazard_at_65_per_year: PositiveRatePerYear = Field(
         description="Gompertz background mortality at age 65.")
-    background_hazard_log_slope_per_year: NonNegFloat = Field(
+    background_hazard_log_slope_per_year: LogSlopePerYear = Field(
         description="Gompertz slope: hazard x exp(slope x (age - 65)).")
-    pre_progression_death_per_month: NonNegFloat
-    post_progression_death_per_month: PositiveFloat = Field(
+    pre_progression_death_per_month: RatePerMonth
+    post_progression_death_per_month: PositiveRatePerMonth = Field(
         description="Median patient's hazard of death after progression.")
-    post_progression_growth_exponent: NonNegFloat = Field(
+    post_progression_growth_exponent: Exponent = Field(
         description="Post-progression hazard x (growth rate / cohort median growth rate)^exponent.")
 
 
 class Neutrophils(Strict):
     """The same marrow model for neutrophils (docs/model.md 4.7)."""
 
-    mtt_days: PositiveFloat
-    lifespan_days: PositiveFloat = Field(description="Mean residence time of the circulating compartment.")
+    mtt_days: Days
+    lifespan_days: Days = Field(description="Mean residence time of the circulating compartment.")
     feedback_gamma: Annotated[float, Field(ge=0, le=1)]
-    alpha_ratio: NonNegFloat = Field(description="Progenitor radiosensitivity relative to the platelet line.")
+    alpha_ratio: PositiveMultiplierOrZero = Field(
+        description="Progenitor radiosensitivity relative to the platelet line.")
 
 
 class Marrow(Strict):
     """Platelet model (Friberg 2002 form, ``sim/kernels/marrow.py``) and marrow radiosensitivity."""
 
-    mtt_days: PositiveFloat = Field(description="Mean transit time, proliferating to circulating.")
-    platelet_lifespan_days: PositiveFloat = Field(description="Mean residence time of circulating platelets.")
+    mtt_days: Days = Field(description="Mean transit time, proliferating to circulating.")
+    platelet_lifespan_days: Days = Field(description="Mean residence time of circulating platelets.")
     feedback_gamma: Annotated[float, Field(ge=0, le=1)]
-    alpha_per_gy: NonNegFloat = Field(description="Progenitor kill per Gy (median patient).")
-    alpha_sigma_ln: NonNegFloat
-    prior_chemotherapy_multiplier: PositiveFloat
-    bone_metastases_multiplier: PositiveFloat
-    age_log_slope_per_year: float = Field(description="alpha x exp(slope x (age - 65)).")
-    reserve_loss_per_gy: NonNegFloat = Field(description="Permanent set-point loss: x exp(-value x dose).")
+    alpha_per_gy: PerGy = Field(description="Progenitor kill per Gy (median patient).")
+    alpha_sigma_ln: SigmaLn
+    prior_chemotherapy_multiplier: PositiveMultiplier
+    bone_metastases_multiplier: PositiveMultiplier
+    age_log_slope_per_year: SignedLogSlopePerYear = Field(description="alpha x exp(slope x (age - 65)).")
+    reserve_loss_per_gy: PerGy = Field(description="Permanent set-point loss: x exp(-value x dose).")
     max_step_days: Annotated[float, Field(gt=0, le=2)] = Field(
         0.5, description="First trial step of each interval of the adaptive RK4 (docs/model.md 4.1).")
-    window_after_last_cycle_days: PositiveFloat = Field(description="Follow-up of the last cycle's nadir.")
+    window_after_last_cycle_days: Days = Field(description="Follow-up of the last cycle's nadir.")
     fatal_grade4_probability: Probability = Field(description="Death at a cycle's grade-4 nadir.")
     neutrophils: Neutrophils
 
@@ -367,17 +452,17 @@ class Marrow(Strict):
 class Kidney(Strict):
     """Nephropathy NTCP (LKB on cumulative BED) and the eGFR trajectory."""
 
-    bed50_gy: PositiveFloat
-    lkb_m: PositiveFloat
-    risk_factor_bed50_shift_gy: NonNegFloat
-    nephropathy_latency_months_median: PositiveFloat
-    nephropathy_latency_sigma_ln: NonNegFloat
+    bed50_gy: DoseGy
+    lkb_m: Annotated[float, Field(gt=0, le=10)]
+    risk_factor_bed50_shift_gy: NonNegDoseGy
+    nephropathy_latency_months_median: Months
+    nephropathy_latency_sigma_ln: SigmaLn
     nephropathy_egfr_loss_fraction: Probability
-    age_decline_ml_min_per_year: NonNegFloat
-    radiation_decline_per_gy_per_year: NonNegFloat = Field(
+    age_decline_ml_min_per_year: EgfrRate
+    radiation_decline_per_gy_per_year: PerGy = Field(
         description="Fraction of baseline eGFR lost per year per Gy of kidney BED (after the latency).")
-    risk_factor_decline_multiplier: Annotated[float, Field(ge=1)]
-    subclinical_latency_months: NonNegFloat
+    risk_factor_decline_multiplier: Multiplier
+    subclinical_latency_months: NonNegMonths
 
     @model_validator(mode="after")
     def _shift_below_bed50(self) -> Kidney:
@@ -388,11 +473,11 @@ class Kidney(Strict):
 
 
 class LateEffects(Strict):
-    mds_aml_risk_per_gy: NonNegFloat = Field(description="Probability 1 - exp(-value x marrow dose).")
-    mds_aml_prior_chemotherapy_multiplier: PositiveFloat
-    mds_aml_latency_months_median: PositiveFloat
-    mds_aml_latency_sigma_ln: NonNegFloat
-    mds_aml_death_per_month: PositiveFloat
+    mds_aml_risk_per_gy: PerGy = Field(description="Probability 1 - exp(-value x marrow dose).")
+    mds_aml_prior_chemotherapy_multiplier: PositiveMultiplier
+    mds_aml_latency_months_median: Months
+    mds_aml_latency_sigma_ln: SigmaLn
+    mds_aml_death_per_month: PositiveRatePerMonth
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,7 +486,7 @@ class LateEffects(Strict):
 
 class ArmBase(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
-    label: str = ""
+    label: Text = ""
 
 
 class DoseModification(Strict):
@@ -409,7 +494,7 @@ class DoseModification(Strict):
 
     withhold_platelet_grade: int | None = Field(None, ge=1, le=4, description="Withhold while grade >= this.")
     withhold_neutrophil_grade: int | None = Field(None, ge=1, le=4)
-    withhold_egfr_below_ml_min: PositiveFloat | None = None
+    withhold_egfr_below_ml_min: EgfrMlMin | None = None
     withhold_egfr_drop_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     reduce_after_platelet_grade: int | None = Field(
         None, ge=1, le=4, description="Reduce when the worst grade since the last cycle reached this.")
@@ -418,8 +503,15 @@ class DoseModification(Strict):
     reduction_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
     restore_after_tolerated: bool = False
     max_reductions: int = Field(1, ge=0, le=50, description="A further reduction discontinues treatment.")
-    recheck_weeks: PositiveFloat = 1.0
-    max_delay_weeks: NonNegFloat = Field(16.0, description="Discontinue when withheld longer than this.")
+    recheck_weeks: RecheckWeeks = 1.0
+    max_delay_weeks: DelayWeeks = Field(16.0, description="Discontinue when withheld longer than this.")
+
+    @model_validator(mode="after")
+    def _rechecks_bounded(self) -> DoseModification:
+        if self.max_delay_weeks / self.recheck_weeks > MAX_RECHECKS:
+            raise ValueError(f"max_delay_weeks / recheck_weeks = {self.max_delay_weeks / self.recheck_weeks:.3g} "
+                             f"re-checks of a withheld cycle: at most {MAX_RECHECKS}")
+        return self
 
 
 class ArmDosimetry(Strict):
@@ -427,7 +519,8 @@ class ArmDosimetry(Strict):
 
     method: str
     measured_cycles: int | None = Field(None, ge=1, le=50, description="First N cycles measured (all if omitted).")
-    error_scale: NonNegFloat = Field(1.0, description="Multiplies the method's CVs (0 = exact dosimetry).")
+    error_scale: Annotated[float, Field(ge=0, le=100)] = Field(
+        1.0, description="Multiplies the method's CVs (0 = exact dosimetry; 100: CVs far beyond any method's).")
 
 
 class FixedArm(ArmBase):
@@ -435,9 +528,9 @@ class FixedArm(ArmBase):
 
     regimen: Literal["fixed"]
     agent: str
-    activity_gbq: PositiveFloat | list[PositiveFloat]
+    activity_gbq: ActivityGBq | list[ActivityGBq]
     cycles: int = Field(ge=1, le=50)
-    interval_weeks: PositiveFloat
+    interval_weeks: IntervalWeeks
     continue_after_cycle: int | None = Field(
         None, ge=1, description="Cycles after this one are given only while the tumour is smaller than at "
         "baseline (VISION: 4 cycles, then 2 more with evidence of response).")
@@ -464,18 +557,18 @@ class GuidedArm(ArmBase):
     regimen: Literal["guided"]
     agent: str
     rule: Literal["cycles_to_kidney_limit", "activity_to_kidney_target", "tumour_dose_target"]
-    activity_gbq: PositiveFloat = Field(description="Activity per cycle (first cycle for activity_to_kidney_target).")
+    activity_gbq: ActivityGBq = Field(description="Activity per cycle (first cycle for activity_to_kidney_target).")
     cycles: int = Field(ge=1, le=50, description="Maximum (or, for activity_to_kidney_target, induction) cycles.")
-    interval_weeks: PositiveFloat
-    kidney_bed_limit_gy: PositiveFloat | None = None
-    kidney_bed_limit_risk_factor_gy: PositiveFloat | None = Field(
+    interval_weeks: IntervalWeeks
+    kidney_bed_limit_gy: DoseGy | None = None
+    kidney_bed_limit_risk_factor_gy: DoseGy | None = Field(
         None, description="Limit with hypertension or diabetes (defaults to kidney_bed_limit_gy).")
-    marrow_limit_gy: PositiveFloat = Field(description="Cumulative measured marrow absorbed dose limit.")
-    target_gy: PositiveFloat | None = Field(None, description="Kidney target (activity_to_kidney_target) or tumour "
+    marrow_limit_gy: DoseGy = Field(description="Cumulative measured marrow absorbed dose limit.")
+    target_gy: DoseGy | None = Field(None, description="Kidney target (activity_to_kidney_target) or tumour "
                                             "absorbed-dose target (tumour_dose_target).")
     target_quantity: Literal["bed", "dose"] = "bed"
-    min_activity_gbq: NonNegFloat = 0.0
-    max_activity_gbq: PositiveFloat | None = None
+    min_activity_gbq: NonNegActivityGBq = 0.0
+    max_activity_gbq: ActivityGBq | None = None
     reduce_last_cycle_to_limit: bool = False
     continue_after_cycle: int | None = Field(None, ge=1)
     dose_modification: DoseModification = Field(default_factory=DoseModification)
@@ -621,12 +714,21 @@ def _describe_error(err: dict[str, Any], data: dict) -> str:
         path = f"{_field_path(err['loc'], data)}.{field}"
         if err["type"] == "union_tag_not_found":
             return f"{path}: required field is missing"
-        return f"{path} = {ctx['tag']!r}: must be one of {ctx['expected_tags']}"
+        return f"{path}{_shown(ctx['tag'])}: must be one of {ctx['expected_tags']}"
     msg = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(err["type"], err["msg"])
     if not err["loc"]:  # a check across fields (e.g. an arm's agent must be defined): the message says it all
         return msg.removeprefix("Value error, ")
-    shown = "" if err["type"] in ("missing", "extra_forbidden") else f" = {err.get('input')!r}"
+    shown = "" if err["type"] in ("missing", "extra_forbidden") else _shown(err.get("input"))
     return f"{_field_path(err['loc'], data)}{shown}: {msg}"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """`` = value`` in an error message; nothing for a table (a check across its fields says what is wrong, and the
+    table itself can be kilobytes long), and long values cut to ``limit`` characters."""
+    if isinstance(value, dict):
+        return ""
+    text = repr(value)
+    return f" = {text if len(text) <= limit else text[:limit - 3] + '...'}"
 
 
 def validate(data: dict, source: str = "<config>") -> Config:
@@ -634,8 +736,17 @@ def validate(data: dict, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe_error(err, data) for err in _union_branch_errors(exc.errors())]
-        raise ConfigError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
+        raise ConfigError(f"{source}: {problems(exc, data)}") from None
+
+
+MAX_PROBLEMS = 10  # listed in one message; a file with more is usually not a scenario file at all
+
+
+def problems(exc: ValidationError, data: Any) -> str:
+    """The problems of a validation error, one clause each, at most :data:`MAX_PROBLEMS` of them."""
+    lines = list(dict.fromkeys(_describe_error(err, data) for err in _union_branch_errors(exc.errors())))
+    more = f"; and {len(lines) - MAX_PROBLEMS} more" if len(lines) > MAX_PROBLEMS else ""
+    return "; ".join(lines[:MAX_PROBLEMS]) + more
 
 
 def validate_quietly(data: dict, overrides: dict[str, Any]) -> str | None:
@@ -678,10 +789,10 @@ def set_dotted(data: dict, path: str, value: Any) -> None:
     parts = path.split(".")
     node: Any = data
     for depth, key in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            node = _list_item(node, key, ".".join(parts[: depth + 1]))
-        else:
-            node = node.setdefault(key, {})
+        where = ".".join(parts[: depth + 1])
+        node = _list_item(node, key, where) if isinstance(node, list) else node.setdefault(key, {})
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"override {path}: {where}{_shown(node)} is not a table")
     last = parts[-1]
     if isinstance(node, list):
         raise ConfigError(f"override {path}: cannot replace a whole list item")
@@ -711,47 +822,57 @@ def _list_item(items: list, key: str, where: str) -> dict:
     raise ConfigError(f"override {where}: no item named {key!r} (have: {names})")
 
 
-def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """Read a scenario file. ``extends = "other.toml"`` (relative to the file) starts from that scenario:
-    tables are merged key by key, and anything else (numbers, lists such as ``arms``) replaces the base's."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+MAX_EXTENDS = 16  # files in one extends chain; the shipped chains have two
+
+
+def _base_of(path: Path, data: dict) -> tuple[Path, str] | None:
+    """The file ``path`` extends (resolved) and its ``extends`` value, or None; ``extends`` is removed from ``data``.
+    Errors name ``path``, the file holding the ``extends``."""
     base = data.pop("extends", None)
     if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: extends = {base!r}: must be a file name")
-    base_path = (path.parent / base).resolve()
-    if base_path in _seen or base_path == path.resolve():
-        raise ConfigError(f"{path}: extends = {base!r}: circular")
-    return _merge(read_toml(base_path, (*_seen, path.resolve())), data)
+        return None
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: extends{_shown(base)}: must be a file name")
+    try:
+        here = (path.parent / base).resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+        raise ConfigError(f"{path}: extends = {base!r}: cannot be resolved ({exc})") from None
+    if not here.is_file():
+        raise ConfigError(f"{path}: extends = {base!r}: {here} " + ("is a directory" if here.is_dir() else
+                                                                   "not found"))
+    return here, base
+
+
+def _layers(path: str | Path) -> list[tuple[Path, dict]]:
+    """``path`` and each file it extends, transitively, with their mappings (``extends`` removed), the file first."""
+    path = Path(path)
+    layers = [(path, files.read_toml(path, "config file"))]
+    seen = {path.resolve()}
+    while (found := _base_of(*layers[-1])) is not None:
+        here, base = found
+        holder = layers[-1][0]
+        if here in seen:
+            raise ConfigError(f"{holder}: extends = {base!r}: circular")
+        if len(layers) >= MAX_EXTENDS:
+            raise ConfigError(f"{holder}: extends = {base!r}: more than {MAX_EXTENDS} files in the extends chain")
+        seen.add(here)
+        layers.append((here, files.read_toml(here, "config file")))
+    return layers
+
+
+def read_toml(path: str | Path) -> dict:
+    """Read a scenario file. ``extends = "other.toml"`` (relative to the file) starts from that scenario:
+    tables are merged key by key, and anything else (numbers, lists such as ``arms``) replaces the base's."""
+    layers = _layers(path)
+    data = layers[-1][1]
+    for _, layer in reversed(layers[:-1]):
+        data = _merge(data, layer)
+    return data
 
 
 def extends_chain(path: str | Path) -> list[Path]:
     """``path`` and the files it extends (``extends = ...``, transitively), resolved, the file itself first."""
-    chain: list[Path] = []
-    base: Any = str(path)
-    while base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"{chain[-1]}: extends = {base!r}: must be a file name")
-        here = (chain[-1].parent / base if chain else Path(base)).resolve()
-        if here in chain:
-            raise ConfigError(f"{chain[-1]}: extends = {base!r}: circular")
-        if not here.is_file():
-            raise ConfigError(f"{here}: config file not found")
-        try:
-            with here.open("rb") as fh:
-                base = tomllib.load(fh).get("extends")
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{here}: TOML syntax error: {exc}") from None
-        chain.append(here)
-    return chain
+    return [p.resolve() for p, _ in _layers(path)]
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -763,10 +884,12 @@ def _merge(base: dict, override: dict) -> dict:
 
 def select_arms(data: dict, names: list[str], source: str) -> None:
     """Keep only the arms named in ``names`` (in that order)."""
-    arms = {a.get("name"): a for a in data.get("arms", []) if isinstance(a, dict)}
+    items = data.get("arms") if isinstance(data.get("arms"), list) else []
+    arms = {a["name"]: a for a in items if isinstance(a, dict) and isinstance(a.get("name"), str)}
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{source}: select_arms{_shown(names)}: must name at least one arm, by name (defined: "
+                          f"{list(arms)})")
     unknown = [n for n in names if n not in arms]
-    if not names:
-        raise ConfigError(f"{source}: select_arms = []: must name at least one arm (defined: {list(arms)})")
     if unknown:
         raise ConfigError(f"{source}: select_arms = {names!r}: unknown arm(s) {unknown} (defined: {list(arms)})")
     data["arms"] = [arms[n] for n in names]

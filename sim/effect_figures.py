@@ -86,7 +86,7 @@ def forest_figure(ds, summary: dict):  # noqa: ANN001, ANN201
 
 
 def _horizon(summary: dict) -> str:
-    return f"{next(iter(summary['comparisons'].values()))['individual']['horizon_months']:g}"
+    return f"{summary['rmst_horizon_months']:g}"
 
 
 def tradeoff_figure(ds, summary: dict):  # noqa: ANN001, ANN201

@@ -52,7 +52,9 @@ def _pyplot():
     return plt
 
 
-STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
+# text.parse_math off: names and labels come from files, and a "$" in them must print as a "$", not start mathtext
+STYLE = {"text.parse_math": False,
+         "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "figure.dpi": DPI, "savefig.dpi": DPI}
 
 
@@ -102,6 +104,18 @@ def _save(fig, path: Path) -> None:  # noqa: ANN001
     from sim.outcomes import write_atomic
 
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor="white"))
+
+
+def save_figure(draw: Callable, path: str | Path) -> None:
+    """Draw a figure (``draw()`` returns it) in the report style, leaving the caller's matplotlib settings as they
+    were, write it atomically as PNG and close it."""
+    plt = _pyplot()
+    with plt.rc_context(STYLE):
+        fig = draw()
+        try:
+            _save(fig, Path(path))
+        finally:
+            plt.close(fig)
 
 
 def _tick_step(max_months: float) -> int:
@@ -511,13 +525,7 @@ def validation_figure(datasets: dict, targets: list):  # noqa: ANN201
 
 
 def save_validation_figure(datasets: dict, targets: list, path: str | Path) -> None:
-    plt = _pyplot()
-    with plt.rc_context(STYLE):
-        fig = validation_figure(datasets, targets)
-        try:
-            _save(fig, Path(path))
-        finally:
-            plt.close(fig)
+    save_figure(lambda: validation_figure(datasets, targets), path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -679,6 +687,10 @@ def sweep_figures(ds) -> dict[str, Callable]:  # noqa: ANN001
 
 
 def save_power_curve_figure(summary: dict, path: str | Path) -> None:
+    save_figure(lambda: power_curve_figure(summary), path)
+
+
+def power_curve_figure(summary: dict):  # noqa: ANN201
     """Power against trial size from an ``rptsim trial`` summary: each evaluated size with its ±1.96 Monte Carlo SE,
     the fitted curve Phi(a + b sqrt(N)) (``sim.trials.PowerCurve``), the target power and the sizes found."""
     from scipy import special
@@ -688,29 +700,25 @@ def save_power_curve_figure(summary: dict, path: str | Path) -> None:
     n = np.array([p["patients"] for p in points], dtype=float)
     power = np.array([p["power"] for p in points])
     se = np.array([p["power_mc_se"] for p in points])
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-        ax.errorbar(n, power, yerr=1.96 * se, fmt="o", color=PALETTE[0], ms=5, capsize=3,
-                    label="simulated (±1.96 MC SE)")
-        fit = summary.get("power_curve_fit")
-        if fit is not None:
-            grid = np.linspace(0.0, 1.1 * max(n.max(), summary.get("required_patients_fitted") or 0), 300)
-            ax.plot(grid, special.ndtr(fit["a"] + fit["b"] * np.sqrt(grid)), color=PALETTE[1], lw=1.6,
-                    label=f"fit Φ({fit['a']:.3g} + {fit['b']:.3g} √N)")
-        ax.axhline(summary["target_power"], color="0.4", lw=0.9, ls="--", label=f"target {summary['target_power']:.0%}")
-        for key, style, what in (("required_patients", ":", "search"), ("required_patients_fitted", "-.", "fit")):
-            if summary.get(key):
-                ax.axvline(summary[key], color="0.4", lw=0.9, ls=style, label=f"{what}: N = {summary[key]}")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlim(left=0)
-        ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
-        ax.set_xlabel(f"Patients randomised (allocation {':'.join(map(str, summary['allocation']))})")
-        ax.set_ylabel(f"Log-rank power, alpha {summary['alpha']}")
-        ax.set_title(_wrap(f"{summary['scenario']}: {summary['experimental_arm']} vs {summary['reference_arm']}, "
-                           f"{summary['endpoint'].upper()}, {summary['replicates']} trials per size", 70))
-        ax.grid(True, color="0.9", lw=0.6)
-        ax.legend(loc="lower right", frameon=False)
-        try:
-            _save(fig, Path(path))
-        finally:
-            plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.errorbar(n, power, yerr=1.96 * se, fmt="o", color=PALETTE[0], ms=5, capsize=3,
+                label="simulated (±1.96 MC SE)")
+    fit = summary.get("power_curve_fit")
+    if fit is not None:
+        grid = np.linspace(0.0, 1.1 * max(n.max(), summary.get("required_patients_fitted") or 0), 300)
+        ax.plot(grid, special.ndtr(fit["a"] + fit["b"] * np.sqrt(grid)), color=PALETTE[1], lw=1.6,
+                label=f"fit Φ({fit['a']:.3g} + {fit['b']:.3g} √N)")
+    ax.axhline(summary["target_power"], color="0.4", lw=0.9, ls="--", label=f"target {summary['target_power']:.0%}")
+    for key, style, what in (("required_patients", ":", "search"), ("required_patients_fitted", "-.", "fit")):
+        if summary.get(key):
+            ax.axvline(summary[key], color="0.4", lw=0.9, ls=style, label=f"{what}: N = {summary[key]}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
+    ax.set_xlabel(f"Patients randomised (allocation {':'.join(map(str, summary['allocation']))})")
+    ax.set_ylabel(f"Log-rank power, alpha {summary['alpha']}")
+    ax.set_title(_wrap(f"{summary['scenario']}: {summary['experimental_arm']} vs {summary['reference_arm']}, "
+                       f"{summary['endpoint'].upper()}, {summary['replicates']} trials per size", 70))
+    ax.grid(True, color="0.9", lw=0.6)
+    ax.legend(loc="lower right", frameon=False)
+    return fig

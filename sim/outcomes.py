@@ -7,20 +7,23 @@ version, git commit, creation time) and a schema version that readers check.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import glob
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from sim import __version__
-from sim.config import Config
+from sim import __version__, files
+from sim.config import Config, ConfigError
 from sim.kernel_outputs import TOTALS, attributes, reduce_cycles
 
 SCHEMA = "rptsim-outcomes"
@@ -92,12 +95,11 @@ def _remove_stale_tmp(path: Path) -> None:
             pass
 
 
-def write_atomic(path: str | Path, write) -> None:  # noqa: ANN001 - write(tmp_path) callable
-    """Call ``write(tmp)`` on a temporary path beside ``path``, fsync it, then rename it over ``path``.
-
-    The temporary name carries host and PID, so temporary files of killed writers are removed by the next write.
-    """
-    path = Path(path)
+@contextlib.contextmanager
+def _staged(path: Path, write) -> Iterator[str]:  # noqa: ANN001 - write(tmp_path) callable
+    """A temporary file beside ``path`` filled by ``write(tmp)`` and fsynced, for the caller to rename over ``path``;
+    removed on the way out if it is still there (an error, a full disk, Ctrl-C). A failed write is an OSError that
+    names ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(path)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
@@ -106,27 +108,100 @@ def write_atomic(path: str | Path, write) -> None:  # noqa: ANN001 - write(tmp_p
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
     try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk or a file-size limit: say which file, once
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or ' '.join(str(exc).split())}") from None
+        yield tmp
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def write(ds: xr.Dataset, path: str | Path) -> None:
-    """Write ``ds`` to HDF5 (h5netcdf, chunked, compressed), atomically."""
-    write_atomic(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds)))
+def write_atomic(path: str | Path, write) -> None:  # noqa: ANN001 - write(tmp_path) callable
+    """Call ``write(tmp)`` on a temporary path beside ``path``, fsync it, then rename it over ``path``.
+
+    The temporary name carries host and PID, so temporary files of killed writers are removed by the next write.
+    """
+    path = Path(path)
+    with _staged(path, write) as tmp:
+        os.replace(tmp, path)
+
+
+def _to_netcdf(ds: xr.Dataset, tmp: str) -> None:
+    """Write ``ds`` as HDF5 to ``tmp``. The file is built in memory (compressed, so smaller than ``ds``) and written
+    by Python: HDF5 crashes the process when a disk write fails (a full disk, a file-size limit), where Python's
+    write raises an OSError that the caller reports."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):  # else, under a Dask client, xarray locks the in-memory target
+        image = ds.to_netcdf(engine="h5netcdf", encoding=_encoding(ds))
+    with open(tmp, "wb") as fh:
+        fh.write(image)
+
+
+def write(ds: xr.Dataset, path: str | Path, seal=None) -> None:  # noqa: ANN001 - seal(tmp_path) callable
+    """Write ``ds`` to HDF5 (h5netcdf, chunked, compressed), atomically; ``seal(tmp)``, when given, finishes the
+    temporary file before the rename (sweep parts add their checksum)."""
+    def _write(tmp: str) -> None:
+        _to_netcdf(ds, tmp)
+        if seal is not None:
+            seal(tmp)
+
+    write_atomic(path, _write)
+
+
+def _json_text(obj: dict) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
 
 
 def write_json(obj: dict, path: str | Path) -> None:
-    def _write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False)
-            fh.write("\n")
+    text = _json_text(obj)  # a non-finite number fails here, before any file is touched
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
-    write_atomic(path, _write)
+
+def summary_path(path: str | Path) -> Path:
+    """The summary JSON written beside an outcomes file: ``OUT.summary.json``."""
+    return Path(path).with_suffix(".summary.json")
+
+
+def write_with_summary(ds: xr.Dataset | None, path: Path, summary: dict) -> None:
+    """Write the outcomes ``ds`` to ``path`` and ``summary`` to :func:`summary_path` as one unit (``ds`` None: the
+    summary alone).
+
+    Both are written to temporary files first; then the JSON is renamed, then the HDF5, whose ``summary_sha256``
+    attribute is the digest of that JSON. A kill between the two renames leaves the new JSON beside the previous
+    HDF5, which :func:`read_summary` detects; it never leaves an HDF5 without its summary.
+    """
+    text = _json_text(summary)
+    json_path = summary_path(path)
+    if ds is None:
+        write_atomic(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        return
+    ds = ds.assign_attrs(summary_sha256=hashlib.sha256(text.encode()).hexdigest())
+    with _staged(path, lambda tmp: _to_netcdf(ds, tmp)) as tmp_h5, \
+            _staged(json_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8")) as tmp_json:
+        os.replace(tmp_json, json_path)
+        os.replace(tmp_h5, path)
+
+
+def read_summary(path: str | Path) -> dict:
+    """The summary JSON of ``rptsim run`` (``OUT.summary.json``), checked against the HDF5 it names: a ConfigError
+    when that file's ``summary_sha256`` is not this JSON's digest (a run killed between its two renames)."""
+    path = Path(path)
+    data = files.read_bytes(path, "summary file")
+    try:
+        summary = json.loads(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a JSON summary ({exc})") from None
+    output = summary.get("output") if isinstance(summary, dict) else None
+    if isinstance(output, str):
+        with files.open_hdf5(output, "outcomes file") as ds:
+            digest = ds.attrs.get("summary_sha256")
+        if digest != hashlib.sha256(data).hexdigest():
+            raise ConfigError(f"{path}: does not belong to {output} (an interrupted run?): rerun rptsim run")
+    return summary
 
 
 class NotOurFileError(ValueError):
@@ -135,14 +210,15 @@ class NotOurFileError(ValueError):
 
 def open_checked(path: str | Path, schema: str, version: int, what: str, error: type[ValueError]) -> xr.Dataset:
     """Open an HDF5/netCDF file, raising ``error`` unless its ``schema`` attribute and version are these."""
-    try:
-        ds = xr.open_dataset(path, engine="h5netcdf")
-    except (OSError, ValueError) as exc:
-        raise error(f"{path}: not a readable HDF5/netCDF file ({exc})") from None
+    ds = files.open_hdf5(path, f"{what} file", error)
     if ds.attrs.get("schema") != schema:
         ds.close()
         raise error(f"{path}: not an rptsim {what} file (no '{schema}' schema attribute)")
-    found = int(np.asarray(ds.attrs.get("schema_version", -1)).ravel()[0])
+    raw = ds.attrs.get("schema_version", -1)
+    try:
+        found: object = int(np.asarray(raw).ravel()[0])
+    except (TypeError, ValueError, IndexError, OverflowError):  # not a number: show (the start of) what it is
+        found = f"{raw!r:.40}"
     if found != version:
         ds.close()
         raise error(f"{path}: {what} schema version {found}, this rptsim {__version__} reads {version}")

@@ -256,7 +256,19 @@ def read(path: str | Path) -> xr.Dataset:
     from sim.outcomes import open_checked
 
     with open_checked(path, SCHEMA, SCHEMA_VERSION, "posterior", ConfigError) as ds:
-        return ds.load()
+        ds = ds.load()
+    try:  # the contents draws() reads: a damaged file is refused here, in one line
+        params = parameters_of(ds)
+        for name in ("weight", *(p.label for p in params)):
+            if name not in ds or ds[name].dims != ("draw",) or not np.all(np.isfinite(ds[name].values)):
+                raise ValueError(f"variable {name!r} missing, not over 'draw' or not finite")
+        if not (np.all(ds["weight"].values >= 0) and ds["weight"].values.sum() > 0):
+            raise ValueError("weights must be >= 0 with a positive sum")
+        str(ds.attrs["calibrated_on"])
+    except (KeyError, TypeError, ValueError) as exc:  # json and pydantic errors are ValueErrors
+        raise ConfigError(f"--posterior {path}: not a valid posterior file ({' '.join(str(exc).split())[:200]})"
+                          ) from None
+    return ds
 
 
 def parameters_of(ds: xr.Dataset) -> list[UncertainParameter]:

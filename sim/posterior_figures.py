@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from sim import posterior, priors
-from sim.figures import GREYS, PALETTE, STYLE, _pyplot, _save
+from sim.figures import GREYS, PALETTE, _pyplot, save_figure
 
 COLUMNS = 4
 BINS = 40
@@ -45,10 +45,4 @@ def identifiability_figure(ds: xr.Dataset):  # noqa: ANN201 - a matplotlib Figur
 
 
 def save_identifiability_figure(ds: xr.Dataset, path: str | Path) -> None:
-    plt = _pyplot()
-    with plt.rc_context(STYLE):
-        fig = identifiability_figure(ds)
-        try:
-            _save(fig, Path(path))
-        finally:
-            plt.close(fig)
+    save_figure(lambda: identifiability_figure(ds), path)

@@ -5,14 +5,16 @@ The summary rows (:data:`ROWS`) serve both the terminal table and the page.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sim.effect_figures import EFFECT_FIGURE_CAPTIONS, effect_figures
-from sim.figures import FIGURE_CAPTIONS, STYLE, _pyplot, _save, caption, figures
+from sim.figures import FIGURE_CAPTIONS, caption, figures, save_figure
 
 
 def _fmt(value, digits: int = 1, suffix: str = "") -> str:  # noqa: ANN001
@@ -104,11 +106,11 @@ def _title(summary: dict) -> str:
 
 def summary_table(summary: dict) -> Table:
     """One column per arm, one row per endpoint."""
-    table = Table(title=_title(summary), title_justify="left")
+    table = Table(title=escape(_title(summary)), title_justify="left")
     header, rows = summary_cells(summary)
     table.add_column("")
     for label in header:
-        table.add_column(label, justify="right")
+        table.add_column(escape(label), justify="right")  # labels come from the config: never rich markup
     for label, cells in rows:
         table.add_row(label, *cells)
     return table
@@ -129,6 +131,24 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
 # Markdown
 
 
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>~$&"})  # "|" is _md_cell's, in tables only
+_MD_EMPHASIS = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # an underscore inside a word emphasises nothing
+
+
+def md(value: object) -> str:
+    """Text from a file (names, labels, paths, provenance) shown literally in Markdown: control characters as
+    escapes, and the characters that Markdown or HTML would interpret (links, emphasis, code, tags, tables, math)
+    backslash-escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value)).translate(_MD_SPECIAL)
+    return _MD_EMPHASIS.sub(r"\\_", text)
+
+
+def _md_code(value: object) -> str:
+    """A provenance token (git commit, version) for a code span, where escapes do not work: other characters
+    than letters, digits and ``.+-_`` become ``?``."""
+    return "".join(c if c.isalnum() and c.isascii() or c in ".+-_" else "?" for c in str(value))
+
+
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -143,7 +163,7 @@ def _md_table(header: list[str], rows: list[list[str]], align: str = "r") -> str
 def markdown_summary(summary: dict) -> str:
     """The summary table (the rows of the terminal table) in Markdown."""
     header, rows = summary_cells(summary)
-    return _md_table(["", *header], [[label, *cells] for label, cells in rows])
+    return _md_table(["", *map(md, header)], [[label, *cells] for label, cells in rows])
 
 
 def _hr(hr: float | None, ci: list[float | None]) -> str:
@@ -161,7 +181,7 @@ def markdown_comparisons(summary: dict) -> str:
     for key, c in summary["comparisons"].items():
         arm = key.removesuffix(f" vs {reference}")
         tox = c["toxicity_rate_differences"]
-        rows.append([arms[arm]["label"] or arm, _hr(c["pfs_hr"], c["pfs_hr_robust_ci"]),
+        rows.append([md(arms[arm]["label"] or arm), _hr(c["pfs_hr"], c["pfs_hr_robust_ci"]),
                      _hr(c["os_hr"], c["os_hr_robust_ci"]),
                      _signed(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2),
                      _signed(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2),
@@ -170,25 +190,20 @@ def markdown_comparisons(summary: dict) -> str:
                      _signed(tox["grade3plus_renal_rate"], tox["grade3plus_renal_rate_ci"], 1, 100, " pp"),
                      _signed(tox["grade3plus_haematological_rate"], tox["grade3plus_haematological_rate_ci"], 1,
                              100, " pp")])
-    return _md_table([f"vs {arms[reference]['label'] or reference}", "PFS HR", "OS HR", "RMST PFS (months)",
+    return _md_table([f"vs {md(arms[reference]['label'] or reference)}", "PFS HR", "OS HR", "RMST PFS (months)",
                       "RMST OS (months)", "ORR", "Renal G≥3", "Haematological G≥3"], rows)
-
-
-def summary_horizon(summary: dict) -> str:
-    """The RMST horizon of a summary's comparisons (months, as text)."""
-    first = next(iter(summary["comparisons"].values()))
-    return f"{first['individual']['horizon_months']:g}"
 
 
 def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: ANN001
     """The report page: provenance, summary table, comparisons and the figures with captions."""
     attrs = ds.attrs
     parts = [
-        f"# {summary['scenario']}: seed {summary['seed']}, {summary['n_patients']:,} virtual patients per arm, "
-        f"rptsim {summary['rptsim_version']}",
+        f"# {md(summary['scenario'])}: seed {summary['seed']}, {summary['n_patients']:,} virtual patients per arm, "
+        f"rptsim {md(summary['rptsim_version'])}",
         "",
-        f"Every arm treats the same virtual patients. Simulated by rptsim {summary['rptsim_version']} (git commit "
-        f"`{attrs.get('git_commit', 'unknown')}`) on {attrs.get('created_utc', 'unknown')}; this page was drawn "
+        f"Every arm treats the same virtual patients. Simulated by rptsim {md(summary['rptsim_version'])} (git commit "
+        f"`{_md_code(attrs.get('git_commit', 'unknown'))}`) on {md(attrs.get('created_utc', 'unknown'))}; this page "
+        "was drawn "
         "from the HDF5 file alone.",
         "",
         "## Summary",
@@ -201,9 +216,9 @@ def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: A
         parts += [
             "## Comparisons",
             "",
-            f"Against the reference arm, {ref['label'] or summary['reference_arm']}, on the same patients: Cox "
+            f"Against the reference arm, {md(ref['label'] or summary['reference_arm'])}, on the same patients: Cox "
             "hazard ratio (Efron ties) with the patient-clustered robust 95 % CI (Lin & Wei 1989); differences in "
-            f"restricted mean survival time to {summary_horizon(summary)} months by the paired delta method; "
+            f"restricted mean survival time to {summary['rmst_horizon_months']:g} months by the paired delta method; "
             "differences in rates (percentage points) with Newcombe's paired interval. These CIs answer \"what "
             "does the arm change in this population\"; `rptsim trial` answers \"what would a randomised trial of N "
             "patients see\".",
@@ -223,15 +238,9 @@ def _write_page(out_dir: Path, drawers: dict, captions: dict, page) -> list[Path
     does not draw, and write ``index.md`` from ``page(figure names)``; returns the paths written."""
     from sim.outcomes import write_atomic
 
-    plt = _pyplot()
     written = []
     for name, draw in drawers.items():
-        with plt.rc_context(STYLE):  # the caller's matplotlib settings are left as they were
-            fig = draw()
-            try:
-                _save(fig, out_dir / name)
-            finally:
-                plt.close(fig)
+        save_figure(draw, out_dir / name)
         written.append(out_dir / name)
     for stale in set(captions) - {p.name for p in written}:  # from an earlier report into this folder
         (out_dir / stale).unlink(missing_ok=True)
@@ -298,9 +307,9 @@ def print_sweep_table(ds, console: Console | None = None, max_rows: int = 60) ->
     table = Table(title=f"Sweep {ds.attrs['sweep_name']}: {n} scenarios" + (f", first {max_rows} shown"
                   if n > max_rows else ""), title_justify="left")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(escape(h), justify="left" if i == 0 else "right")
     for row in rows[:max_rows]:
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     widths = [max(len(h), *(len(r[i]) for r in rows[:max_rows])) if rows else len(h) for i, h in enumerate(header)]
     output_console(sum(widths) + 3 * len(header) + 4, console).print(table)
 
@@ -314,18 +323,19 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
     n = int(ds.sizes["scenario"])
     patients = sorted({int(x) for x in ds.n_patients.values})
     parts = [
-        f"# Sweep {attrs['sweep_name']}: {n} scenarios, rptsim {attrs.get('rptsim_version', '?')}",
+        f"# Sweep {md(attrs['sweep_name'])}: {n} scenarios, rptsim {md(attrs.get('rptsim_version', '?'))}",
         "",
-        f"Base scenario: {json.loads(attrs['base_config_json'])['trial']['name']}; "
+        f"Base scenario: {md(json.loads(attrs['base_config_json'])['trial']['name'])}; "
         f"{', '.join(f'{p:,}' for p in patients)} virtual patients per arm and scenario; "
-        f"{attrs.get('replicates', 1)} replicate(s). Simulated by rptsim {attrs.get('rptsim_version', '?')} (git "
-        f"commit `{attrs.get('git_commit', 'unknown')}`) on {attrs.get('created_utc', 'unknown')}; this page was "
+        f"{int(attrs.get('replicates', 1))} replicate(s). Simulated by rptsim {md(attrs.get('rptsim_version', '?'))} "
+        f"(git commit `{_md_code(attrs.get('git_commit', 'unknown'))}`) on {md(attrs.get('created_utc', 'unknown'))}; "
+        "this page was "
         "drawn from the HDF5 file alone.",
         "",
         "## Swept parameters",
         "",
         _md_table(["axis", "kind", "config path", "values", "base value"],
-                  [[a["label"], a["kind"], p, ", ".join(_fmt_from(ds, c)), str(b)]
+                  [[md(a["label"]), md(a["kind"]), md(p), md(", ".join(_fmt_from(ds, c))), md(b)]
                    for a in sweep_axes(ds) for c, p, b in zip(a["coords"], a["paths"], a["base_values"], strict=True)],
                   align="l"),
         "",
@@ -340,7 +350,7 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
               "Against the reference arm, on the same patients: Cox hazard ratios (Efron ties) with patient-clustered "
               "robust 95 % CIs, and RMST PFS gains with paired 95 % CIs.",
               ""]
-    parts.append(_md_table(header, rows[:SWEEP_TABLE_MAX_ROWS]))
+    parts.append(_md_table([md(h) for h in header], [[md(c) for c in row] for row in rows[:SWEEP_TABLE_MAX_ROWS]]))
     if len(rows) > SWEEP_TABLE_MAX_ROWS:
         parts += ["", f"The first {SWEEP_TABLE_MAX_ROWS} of {len(rows)} scenarios are shown; the file holds all."]
     return "\n".join(parts)
@@ -380,14 +390,15 @@ def markdown_uncertainty_page(ds, result: dict, figure_names: list[str]) -> str:
     patients = sorted({int(x) for x in ds.n_patients.values})
     source = attrs["uncertainty_source"]
     parts = [
-        f"# Uncertainty of {base['trial']['name']}: {result['draws']} {source} draws, rptsim "
-        f"{attrs.get('rptsim_version', '?')}",
+        f"# Uncertainty of {md(base['trial']['name'])}: {result['draws']} {md(source)} draws, rptsim "
+        f"{md(attrs.get('rptsim_version', '?'))}",
         "",
         f"{', '.join(f'{p:,}' for p in patients)} virtual patients per arm and draw, every arm on the same patients "
-        "within a draw and each draw on its own cohort" + (f"; posterior file `{attrs['uncertainty_posterior_file']}`"
+        "within a draw and each draw on its own cohort" + (f"; posterior file {md(attrs['uncertainty_posterior_file'])}"
                                                            if source == "posterior" else "")
-        + f". Simulated by rptsim {attrs.get('rptsim_version', '?')} (git commit `{attrs.get('git_commit', '?')}`) "
-        f"on {attrs.get('created_utc', '?')}; this page was drawn from the HDF5 file alone.",
+        + f". Simulated by rptsim {md(attrs.get('rptsim_version', '?'))} (git commit "
+        f"`{_md_code(attrs.get('git_commit', '?'))}`) on {md(attrs.get('created_utc', '?'))}; this page was drawn from "
+        "the HDF5 file alone.",
         "",
         "## Effects",
         "",
@@ -400,8 +411,8 @@ def markdown_uncertainty_page(ds, result: dict, figure_names: list[str]) -> str:
         "## Uncertain parameters",
         "",
         _md_table(["name", "config path", "prior", "source"],
-                  [[p["name"], p["path"], ", ".join(f"{k} {v}" for k, v in p["prior"].items() if v is not None),
-                    p["source"]] for p in result["parameters"]], align="l"),
+                  [[md(p["name"]), md(p["path"]), ", ".join(f"{k} {v}" for k, v in p["prior"].items() if v is not None),
+                    md(p["source"])] for p in result["parameters"]], align="l"),
         "",
         "## Figures",
         "",
@@ -459,5 +470,5 @@ def print_uncertainty(result: dict, console: Console | None = None) -> None:
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i in (0, 1, 5) else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     output_console(170, console).print(table)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.figures import PALETTE, STYLE, _pyplot, _save, _wrap
+from sim.figures import PALETTE, _pyplot, _wrap, save_figure
 
 # method -> the bars of a panel: (key, CI key, label), the first is the ranking index
 BARS = {"sobol": (("ST", "ST_conf", "total (ST)"), ("S1", "S1_conf", "first order (S1)")),
@@ -64,10 +64,4 @@ def sensitivity_figure(result: dict):  # noqa: ANN201 - a matplotlib Figure
 
 
 def save_sensitivity_figure(result: dict, path: str | Path) -> None:
-    plt = _pyplot()
-    with plt.rc_context(STYLE):
-        fig = sensitivity_figure(result)
-        try:
-            _save(fig, Path(path))
-        finally:
-            plt.close(fig)
+    save_figure(lambda: sensitivity_figure(result), path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -81,18 +82,48 @@ def _part_attrs(sweep: Sweep, scenario: Scenario, summary: dict) -> dict:
 def write_part(out: Path, sweep: Sweep, scenario: Scenario, summary: dict, patients: xr.Dataset | None) -> None:
     ds = patients if patients is not None else xr.Dataset(coords={"arm": sweep.arms})
     ds = ds.assign_attrs(_part_attrs(sweep, scenario, summary))
-    outcomes.write(ds, part_path(out, scenario.id))
+    outcomes.write(ds, part_path(out, scenario.id), seal=_seal)
+
+
+def _content_digest(fh) -> str:  # noqa: ANN001 - an open h5py.File
+    """SHA-256 of a part's content as HDF5 stores it: its summary and config attributes and every array's values."""
+    import h5py
+
+    h = hashlib.sha256()
+    for key in ("scenario_id", "config_json", "summary_json"):
+        h.update(f"{key}={fh.attrs.get(key)!r};".encode())
+
+    def visit(name: str, obj) -> None:  # noqa: ANN001 - an h5py object
+        if isinstance(obj, h5py.Dataset) and obj.shape is not None:
+            values = np.asarray(obj[()])
+            h.update(f"{name}:{values.dtype}:{values.shape}:".encode())
+            h.update(repr(values.tolist()).encode() if values.dtype.kind == "O" else values.tobytes())
+
+    fh.visititems(visit)
+    return h.hexdigest()
+
+
+def _seal(tmp: str) -> None:
+    """Record the part's content digest in the written (temporary) part, before its rename."""
+    import h5py
+
+    with h5py.File(tmp, "r+") as fh:
+        fh.attrs["content_sha256"] = _content_digest(fh)
 
 
 def _valid_part(path: Path, sweep: Sweep, scenario: Scenario) -> bool:
-    """A part is reused only if it belongs to this scenario's config, keep level and simulator version."""
+    """A part is reused only if it is intact (its content digest matches) and belongs to this scenario's config,
+    keep level and simulator version; a damaged or edited part is run again."""
+    import h5py
+
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            a = ds.attrs
+        with h5py.File(path, "r") as fh:
+            a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
             return (a.get("schema") == PART_SCHEMA and a.get("scenario_id") == scenario.id
                     and a.get("config_json") == scenario.config_json and a.get("keep") == sweep.spec.keep
-                    and a.get("rptsim_version") == __version__ and a.get("kernel_source_hash") == source_hash())
-    except (OSError, ValueError):
+                    and a.get("rptsim_version") == __version__ and a.get("kernel_source_hash") == source_hash()
+                    and a.get("content_sha256") == _content_digest(fh))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):  # h5py's ways of saying "damaged"
         return False
 
 
@@ -301,7 +332,7 @@ def is_sweep_file(path: str | Path) -> bool:
 
         with h5py.File(path, "r") as fh:
             schema = fh.attrs.get("schema")
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, RuntimeError):  # not HDF5, or a damaged one (the reader then says so)
         return False
     schema = schema.decode() if isinstance(schema, bytes) else schema
     return schema == SCHEMA
@@ -390,7 +421,11 @@ def _client(sweep: Sweep, workers: int, scheduler: str | None, cluster_kind: str
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect ({' '.join(str(exc).split())})") from None
+        with client:
             yield client
     elif cluster_kind is not None:
         with jobqueue_cluster(sweep, cluster_kind) as cluster:
@@ -435,7 +470,6 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
     if progress is not None:
         progress(finished, total)
     if todo:
-        folder.mkdir(parents=True, exist_ok=True)
         keep, chunk = sweep.spec.keep, sweep.spec.chunk_size
 
         def _finish(scenario: Scenario, summary: dict, patients: xr.Dataset | None) -> None:
@@ -448,6 +482,7 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
                 on_part(scenario)
 
         if workers == 0:
+            folder.mkdir(parents=True, exist_ok=True)
             for s in todo:
                 _finish(s, *run_scenario(s.config_json, keep, chunk))
         else:
@@ -457,6 +492,7 @@ def run(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler:
             warm_numba_cache(todo[0])
             by_key = {f"scenario-{s.id}": s for s in todo}
             with _client(sweep, n_workers, scheduler, cluster) as client:
+                folder.mkdir(parents=True, exist_ok=True)  # once connected: a failed start leaves no folder
                 futures = client.map(run_scenario, [s.config_json for s in todo], keep=keep, chunk_size=chunk,
                                      key=list(by_key), pure=False)
                 for future in as_completed(futures):

@@ -22,7 +22,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from sim import config
+from sim import config, files
 from sim.config import Config, ConfigError, PositiveFloat, Strict
 
 ID_LENGTH = 12
@@ -164,7 +163,9 @@ class ClusterSpec(Strict):
 class SweepFile(Strict):
     """The sweep file as written."""
 
-    name: str | None = Field(None, description="Sweep name (default: the file name without .toml).")
+    name: str | None = Field(None, pattern=r"^[^/\\.][^/\\]*$", max_length=100, description="Sweep name "
+                             "(default: the file name without .toml): the output is results/<name>.h5, so no "
+                             "path separators and no leading dot.")
     base: str = Field(min_length=1, description="Base scenario TOML, relative to the sweep file.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Dotted paths set in every scenario.")
     axes: list[Axis] = Field(default_factory=list)
@@ -273,16 +274,6 @@ def _set(data: dict, path: str, value: Any, source: str) -> None:
         raise ConfigError(f"{source}: {str(exc).removeprefix('override ')}") from None
 
 
-def _read_sweep_toml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep file not found")
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-
-
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     """``[overrides]`` may be written as nested tables (``trial.patients = 100``): flatten to dotted paths."""
     if isinstance(value, dict):
@@ -298,7 +289,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     ``overrides`` (dotted paths) are applied to every scenario after the file's ``[overrides]``.
     """
     path = Path(path)
-    return from_mapping(_read_sweep_toml(path), path, overrides)
+    return from_mapping(files.read_toml(path, "sweep file"), path, overrides)
 
 
 def from_points(config_path: str | Path, name: str, paths: list[str], names: list[str], values: Any,
@@ -326,8 +317,7 @@ def from_mapping(raw: dict[str, Any], path: Path, overrides: dict[str, Any] | No
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as exc:
-        lines = [config._describe_error(err, raw) for err in exc.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(dict.fromkeys(lines))) from None
+        raise ConfigError(f"{path}: {config.problems(exc, raw)}") from None
     base_path = (path.parent / spec.base)
     base = config.read_scenario(base_path)
     fixed: dict[str, Any] = {}
@@ -380,7 +370,7 @@ def from_mapping(raw: dict[str, Any], path: Path, overrides: dict[str, Any] | No
             what = [f"{p} = {v!r}" for p, _, v in assignments] + ([f"replicate {r}"] if spec.replicates > 1 else [])
             source = f"{path}: scenario {index}" + (f" ({', '.join(what)})" if what else "")
             rep = copy.deepcopy(data) if r else data
-            seed = rep.get("trial", {}).get("seed")
+            seed = rep["trial"].get("seed") if isinstance(rep.get("trial"), dict) else None
             if r and isinstance(seed, int) and not isinstance(seed, bool):
                 seed = replicate_seed(seed, r)
                 config.set_dotted(rep, "trial.seed", seed)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim import analysis, config, engine
+from pydantic import Field, ValidationError
+
+from sim import analysis, config, engine, files
+from sim.config import Strict, Text
 from sim.survival import wilson_ci
 
 TARGETS = Path(__file__).parent / "data" / "trial_targets.toml"
@@ -29,11 +31,36 @@ class Target:
     informational: bool = False  # reported, but not part of the pass/fail verdict
 
 
+class _TargetRow(Strict):
+    """One ``[[targets]]`` table as written (checked before any simulation uses it)."""
+
+    trial: Text
+    config: str = Field(min_length=1)
+    endpoint: Text
+    path: list[str] = Field(min_length=1)
+    published: float
+    low: float
+    high: float
+    source: str
+    ci: list[str] | None = Field(None, min_length=1)
+    rate: bool = False
+    informational: bool = False
+
+
+class _Targets(Strict):
+    targets: list[_TargetRow]
+
+
 def load_targets(path: Path = TARGETS) -> list[Target]:
-    with path.open("rb") as fh:
-        rows = tomllib.load(fh)["targets"]
-    return [Target(**{**row, "path": tuple(row["path"]), "ci": tuple(row["ci"]) if "ci" in row else None})
-            for row in rows]
+    rows = files.read_toml(path, "targets file").get("targets")
+    if not isinstance(rows, list):
+        raise config.ConfigError(f"{path}: needs [[targets]] tables")
+    try:
+        checked = _Targets.model_validate({"targets": rows}).targets
+    except ValidationError as exc:
+        raise config.ConfigError(f"{path}: {config.problems(exc, {'targets': rows})}") from None
+    return [Target(**{**row.model_dump(), "path": tuple(row.path), "ci": tuple(row.ci) if row.ci else None})
+            for row in checked]
 
 
 def lookup(tree: dict, path: tuple[str, ...]):  # noqa: ANN201 - a number, a pair or None

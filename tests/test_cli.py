@@ -73,7 +73,7 @@ BAD_INPUTS = [  # (replace, by, what the one-line message must name: field path 
     ("activity_gbq = 7.4", "activity_gbq = [7.4, -1.0, 7.4, 7.4]", "activity_gbq.1 = -1.0: Input should be greater"),
     ("cycles = 4", "cycles = 0", "arms.lu177_dotatate.cycles = 0: Input should be greater than or equal to 1"),
     ("interval_weeks = 8", "interval_weeks = 0", "arms.lu177_dotatate.interval_weeks = 0: Input should be greater "
-     "than 0"),
+     "than or equal to 0.1"),
     ("activity_gbq = 7.4", "activity_gbq = nan", "activity_gbq = nan: Input should be a finite number"),
     ("activity_gbq = 7.4", "activity_gbq = inf", "activity_gbq = inf: Input should be a finite number"),
     ("fatal_grade4_probability = 0.05", "fatal_grade4_probability = 1.5",

@@ -155,7 +155,7 @@ def test_not_hdf5_exits_2_with_one_line(tmp_path, capsys):
 def test_missing_file_exits_2_and_writes_nothing(tmp_path, capsys):
     rc = cli.main(["report", str(tmp_path / "absent.h5")])
     err = capsys.readouterr().err
-    assert rc == 2 and "absent.h5: no such file" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "absent.h5: outcomes file not found" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sim import cli, config, priors, sweep, uncertainty
+from sim import cli, config, priors, report, sweep, uncertainty
 
 from .conftest import CONFIGS
 
@@ -86,7 +86,7 @@ def test_interrupted_run_resumes_to_the_same_answer(run, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("extra", "fragment"), [
     (["--draws", "1"], "--draws = 1"),
-    (["--posterior", "/nonexistent/post.h5"], "post.h5: not a readable"),
+    (["--posterior", "/nonexistent/post.h5"], "post.h5: posterior file not found"),
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, extra, fragment):
     out = tmp_path / "u.h5"
@@ -113,4 +113,24 @@ def test_report_of_an_uncertainty_file(run, tmp_path):
     result = json.loads(out.with_suffix(".json").read_text())
     assert "## Effects" in page and "parameter share" in page
     for p in result["parameters"]:
-        assert p["path"] in page and p["source"].split(" (")[0][:30] in page
+        assert report.md(p["path"]) in page and report.md(p["source"]).split(" (")[0][:30] in page  # literal text
+
+
+def test_a_damaged_posterior_file_is_refused_in_one_line(tmp_path, capsys):
+    """A posterior file whose contents are broken (not only its schema) exits 2 before anything runs."""
+    import xarray as xr
+
+    from sim import posterior
+
+    ds = xr.Dataset({"weight": ("draw", [0.5, np.nan])}, attrs={
+        "schema": posterior.SCHEMA, "schema_version": posterior.SCHEMA_VERSION, "calibrated_on": "netter1.toml",
+        "parameters_json": "[not json"})
+    path = tmp_path / "post.h5"
+    ds.to_netcdf(path, engine="h5netcdf")
+    out = tmp_path / "u.h5"
+    rc = cli.main(["uncertainty", str(CONFIGS / "guided_vs_fixed.toml"), "--posterior", str(path), "--workers", "0",
+                   "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a valid posterior file" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
