@@ -227,10 +227,17 @@ def markdown_page(ds, summary: dict, figure_names: list[str]) -> str:  # noqa: A
             "",
         ]
     parts += ["## Figures", ""]
-    for i, name in enumerate(figure_names, 1):
-        text = EFFECT_FIGURE_CAPTIONS.get(name) or caption(ds, name)
-        parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    parts += _figure_lines(figure_names, lambda name: EFFECT_FIGURE_CAPTIONS.get(name) or caption(ds, name))
     return "\n".join(parts)
+
+
+def _figure_lines(names: list[str], caption_of) -> list[str]:  # noqa: ANN001 - name -> caption
+    """Markdown of numbered figures with their captions."""
+    lines = []
+    for i, name in enumerate(names, 1):
+        text = caption_of(name)
+        lines += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    return lines
 
 
 def _write_page(out_dir: Path, drawers: dict, captions: dict, page) -> list[Path]:  # noqa: ANN001
@@ -342,9 +349,7 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
         "## Figures",
         "",
     ]
-    for i, name in enumerate(figure_names, 1):
-        text = SWEEP_FIGURE_CAPTIONS[name]
-        parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    parts += _figure_lines(figure_names, SWEEP_FIGURE_CAPTIONS.get)
     header, rows = sweep_cells(ds)
     parts += ["## Scenarios", "",
               "Against the reference arm, on the same patients: Cox hazard ratios (Efron ties) with patient-clustered "
@@ -417,9 +422,7 @@ def markdown_uncertainty_page(ds, result: dict, figure_names: list[str]) -> str:
         "## Figures",
         "",
     ]
-    for i, name in enumerate(figure_names, 1):
-        text = UNCERTAINTY_FIGURE_CAPTIONS[name]
-        parts += [f"![{text}]({name})", "", f"*Figure {i}. {text}*", ""]
+    parts += _figure_lines(figure_names, UNCERTAINTY_FIGURE_CAPTIONS.get)
     return "\n".join(parts)
 
 
