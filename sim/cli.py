@@ -231,12 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"
                   " patient-arms"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(f"Simulating {cfg.trial.name}", total=total)
-        try:
-            ds = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
-        except ZeroDivisionError:  # e.g. a blood count underflowing to exactly 0 under extreme marrow parameters
-            raise ConfigError(f"{args.config}: the simulation divided by zero: some values, each within its range, "
-                              "are together too extreme (e.g. marrow alpha_per_gy with its multipliers); rerun with "
-                              "--debug for the traceback") from None
+        ds = engine.run(cfg, args.chunk_size or engine.DEFAULT_CHUNK, lambda k: bar.advance(task, k), args.keep)
         bar.update(task, description="Writing")
         summ = analysis.summary(ds)
         summ["output"] = str(out) if args.keep != "summary" else None

@@ -608,6 +608,11 @@ Arm = Annotated[FixedArm | GuidedArm | ControlArm, Field(discriminator="regimen"
 # Root
 
 
+# Progenitor D0 ~1 Gy (alpha ~1/Gy; Till JE, McCulloch EA. Radiat Res 1961;14:213): 25/Gy for the most sensitive
+# patient leaves room for every risk multiplier and prior draw while keeping the marrow integrator's steps sane.
+MAX_MARROW_ALPHA_PER_GY = 25.0
+
+
 class Config(Strict):
     trial: Trial
     cohort: Cohort
@@ -651,6 +656,7 @@ class Config(Strict):
                 if getattr(self.radiobiology, organ, None) is None:
                     raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "
                                      "repair_half_time_h)")
+        self._marrow_alpha_bounded()
         if self.uncertainty is not None:
             data = self.model_dump(mode="json")
             for param in self.uncertainty.parameters:
@@ -663,6 +669,24 @@ class Config(Strict):
                     raise ValueError(f"uncertainty: {param.path} = {value!r}: not a model number (trial settings "
                                      "and non-numbers cannot be uncertain)")
         return self
+
+    def _marrow_alpha_bounded(self) -> None:
+        """The most radiosensitive marrow the cohort can hold (the oldest patient, with prior chemotherapy and bone
+        metastases, at the median) must stay within ``MAX_MARROW_ALPHA_PER_GY``: each parameter may be in its range
+        while their product is not, and the marrow integrator's steps shrink as 1 / (alpha x dose rate)."""
+        m, age = self.marrow, self.cohort.covariates.age_years
+        if isinstance(age, Normal):
+            oldest = age.high if age.high is not None else age.mean + 5 * age.sd
+        elif isinstance(age, LogNormal):
+            oldest = age.high if age.high is not None else age.median * math.exp(5 * age.sigma_ln)
+        else:
+            oldest = 65.0
+        alpha = (m.alpha_per_gy * m.prior_chemotherapy_multiplier * m.bone_metastases_multiplier
+                 * math.exp(max(0.0, m.age_log_slope_per_year) * max(0.0, oldest - 65.0)))
+        if not alpha <= MAX_MARROW_ALPHA_PER_GY:
+            raise ValueError(f"marrow.alpha_per_gy x prior_chemotherapy_multiplier x bone_metastases_multiplier x "
+                             f"exp(age_log_slope_per_year x (age - 65)) reaches {alpha:.3g}/Gy for the oldest patient "
+                             f"with both risk factors: must be <= {MAX_MARROW_ALPHA_PER_GY:g}/Gy")
 
     def reference_arm(self) -> str:
         """The arm the others are compared with."""

@@ -306,9 +306,9 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
         s6 = hq / 6.0
         y_new = yq + s6 * (fq + 2.0 * (k2 + k3) + k4)
         k5 = _marrow_rhs(y_new, aq * r_end, lf + bl * r_end, *kq)
-        smallest = np.min(y_new, axis=0)  # at or below 0: no relative error, the step is refused (as the kernel)
-        err = np.max(np.abs(k4 - k5), axis=0) * s6 / (MARROW_RTOL * np.where(smallest > 0.0, smallest, np.nan))
-        err[~(smallest > 0.0)] = np.inf
+        tolerance = MARROW_RTOL * np.min(y_new, axis=0)  # not positive: no relative error, the step is refused
+        err = np.max(np.abs(k4 - k5), axis=0) * s6 / np.where(tolerance > 0.0, tolerance, np.nan)
+        err[~(tolerance > 0.0)] = np.inf
         ok = (err <= 1.0) | (hq <= MARROW_MIN_STEP_DAYS)
 
         ai = rows[ok]

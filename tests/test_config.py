@@ -150,3 +150,11 @@ def test_extends_and_select_arms(tmp_path):
     loop.write_text('extends = "loop.toml"\n')
     with pytest.raises(ConfigError, match="circular"):
         config.load(loop)
+
+
+def test_marrow_sensitivity_product_is_bounded():
+    """Each factor within its range, their product not: refused, naming the product and the bound."""
+    overrides = {"marrow.alpha_per_gy": 100.0, "marrow.prior_chemotherapy_multiplier": 100.0}
+    with pytest.raises(ConfigError, match=r"reaches 3.13e\+04/Gy for the oldest patient .* must be <= 25/Gy"):
+        config.load(CONFIGS / "netter1.toml", overrides)
+    config.load(CONFIGS / "netter1.toml", {"marrow.alpha_per_gy": 2.5})  # the marrow prior's upper end is fine

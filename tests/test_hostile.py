@@ -432,8 +432,8 @@ FOUND = [
     ("marrow", {**tomllib.loads(NETTER1)["marrow"], "age_log_slope_per_year": 1}),  # was ZeroDivisionError; now out
     # of range (|slope| <= 0.1)
     ("marrow", {**tomllib.loads(NETTER1)["marrow"], "age_log_slope_per_year": 0.1, "alpha_per_gy": 100,
-                "prior_chemotherapy_multiplier": 100, "bone_metastases_multiplier": 100}),  # in range, together
-    # extreme: the kernel divides by zero; one line naming the file
+                "prior_chemotherapy_multiplier": 100, "bone_metastases_multiplier": 100}),  # each in range, together
+    # extreme (the marrow integrator divided by zero): refused by the bound on their product
 ]
 
 

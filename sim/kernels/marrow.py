@@ -251,11 +251,11 @@ def marrow_advance(state, t0, t1, dose_rate0, committed_dose, lam_per_day, basel
                                   log_s_fixed + b_over_lam * r_end)
         # Embedded third-order solution y + h (k1 + 2 k2 + 2 k3 + k5) / 6: it differs by h (k4 - k5) / 6. Largest
         # difference over the smallest compartment (one division; at least the largest relative error). A
-        # compartment at or below 0 (overshoot, or underflow under extreme kill) has no relative error: the step
-        # is refused, down to the minimum step.
-        smallest = min(p_n, x1_n, x2_n, x3_n, c_n)
+        # compartment at or below 0, or so small that its tolerance underflows (extreme kill), has no relative
+        # error: the step is refused, down to the minimum step.
+        tolerance = MARROW_RTOL * min(p_n, x1_n, x2_n, x3_n, c_n)
         err = (max(abs(a4 - a5), abs(b4 - b5), abs(c4 - c5), abs(d4 - d5), abs(e4 - e5)) * s6
-               / (MARROW_RTOL * smallest)) if smallest > 0.0 else math.inf
+               / tolerance) if tolerance > 0.0 else math.inf
         if err <= 1.0 or h <= MARROW_MIN_STEP_DAYS:
             if e1 < 0.0 and e5 > 0.0:
                 low, frac = _hermite_minimum(c, e1, c_n, e5, h)
