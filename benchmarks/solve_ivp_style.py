@@ -183,13 +183,14 @@ class Course:
         self.regimen, self.scans, self.out = regimen, scans, out
         p, s = self.p, Streams(seed, self.p.patient_id)
         self.s = s
-        # tumour: per lesion, constant stroma, receptor-positive and -negative viable cells, dead cells (mL)
-        self.stroma = (p.lesion_stroma_fraction * p.lesion_volume_ml).tolist()
-        viable = [v - st for v, st in zip(p.lesion_volume_ml.tolist(), self.stroma, strict=True)]
+        # tumour: per present lesion, stroma, receptor-positive and -negative viable cells, dead cells (mL)
+        m = int(p.lesion_count)
+        self.stroma = (p.lesion_stroma_fraction * p.lesion_volume_ml).tolist()[:m]
+        viable = [v - st for v, st in zip(p.lesion_volume_ml.tolist()[:m], self.stroma, strict=True)]
         self.negative = [f * v for f, v in zip(p.lesion_negative_fraction.tolist(), viable, strict=True)]
         self.positive = [v - n for v, n in zip(viable, self.negative, strict=True)]
         self.dead = [0.0] * len(viable)
-        self.v0, self.viable0 = float(p.lesion_volume_ml.sum()), sum(viable)
+        self.v0, self.viable0 = float(p.lesion_volume_ml[:m].sum()), sum(viable)
         # competing events
         self.t_bg = _gompertz_day(p.age_years, ev.background_hazard_65_per_year, ev.background_slope_per_year,
                                   s.exponential(events.BACKGROUND_DEATH_STREAM))
@@ -212,6 +213,8 @@ class Course:
         # tumour response, the cycles and the dose-modification state
         self.t, self.new_lesion_h, self.last_scan_day = 0.0, 0.0, 0.0
         self.nadir = self.last_scan_volume = self.v0
+        self.sum0, self.non_target_nadir, _, _ = self.reading()
+        self.sum_nadir, self.best_value = self.sum0, math.inf
         self.prev_level, self.best = recist.RESPONSE_SD, recist.RESPONSE_NE
         self.progressed, self.progression_day, self.progression_type = False, 0.0, recist.PROGRESSION_NONE
         self.k, self.next_scan, self.cycles_open, self.due, self.first_due = 0, 0, regimen.n_cycles > 0, 0.0, 0.0
@@ -264,24 +267,56 @@ class Course:
         self.finish()
 
     def grow(self, t: float) -> None:
-        """The tumour from ``self.t`` to ``t``: new-lesion hazard, growth of the viable cells, clearance."""
-        p, dt = self.p, t - self.t
-        growth, exponent = p.growth_per_day, self.lesions.new_lesion_exponent
+        """The tumour from ``self.t`` to ``t``: new-lesion hazard (viable sum at its viable-weighted growth rate),
+        growth of the viable cells, stroma relaxation (exact), clearance."""
+        p, dt, les = self.p, t - self.t, self.lesions
+        exponent = les.new_lesion_exponent
+        viable = [a + b for a, b in zip(self.positive, self.negative, strict=True)]
+        rates = p.lesion_growth_per_day.tolist()[:len(viable)]
+        growth = sum(g * v for g, v in zip(rates, viable, strict=True)) / sum(viable) if sum(viable) > 0 else 0.0
         if p.new_lesion_per_day > 0.0 and dt > 0.0:
             kg = exponent * growth
-            ratio = ((sum(self.positive) + sum(self.negative)) / self.viable0) ** exponent
+            ratio = (sum(viable) / self.viable0) ** exponent
             self.new_lesion_h += p.new_lesion_per_day * (dt if kg == 0.0 else ratio * math.expm1(kg * dt) / kg)
-        grow, clear = math.exp(growth * dt), math.exp(-self.lesions.dead_clearance_per_day * dt)
-        self.positive = [v * grow for v in self.positive]
-        self.negative = [v * grow for v in self.negative]
+        k = les.stroma_relax_per_day
+        for j, (g, v) in enumerate(zip(rates, viable, strict=True)):
+            if k > 0.0:
+                f = p.lesion_stroma_fraction[j]
+                integral = dt if g + k == 0.0 else math.expm1((g + k) * dt) / (g + k)
+                self.stroma[j] = math.exp(-k * dt) * (self.stroma[j] + f / (1.0 - f) * k * v * integral)
+            self.positive[j] *= math.exp(g * dt)
+            self.negative[j] *= math.exp(g * dt)
+        clear = math.exp(-les.dead_clearance_per_day * dt)
         self.dead = [v * clear for v in self.dead]
         self.t = t
 
+    def reading(self) -> tuple[float, float, bool, float]:
+        """Target sum of diameters (mm), non-target volume (mL), no lesion visible, tumour volume (mL)."""
+        target_sum = non_target = total = 0.0
+        gone = True
+        for j, v in enumerate(map(sum, zip(self.stroma, self.positive, self.negative, self.dead, strict=True))):
+            total += v
+            visible = v >= self.lesions.disappeared_ml
+            gone = gone and not visible
+            if self.p.lesion_role[j] == recist.ROLE_TARGET:
+                target_sum += 10.0 * (6.0 * v / math.pi) ** (1.0 / 3.0) if visible else 0.0
+            else:
+                non_target += v
+        return target_sum, non_target, gone, total
+
     def scan(self, t: float) -> bool:
-        """RECIST reading; ``True`` at progression."""
+        """RECIST 1.1 reading; ``True`` at progression."""
+        les = self.lesions
         self.next_scan += 1
-        volume = sum(self.stroma) + sum(self.positive) + sum(self.negative) + sum(self.dead)
-        target_pd = volume >= recist.PD_VOLUME_RATIO * self.nadir
+        target_sum, non_target, gone, volume = self.reading()
+        value = target_sum if self.sum0 > 0.0 else volume
+        if value < self.best_value:
+            self.best_value = value
+            for j, v in enumerate(map(sum, zip(self.stroma, self.positive, self.negative, self.dead, strict=True))):
+                self.out.lesion_volume_ratio_best[self.i, j] = v / self.p.lesion_volume_ml[j]
+        target_pd = (self.sum0 > 0.0 and target_sum >= recist.PD_SUM_RATIO * self.sum_nadir
+                     and target_sum - self.sum_nadir >= les.progression_absolute_mm) or (
+            self.non_target_nadir > 0.0 and non_target >= les.non_target_progression_ratio * self.non_target_nadir)
         new_lesion = self.new_lesion_h >= self.new_lesion_threshold
         self.last_scan_day = t
         if target_pd or new_lesion:
@@ -290,13 +325,14 @@ class Course:
                                      + (recist.PROGRESSION_NEW_LESION if new_lesion else 0))
             self.best = recist.RESPONSE_PD if self.best == recist.RESPONSE_NE else self.best
             return True
-        ratio = volume / self.v0
-        level = recist.RESPONSE_CR if ratio <= recist.CR_VOLUME_RATIO else (
-            recist.RESPONSE_PR if ratio <= recist.PR_VOLUME_RATIO else recist.RESPONSE_SD)
+        level = recist.RESPONSE_CR if gone else (
+            recist.RESPONSE_PR if self.sum0 > 0.0 and target_sum <= recist.PR_SUM_RATIO * self.sum0
+            else recist.RESPONSE_SD)
         counted = max(level, self.prev_level) if self.lesions.confirm_response and level != recist.RESPONSE_SD \
             else level
         self.best = counted if self.best == recist.RESPONSE_NE else min(self.best, counted)
         self.prev_level, self.nadir, self.last_scan_volume = level, min(self.nadir, volume), volume
+        self.sum_nadir, self.non_target_nadir = min(self.sum_nadir, target_sum), min(self.non_target_nadir, non_target)
         return False
 
     def cycle_due(self, t: float) -> None:
@@ -345,9 +381,13 @@ class Course:
                 lesions.intra_sigma * self.s.normal(recist.LESION_INTRA_STREAM, k, item=j))
             bed = _bed(dose, p.lesion_teff_h[j], lesions.repair_h, lesions.alpha_beta_gy)
             out.lesion_dose_gy[i, k, j], out.lesion_bed_gy[i, k, j] = dose, bed
-            killed = self.positive[j] * -math.expm1(-p.tumour_alpha_per_gy * bed)
+            bed_negative = _bed(p.lesion_negative_dose_ratio[j] * dose, p.lesion_teff_h[j], lesions.repair_h,
+                                lesions.alpha_beta_gy)
+            killed = self.positive[j] * -math.expm1(-p.lesion_alpha_per_gy[j] * bed)
+            killed_negative = self.negative[j] * -math.expm1(-p.lesion_alpha_per_gy[j] * bed_negative)
             self.positive[j] -= killed
-            self.dead[j] += killed
+            self.negative[j] -= killed_negative
+            self.dead[j] += killed + killed_negative
         self.uptake_decline *= 1.0 - lesions.dose_decline
         self.times.append(t)
         self.kidney_beds.append(float(out.bed_gy[i, k, self.kidney.organ]))

@@ -52,6 +52,7 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "pfs_event_fraction": _rate(a.pfs_event.values == 1),  # events per patient: trial sizes from HRs
         "os_event_fraction": _rate(a.os_event.values == 1),
         "objective_response_rate": _rate(objective_response(a)),
+        **response_summary(a),
         "cycles_median": float(np.median(cycles)),
         "cycles_mean": round(float(np.mean(cycles)), 4),
         "cumulative_activity_gbq_median": _median(a.activity_gbq_total.values),
@@ -86,6 +87,73 @@ def objective_response(a: xr.Dataset) -> np.ndarray:
     """Per patient: best overall response CR or PR."""
     best = a.best_response
     return (best.values == code(best, "complete_response")) | (best.values == code(best, "partial_response"))
+
+
+BEST_RESPONSE_KEYS = {"CR": "complete_response", "PR": "partial_response", "SD": "stable_disease",
+                      "PD": "progressive_disease", "NE": "not_evaluable"}
+
+
+def measurable_disease(a: xr.Dataset) -> np.ndarray:
+    """Per patient: at least one RECIST 1.1 target lesion at baseline."""
+    return (a.lesion_role == code(a.lesion_role, "target")).any("lesion").values
+
+
+def response_summary(a: xr.Dataset) -> dict:
+    """Best overall response distribution (fractions of the arm; a patient without target lesions who neither
+    responds completely nor progresses counts as SD), the objective response rate among patients with measurable
+    disease (as VISION reported it) and the lesions per patient."""
+    best = a.best_response.values
+    measurable = measurable_disease(a)
+    present = (a.lesion_role != code(a.lesion_role, "absent")).values
+    negative = (a.lesion_receptor_negative == 1).values
+    return {
+        "best_response_rates": {key: _rate(best == code(a.best_response, meaning))
+                                for key, meaning in BEST_RESPONSE_KEYS.items()},
+        "measurable_disease_rate": _rate(measurable),
+        "objective_response_rate_measurable": (_rate(objective_response(a)[measurable]) if measurable.any()
+                                               else None),
+        "lesions_per_patient_mean": round(float(present.sum(axis=1).mean()), 4),
+        "receptor_negative_lesion_rate": _rate(negative.any(axis=1)),
+        **lesion_dose_response(a),
+    }
+
+
+LESION_RESPONSE_VOLUME_RATIO = 0.7**3  # a lesion shrunk by >= 30 % in diameter: RECIST 1.1's PR threshold per lesion
+DOSE_RESPONSE_PER_GY = 50.0  # Alipour R et al. EJNMMI 2023;50:2997 report the odds ratio per 50 Gy
+
+
+def logistic_slope(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[float, float]:
+    """Maximum-likelihood slope of ``logit P(y) = b0 + b1 x`` and its standard error (inverse Fisher information),
+    by Newton-Raphson (McCullagh P, Nelder JA. Generalized Linear Models, 2nd ed. 1989, section 4.4)."""
+    design = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-design @ beta))
+        info = design.T @ (design * (p * (1.0 - p))[:, None])
+        step = np.linalg.solve(info, design.T @ (y - p))
+        beta += step
+        if np.abs(step).max() < tol:
+            break
+    p = 1.0 / (1.0 + np.exp(-design @ beta))
+    info = design.T @ (design * (p * (1.0 - p))[:, None])
+    return float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
+
+
+def lesion_dose_response(a: xr.Dataset) -> dict:
+    """Lesion dose-response of a treated arm: the odds ratio (95 % Wald CI) per 50 Gy of first-cycle lesion absorbed
+    dose for a lesion response (volume at best response <= 0.343 of baseline, i.e. -30 % in diameter), over the
+    lesions of patients with a scan after treatment, as Alipour R et al. EJNMMI 2023;50:2997 report it."""
+    dose = a.lesion_dose_gy_first.values
+    ratio = a.lesion_volume_ratio_best.values
+    use = np.isfinite(dose) & (dose > 0.0) & np.isfinite(ratio)
+    response = (ratio[use] <= LESION_RESPONSE_VOLUME_RATIO).astype(float)
+    if use.sum() < 10 or response.min() == response.max():
+        return {"lesion_response_rate": _rate(response) if use.any() else None,
+                "lesion_response_or_per_50gy": None, "lesion_response_or_per_50gy_ci": [None, None]}
+    slope, se = logistic_slope(dose[use] / DOSE_RESPONSE_PER_GY, response)
+    return {"lesion_response_rate": _rate(response),
+            "lesion_response_or_per_50gy": round(float(np.exp(slope)), 4),
+            "lesion_response_or_per_50gy_ci": [round(float(np.exp(slope + z * se)), 4) for z in (-1.959964, 1.959964)]}
 
 
 def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:

@@ -85,7 +85,12 @@ def calibrate(config_path: str | Path, params: list[str], targets: list[Target],
     def objective(x: np.ndarray) -> float:
         nonlocal evaluations
         evaluations += 1
-        value, rows = run_at(x)
+        try:
+            value, rows = run_at(x)
+        except config.ConfigError:  # a step outside a field's range: the worst loss, so the simplex turns back
+            if evaluations == 1:
+                raise
+            return math.inf
         if not best or value < best["loss"]:
             best.update(loss=value, x=x.copy(), rows=rows)
         if progress is not None:

@@ -520,8 +520,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from sim import calibrate, config
 
     cfg = config.load(args.config, _overrides(args))
-    targets = calibrate.targets_for(args.config, Path(args.targets_file) if args.targets_file else None,
-                                    args.targets)
+    targets = [t for t in calibrate.targets_for(args.config, Path(args.targets_file) if args.targets_file else None,
+                                                args.targets) if not t.informational]
     out = Path(args.output)
     _check_writable(out)
     console = Console(stderr=True)

@@ -271,7 +271,11 @@ class Covariates(Strict):
     new_lesion_rate_per_month: Marginal
     receptor_negative_fraction: Marginal
     tumour_alpha_per_gy: Marginal
-    neutrophils_1e9_per_l: Marginal  # last: adding a covariate at the end keeps every earlier draw
+    neutrophils_1e9_per_l: Marginal
+    lesion_count: Marginal = Field(
+        Normal(dist="normal", mean=1.0, sd=0.0),
+        description="Lesions per patient (rounded, 1 to lesions.max_lesions); default: one lesion holding the tumour.")
+    # last: adding a covariate at the end keeps every earlier draw
 
 
 COVARIATE_NAMES: tuple[str, ...] = tuple(Covariates.model_fields)
@@ -406,6 +410,50 @@ class Tumour(Strict):
         description="New-lesion hazard x (viable burden / baseline)^exponent; 0 = independent of burden.")
     response_confirmation: bool = Field(
         False, description="CR/PR must be confirmed at the next scan (RECIST 1.1, Eisenhauer 2009).")
+
+
+class Lesions(Strict):
+    """The tumour as lesions (docs/model.md 3): how a patient's tumour volume is shared among its lesions, how their
+    uptake, growth and receptor status vary within the patient, cross-fire to receptor-negative cells, remodelling of
+    stroma, and the RECIST 1.1 reading (Eisenhauer EA et al. Eur J Cancer 2009;45:228). Absent from a config: one
+    lesion holding the whole tumour, constant stroma, no cross-fire (``SINGLE_LESION``)."""
+
+    max_lesions: int = Field(ge=1, le=30, description="Lesions modelled per patient (the lesion axis); a patient with "
+                                                      "more has the tumour volume shared among this many.")
+    volume_sigma_ln: SigmaLn = Field(description="Log-sd of the lesions' volume weights (share = w_j / sum w).")
+    uptake_sigma_ln: SigmaLn = Field(description="Within-patient log-sd of lesion Gy/GBq around the patient's value.")
+    growth_sigma_ln: SigmaLn = Field(description="Within-patient log-sd of lesion growth rates.")
+    radiosensitivity_sigma_ln: SigmaLn = Field(description="Within-patient log-sd of lesion radiosensitivity (alpha).")
+    discordant_patient_fraction: Probability = Field(
+        description="Patients with receptor-negative (e.g. FDG-positive/SSTR-negative) lesions.")
+    discordant_lesion_fraction: Probability = Field(
+        description="In such a patient, the probability that a lesion is receptor-negative.")
+    negative_lesion_uptake_ratio: Probability = Field(
+        description="Gy/GBq of a receptor-negative lesion relative to a positive one (non-specific uptake).")
+    crossfire_fraction: Probability = Field(
+        description="Absorbed dose of receptor-negative cells within a receptor-positive lesion, relative to the "
+                    "lesion's mean dose (beta cross-fire).")
+    stroma_half_life_days: Days | None = Field(
+        description="Half-life of stroma's relaxation towards its baseline ratio to the viable volume; None: constant.")
+    bone_lesion_fraction: Probability = Field(
+        description="In a patient with bone metastases, the probability that a lesion is a bone lesion "
+                    "(non-measurable, RECIST 1.1).")
+    target_lesions: int = Field(5, ge=1, le=10, description="Most target lesions (RECIST 1.1: 5).")
+    measurable_diameter_mm: Annotated[float, Field(gt=0, le=100)] = Field(
+        10.0, description="Smallest measurable lesion diameter (RECIST 1.1: 10 mm on CT).")
+    disappeared_diameter_mm: Annotated[float, Field(ge=0, le=100)] = Field(
+        5.0, description="A lesion smaller than this is read as disappeared (RECIST 1.1: 5 mm, the CT slice).")
+    progression_absolute_mm: Annotated[float, Field(ge=0, le=100)] = Field(
+        5.0, description="Target-sum progression also needs this absolute increase (RECIST 1.1: 5 mm).")
+    non_target_progression_ratio: Annotated[float, Field(gt=1, le=100)] = Field(
+        2.0, description="Unequivocal non-target progression: non-target volume x this over its nadir (Assumption).")
+
+
+SINGLE_LESION = Lesions(max_lesions=1, volume_sigma_ln=0.0, uptake_sigma_ln=0.0, growth_sigma_ln=0.0,
+                        radiosensitivity_sigma_ln=0.0,
+                        discordant_patient_fraction=0.0, discordant_lesion_fraction=0.0,
+                        negative_lesion_uptake_ratio=1.0, crossfire_fraction=0.0, stroma_half_life_days=None,
+                        bone_lesion_fraction=0.0)
 
 
 class NaturalHistory(Strict):
@@ -619,6 +667,7 @@ class Config(Strict):
     agents: dict[str, Agent] = Field(default_factory=dict)
     radiobiology: Radiobiology
     tumour: Tumour
+    lesions: Lesions = SINGLE_LESION
     natural_history: NaturalHistory
     marrow: Marrow
     kidney: Kidney

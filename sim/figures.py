@@ -445,6 +445,10 @@ FIGURE_CAPTIONS = {
                    "death or censoring.",
     "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
                               "adapt the activity to the kidney.",
+    "waterfall.png": "Waterfall of the best change of the target-lesion sum of diameters per treated arm, coloured by "
+                     "best overall response (RECIST 1.1).",
+    "lesion_dose_response.png": "Lesion volume at best response against first-cycle lesion dose, and the fraction "
+                                "of lesions responding per dose bin, with the published odds ratio for comparison.",
 }
 
 
@@ -466,7 +470,11 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
         "km_os.png": lambda: km_figure(ds, "os", colours),
     }
     if treated:
+        from sim.lesion_figures import lesion_dose_response_figure, waterfall_figure
+
         out["doses.png"] = lambda: dose_figure(ds, colours)
+        out["waterfall.png"] = lambda: waterfall_figure(ds)
+        out["lesion_dose_response.png"] = lambda: lesion_dose_response_figure(ds, colours)
     out["toxicity.png"] = lambda: toxicity_figure(ds, colours)
     per_cycle = "cycle" in ds.dims  # files written with --keep patients hold totals only
     if treated and per_cycle:

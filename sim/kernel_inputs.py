@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from sim import rng
 from sim.cohort import Cohort, median_growth_per_day
 from sim.config import Agent, Config, ControlArm, DoseModification, FixedArm, GuidedArm
 from sim.kernels import policy
+from sim.kernels.tumour import ROLE_ABSENT, ROLE_MEANINGS, ROLE_NON_TARGET, ROLE_TARGET
 from sim.organs import BLOOD_LINES, FATAL_LINE, ORGANS, BloodLine, Organ, has_kidney_risk_factor
 from sim.units import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR
 
@@ -69,11 +71,11 @@ def arm_cycles(arm: FixedArm | GuidedArm | ControlArm) -> int:
 
 def axes_of(cfg: Config) -> Axes:
     """Organs: the required ones and any that an agent of the scenario gives dosimetry for (registry order);
-    blood lines: those the marrow config models; one lesion per patient."""
+    blood lines: those the marrow config models; lesions: ``lesions.max_lesions``."""
     agents = cfg.agents.values()
     organs = tuple(o for o in ORGANS if o.required or any(getattr(a, o.name, None) is not None for a in agents))
     lines = tuple(b for b in BLOOD_LINES if b.kinetics(cfg.marrow) is not None)
-    return Axes(organs, lines, 1, max(1, *(arm_cycles(a) for a in cfg.arms)))
+    return Axes(organs, lines, cfg.lesions.max_lesions, max(1, *(arm_cycles(a) for a in cfg.arms)))
 
 
 @dataclass
@@ -99,6 +101,10 @@ class Context:
         z = rng.first_normals(self.cfg.trial.seed, self.cohort.patient_ids, streams)
         return {stream: z[:, j] for j, stream in enumerate(streams)}
 
+    @functools.cached_property
+    def layout(self) -> LesionLayout:
+        return lesion_layout(self)
+
     def normal(self, stream: str, index: int = 0) -> np.ndarray:
         """The patients' random effect from the stream ``(stream, index)`` (counter 0), one of ``effect_streams``
         (all drawn in one pass)."""
@@ -120,13 +126,18 @@ class Context:
         return sigma_ln(dosimetry.error_scale * getattr(self.cfg.dosimetry_methods[dosimetry.method], f"{what}_cv"))
 
 
-EFFECTS = ("inter-patient", "half-life")  # per-patient random effects of an organ's (lesion's) Gy/GBq and T_eff
+EFFECTS = ("inter-patient", "half-life")  # per-patient random effects of an organ's Gy/GBq and T_eff
+# Per lesion j: its Gy/GBq around the patient's (whose effect is item 0 of "dosimetry/lesion/inter-patient"), its
+# T_eff, volume weight, growth, receptor status and site; per patient: whether the disease is discordant.
+LESION_EFFECTS = ("dosimetry/lesion/within-patient", "dosimetry/lesion/half-life", "lesion/volume", "lesion/growth",
+                  "lesion/receptor-negative", "lesion/bone", "lesion/radiosensitivity")
 
 
 def effect_streams(axes: Axes) -> list[tuple[str, int]]:
     """The streams ``(name, index)`` of the per-patient random effects the transforms below draw."""
     return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in EFFECTS]
-            + [(f"dosimetry/lesion/{e}", j) for j in range(axes.lesions) for e in EFFECTS] + [("marrow/alpha", 0)])
+            + [("dosimetry/lesion/inter-patient", 0), ("lesion/discordant", 0)]
+            + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS] + [("marrow/alpha", 0)])
 
 
 def sigma_ln(cv: float) -> float:
@@ -161,24 +172,94 @@ def _per_organ(which: str) -> Callable[[Context], np.ndarray]:
     return lambda c: np.stack([_organ_values(c, o, which) for o in c.axes.organs], axis=1)
 
 
+@dataclass(frozen=True)
+class LesionLayout:
+    """A patient's lesions (rows: patients, columns: lesions), ordered: receptor-positive lesions by decreasing
+    volume (lesion 0, the largest, is the index lesion of a tumour-guided rule), then receptor-negative ones, then
+    the absent columns (volume 0)."""
+
+    count: np.ndarray  # lesions modelled per patient
+    volume_ml: np.ndarray
+    negative: np.ndarray  # receptor-negative lesion
+    role: np.ndarray  # ROLE_* (RECIST 1.1 baseline selection)
+    uptake: np.ndarray  # within-patient Gy/GBq factor (x negative_lesion_uptake_ratio for a negative lesion)
+    half_life_z: np.ndarray  # the lesion's T_eff effect
+    growth: np.ndarray  # growth-rate factor
+    radiosensitivity: np.ndarray  # factor of the patient's tumour alpha
+
+
+def diameter_mm(volume_ml: np.ndarray | float) -> np.ndarray | float:
+    """Diameter of a sphere of ``volume_ml`` (1 mL = 1 cm^3): ``10 (6 V / pi)^(1/3)`` mm."""
+    return 10.0 * np.cbrt(6.0 * np.asarray(volume_ml) / math.pi)
+
+
+def lesion_layout(c: Context) -> LesionLayout:
+    """Draw each patient's lesions (docs/model.md 3.1): the count (covariate ``lesion_count``, rounded, 1 to
+    ``max_lesions``), volume shares ``w_j / sum w`` with ``w_j = exp(volume_sigma_ln z_j)`` of the tumour volume,
+    receptor-negative lesions in discordant patients, bone lesions in patients with bone metastases, the lesions'
+    uptake, growth and radiosensitivity factors; then the RECIST 1.1 target lesions: the largest measurable (not
+    bone, diameter >= ``measurable_diameter_mm``), at most ``target_lesions``; every other lesion is non-target."""
+    les, n, m = c.cfg.lesions, len(c.cohort), c.axes.lesions
+    z = {e: np.stack([c.normal(e, j) for j in range(m)], axis=1) for e in LESION_EFFECTS}
+    count = np.clip(np.rint(c.cov["lesion_count"]), 1, m).astype(np.int64)
+    present = np.arange(m)[None, :] < count[:, None]
+    weight = np.where(present, np.exp(les.volume_sigma_ln * z["lesion/volume"]), 0.0)
+    volume = c.cov["tumour_volume_ml"][:, None] * weight / weight.sum(axis=1, keepdims=True)
+    discordant = c.normal("lesion/discordant") < special.ndtri(les.discordant_patient_fraction)
+    negative = present & discordant[:, None] & (z["lesion/receptor-negative"]
+                                                < special.ndtri(les.discordant_lesion_fraction))
+    bone = present & (c.cov["bone_metastases"] > 0.5)[:, None] & (z["lesion/bone"]
+                                                                   < special.ndtri(les.bone_lesion_fraction))
+    uptake = (np.exp(les.uptake_sigma_ln * z["dosimetry/lesion/within-patient"])
+              * np.where(negative, les.negative_lesion_uptake_ratio, 1.0))
+    growth = np.exp(les.growth_sigma_ln * z["lesion/growth"])
+    radiosensitivity = np.exp(les.radiosensitivity_sigma_ln * z["lesion/radiosensitivity"])
+    order = np.lexsort((-volume, negative, ~present), axis=1)  # last key first: present, positive, largest
+
+    def sort(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, order, axis=1)
+
+    volume, negative, bone = sort(volume), sort(negative), sort(bone)
+    present = np.arange(m)[None, :] < count[:, None]
+    measurable = present & ~bone & (diameter_mm(volume) >= les.measurable_diameter_mm)
+    by_size = np.argsort(np.where(measurable, -volume, np.inf), axis=1, kind="stable")
+    rank = np.empty_like(by_size)
+    np.put_along_axis(rank, by_size, np.arange(m)[None, :].repeat(n, axis=0), axis=1)
+    target = measurable & (rank < les.target_lesions)
+    role = np.where(target, ROLE_TARGET, np.where(present, ROLE_NON_TARGET, ROLE_ABSENT))
+    return LesionLayout(count, volume, negative, role, sort(uptake), sort(z["dosimetry/lesion/half-life"]),
+                        sort(growth), sort(radiosensitivity))
+
+
 def _lesion_values(c: Context, which: str) -> np.ndarray:
-    """Per lesion: Gy/GBq = agent tumour median x exp(sigma z_l) x receptor expression, or T_eff (h); 0 without
-    an agent."""
+    """Per lesion: Gy/GBq = agent tumour median x exp(sigma z_patient) x receptor expression x the lesion's uptake
+    factor, or T_eff (h) = median x exp(sigma z_lesion); 0 without an agent or for an absent lesion."""
     n, m = len(c.cohort), c.axes.lesions
     if c.agent is None:
         return np.zeros((n, m))
-    t = c.agent.tumour
+    t, lay = c.agent.tumour, c.layout
+    present = lay.role != ROLE_ABSENT
     if which == "half-life":
-        return np.stack([t.effective_half_life_h_median * np.exp(
-            t.effective_half_life_sigma_ln * c.normal("dosimetry/lesion/half-life", index=j)) for j in range(m)],
-            axis=1)
-    return np.stack([t.gy_per_gbq_median * np.exp(t.inter_patient_sigma_ln * c.normal(
-        "dosimetry/lesion/inter-patient", index=j)) * c.cov["receptor_expression"] for j in range(m)], axis=1)
+        return np.where(present, t.effective_half_life_h_median * np.exp(t.effective_half_life_sigma_ln
+                                                                         * lay.half_life_z), 0.0)
+    patient = t.gy_per_gbq_median * np.exp(t.inter_patient_sigma_ln * c.normal("dosimetry/lesion/inter-patient"))
+    return np.where(present, (patient * c.cov["receptor_expression"])[:, None] * lay.uptake, 0.0)
 
 
 def _per_lesion(covariate: str) -> Callable[[Context], np.ndarray]:
-    """A tumour covariate held by the (single) lesion."""
+    """A patient covariate, the same for each of the patient's lesions."""
     return lambda c: np.repeat(c.cov[covariate][:, None], c.axes.lesions, axis=1)
+
+
+def _negative_fraction(c: Context) -> np.ndarray:
+    """Receptor-negative share of a lesion's viable cells: the patient's covariate, 1 in a receptor-negative lesion."""
+    return np.where(c.layout.negative, 1.0, c.cov["receptor_negative_fraction"][:, None])
+
+
+def _negative_dose_ratio(c: Context) -> np.ndarray:
+    """Dose of a lesion's receptor-negative cells / the lesion's dose: the cross-fire fraction in a receptor-positive
+    lesion; 1 in a receptor-negative lesion, whose (non-specific) uptake all its cells share."""
+    return np.where(c.layout.negative, 1.0, c.cfg.lesions.crossfire_fraction)
 
 
 def _growth(c: Context) -> np.ndarray:
@@ -207,14 +288,11 @@ PATIENT_INPUTS = (
     Input("age_years", "year", ("patient",), "cohort.covariates.age_years", lambda c: c.cov["age_years"]),
     Input("admin_censor_day", "day", ("patient",), "trial.accrual_months - entry + trial.follow_up_months",
           lambda c: c.cohort.admin_censor_day),
-    Input("growth_per_day", "1/day", ("patient",), "ln 2 / cohort.covariates.doubling_time_months", _growth),
     Input("new_lesion_per_day", "1/day", ("patient",), "cohort.covariates.new_lesion_rate_per_month",
           lambda c: c.cov["new_lesion_rate_per_month"] / DAYS_PER_MONTH),
     Input("post_progression_death_per_day", "1/day", ("patient",),
           "natural_history.post_progression_death_per_month x (growth / median growth)^"
           "post_progression_growth_exponent", _post_progression),
-    Input("tumour_alpha_per_gy", "1/Gy", ("patient",), "cohort.covariates.tumour_alpha_per_gy",
-          lambda c: c.cov["tumour_alpha_per_gy"]),
     Input("egfr_baseline_ml_min", "mL/min/1.73m2", ("patient",), "cohort.covariates.egfr_ml_min",
           lambda c: c.cov["egfr_ml_min"]),
     Input("kidney_risk_factor", "1", ("patient",), "cohort.covariates.hypertension or diabetes",
@@ -232,17 +310,33 @@ PATIENT_INPUTS = (
     Input("teff_h", "h", ("patient", "organ"),
           "agents.<agent>.<organ>.effective_half_life_h_median x exp(effective_half_life_sigma_ln z)",
           _per_organ("half-life")),
-    Input("lesion_volume_ml", "mL", ("patient", "lesion"), "cohort.covariates.tumour_volume_ml",
-          _per_lesion("tumour_volume_ml")),
+    Input("lesion_count", "1", ("patient",), "cohort.covariates.lesion_count, rounded, 1 to lesions.max_lesions",
+          lambda c: c.layout.count, np.int64),
+    Input("lesion_volume_ml", "mL", ("patient", "lesion"),
+          "cohort.covariates.tumour_volume_ml x share (lesions.volume_sigma_ln); 0: absent",
+          lambda c: c.layout.volume_ml),
+    Input("lesion_role", "1", ("patient", "lesion"), f"RECIST 1.1 baseline selection ({ROLE_MEANINGS})",
+          lambda c: c.layout.role, np.int8),
+    Input("lesion_receptor_negative", "1", ("patient", "lesion"),
+          "lesions.discordant_patient_fraction, discordant_lesion_fraction", lambda c: c.layout.negative, np.int8),
     Input("lesion_stroma_fraction", "1", ("patient", "lesion"), "cohort.covariates.stroma_fraction",
           _per_lesion("stroma_fraction")),
-    Input("lesion_negative_fraction", "1", ("patient", "lesion"), "cohort.covariates.receptor_negative_fraction",
-          _per_lesion("receptor_negative_fraction")),
+    Input("lesion_negative_fraction", "1", ("patient", "lesion"),
+          "cohort.covariates.receptor_negative_fraction (1: receptor-negative lesion)", _negative_fraction),
+    Input("lesion_negative_dose_ratio", "1", ("patient", "lesion"),
+          "lesions.crossfire_fraction (1: receptor-negative lesion)", _negative_dose_ratio),
+    Input("lesion_growth_per_day", "1/day", ("patient", "lesion"),
+          "ln 2 / cohort.covariates.doubling_time_months x exp(lesions.growth_sigma_ln z_j)",
+          lambda c: _growth(c)[:, None] * c.layout.growth),
+    Input("lesion_alpha_per_gy", "1/Gy", ("patient", "lesion"),
+          "cohort.covariates.tumour_alpha_per_gy x exp(lesions.radiosensitivity_sigma_ln z_j)",
+          lambda c: c.cov["tumour_alpha_per_gy"][:, None] * c.layout.radiosensitivity),
     Input("lesion_gy_per_gbq", "Gy/GBq", ("patient", "lesion"),
-          "agents.<agent>.tumour.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x receptor_expression",
+          "agents.<agent>.tumour.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x receptor_expression x "
+          "exp(lesions.uptake_sigma_ln z_j) (x lesions.negative_lesion_uptake_ratio)",
           lambda c: _lesion_values(c, "dose")),
     Input("lesion_teff_h", "h", ("patient", "lesion"),
-          "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z)",
+          "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z_j)",
           lambda c: _lesion_values(c, "half-life")),
 )
 
@@ -292,6 +386,15 @@ LESION_INPUTS = (
           lambda c: math.log(2.0) / c.cfg.tumour.dead_cell_clearance_half_life_days),
     Input("new_lesion_exponent", "1", (), "tumour.new_lesion_burden_exponent",
           lambda c: c.cfg.tumour.new_lesion_burden_exponent),
+    Input("stroma_relax_per_day", "1/day", (), "ln 2 / lesions.stroma_half_life_days (0: constant stroma)",
+          lambda c: 0.0 if c.cfg.lesions.stroma_half_life_days is None
+          else math.log(2.0) / c.cfg.lesions.stroma_half_life_days),
+    Input("disappeared_ml", "mL", (), "volume of a sphere of lesions.disappeared_diameter_mm",
+          lambda c: math.pi / 6.0 * (c.cfg.lesions.disappeared_diameter_mm / 10.0) ** 3),
+    Input("progression_absolute_mm", "mm", (), "lesions.progression_absolute_mm",
+          lambda c: c.cfg.lesions.progression_absolute_mm),
+    Input("non_target_progression_ratio", "1", (), "lesions.non_target_progression_ratio",
+          lambda c: c.cfg.lesions.non_target_progression_ratio),
     Input("confirm_response", "1", (), "tumour.response_confirmation",
           lambda c: c.cfg.tumour.response_confirmation, np.bool_),
 )

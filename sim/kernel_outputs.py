@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.kernels.events import CAUSE_MEANINGS
-from sim.kernels.tumour import PROGRESSION_MEANINGS, RESPONSE_MEANINGS
+from sim.kernels.tumour import PROGRESSION_MEANINGS, RESPONSE_MEANINGS, ROLE_MEANINGS
 
 NAN = float("nan")
 
@@ -63,6 +63,14 @@ OUTPUTS = (
     Output("best_response", ("patient",), "i1", "1", "RECIST 1.1 best overall response", meanings=RESPONSE_MEANINGS),
     Output("progression_type", ("patient",), "i1", "1", "what defined progression", meanings=PROGRESSION_MEANINGS),
     Output("tumour_nadir_ratio", ("patient",), "f8", "1", "smallest tumour volume at a scan / baseline"),
+    Output("target_sum_best_change", ("patient",), "f8", "1",
+           "smallest sum of target-lesion diameters at a scan / baseline - 1 (NaN: no target lesion or no scan)", NAN),
+    Output("lesion_volume_ml", ("patient", "lesion"), "f8", "mL", "baseline lesion volume (NaN: absent)", NAN),
+    Output("lesion_role", ("patient", "lesion"), "i1", "1", "RECIST 1.1 role chosen at baseline",
+           meanings=ROLE_MEANINGS),
+    Output("lesion_receptor_negative", ("patient", "lesion"), "i1", "1", "1 = receptor-negative lesion"),
+    Output("lesion_volume_ratio_best", ("patient", "lesion"), "f8", "1",
+           "lesion volume / baseline at the scan of the smallest target sum (NaN: absent or no scan)", NAN),
     Output("blood_worst_grade", ("patient", "blood_line"), "i1", "1", "worst CTCAE v5 grade of the blood line"),
     Output("egfr_end_ml_min", ("patient",), "f8", "mL/min/1.73m2", "eGFR at the end of follow-up"),
     Output("ckd_grade", ("patient",), "i1", "1", "CTCAE v5 chronic kidney disease grade at the end of follow-up"),
@@ -81,7 +89,8 @@ BY_NAME = {o.name: o for o in OUTPUTS}
 
 @dataclass(frozen=True)
 class Total:
-    """A per-patient reduction over cycles of a per-cycle output: ``sum``, or ``any`` (some value > 0)."""
+    """A per-patient reduction over cycles of a per-cycle output: ``sum``, ``any`` (some value > 0) or ``first``
+    (the first cycle's value)."""
 
     name: str
     source: str
@@ -97,6 +106,8 @@ TOTALS = (
     Total("bed_gy_total", "bed_gy", "sum", "f8", "Gy", "cumulative BED (sum of cycle BEDs)"),
     Total("lesion_dose_gy_total", "lesion_dose_gy", "sum", "f8", "Gy", "cumulative true lesion absorbed dose"),
     Total("lesion_bed_gy_total", "lesion_bed_gy", "sum", "f8", "Gy", "cumulative lesion BED"),
+    Total("lesion_dose_gy_first", "lesion_dose_gy", "first", "f8", "Gy",
+          "lesion absorbed dose of the first administration (0: none given)"),
     Total("cycles_measured", "dosimetry_measured", "sum", "i2", "1", "administrations followed by dosimetry"),
     Total("dose_reduced_any", "dose_reduced", "any", "i1", "1", "1 = at least one administration reduced"),
     Total("delayed_any", "delay_days", "any", "i1", "1", "1 = at least one administration delayed"),
@@ -105,10 +116,12 @@ TOTALS = (
 
 def reduce_cycles(values: np.ndarray, dims: tuple[str, ...], how: str, dtype: str) -> np.ndarray:
     """Reduce ``values`` (dims ``dims``) over ``cycle`` to one value per patient (and organ, lesion, ...): the sum
-    (cycle by cycle, in order), or whether any value is > 0. Adding whole cycle slices is ~4x faster than NumPy's
-    reduction along a middle axis."""
+    (cycle by cycle, in order), whether any value is > 0, or the first cycle's value. Adding whole cycle slices is
+    ~4x faster than NumPy's reduction along a middle axis."""
     axis = dims.index("cycle")
     cycles = [np.take(values, k, axis=axis) for k in range(values.shape[axis])]
+    if how == "first":
+        return cycles[0].astype(dtype)
     if how == "any":
         return np.logical_or.reduce([c > 0 for c in cycles]).astype(dtype)
     total = cycles[0].copy()

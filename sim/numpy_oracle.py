@@ -426,9 +426,10 @@ class _Arm:
 
     def _init_tumour(self) -> None:
         """Per lesion: stroma ``f_s V0``, receptor-negative ``f_n`` of the viable rest, receptor-positive the rest,
-        no dead cells; scans and RECIST state on the sums over lesions."""
+        no dead cells (absent lesions: volume 0); the RECIST baseline: target sum and non-target volume."""
         P, n = self.P, self.n
-        v = P.lesion_volume_ml
+        self.present = np.arange(self.n_lesions)[None, :] < P.lesion_count[:, None]
+        v = np.where(self.present, P.lesion_volume_ml, 0.0)
         self.s_vol = P.lesion_stroma_fraction * v
         viable = v - self.s_vol
         self.n_vol = P.lesion_negative_fraction * viable
@@ -443,6 +444,9 @@ class _Arm:
         self.t_prog = np.zeros(n)
         self.prog_type = np.full(n, recist.PROGRESSION_NONE)
         self.nadir_vol = self.v0.copy()
+        self.sum0, self.non_target_nadir, _, _ = self._reading(np.arange(n))
+        self.sum_nadir = self.sum0.copy()
+        self.best_value = np.full(n, np.inf)
         self.last_scan_volume = self.v0.copy()  # baseline counts as the latest scan until one is read
         self.last_scan_day = np.zeros(n)
         self.prev_level = np.full(n, recist.RESPONSE_SD)  # baseline counts as SD for confirmation
@@ -498,16 +502,27 @@ class _Arm:
 
     # ---------------------------------------------------------------------------------------------------
     def _advance_tumour(self, idx: np.ndarray, t: np.ndarray) -> None:
-        """Lesions to ``t``: ``P, N x exp(g dt)``, ``D x exp(-k_c dt)``; the new-lesion hazard on the viable sum."""
+        """Lesions to ``t``: ``P, N x exp(g_j dt)``, ``D x exp(-k_c dt)``, stroma ``dS/dt = -k (S - r (P + N))``
+        solved exactly; the new-lesion hazard on the viable sum growing at its viable-weighted rate."""
         P, les = self.P, self.lesions
         dt = t - self.t_tumour[idx]
-        g = P.growth_per_day[idx]
-        viable = (self.p_vol[idx] + self.n_vol[idx]).sum(axis=1)
+        g = P.lesion_growth_per_day[idx]
+        viable_j = self.p_vol[idx] + self.n_vol[idx]
+        viable = viable_j.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = viable / self.viable0[idx]
+            g_mean = np.where(viable > 0.0, (g * viable_j).sum(axis=1) / viable, 0.0)
         self.hazard_nl[idx] += _new_lesion_increment(P.new_lesion_per_day[idx], ratio, float(les.new_lesion_exponent),
-                                                     g, dt)
-        grow = np.exp(g * dt)[:, None]
+                                                     g_mean, dt)
+        k = float(les.stroma_relax_per_day)
+        if k > 0.0:
+            f = P.lesion_stroma_fraction[idx]
+            rate = g + k
+            dtc = dt[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                integral = np.where(rate == 0.0, dtc, np.expm1(rate * dtc) / np.where(rate == 0.0, 1.0, rate))
+            self.s_vol[idx] = np.exp(-k * dtc) * (self.s_vol[idx] + f / (1.0 - f) * k * viable_j * integral)
+        grow = np.exp(g * dt[:, None])
         self.p_vol[idx] *= grow
         self.n_vol[idx] *= grow
         self.d_vol[idx] *= np.exp(-les.dead_clearance_per_day * dt)[:, None]
@@ -610,35 +625,63 @@ class _Arm:
         return (self.known_gy if on_dose else self.known_bed_gy)[idx, int(self.kidney.organ)]
 
     # ---------------------------------------------------------------------------------------------------
+    def _reading(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """RECIST 1.1 measurements (section 3.4): target sum of diameters (mm) of the visible target lesions,
+        non-target volume (mL), whether no lesion is visible, tumour volume (mL)."""
+        vol = self.s_vol[idx] + self.p_vol[idx] + self.n_vol[idx] + self.d_vol[idx]
+        visible = self.present[idx] & (vol >= self.lesions.disappeared_ml)
+        target = self.P.lesion_role[idx] == recist.ROLE_TARGET
+        diameters = 10.0 * np.cbrt(6.0 * vol / math.pi)
+        return ((np.where(target & visible, diameters, 0.0)).sum(axis=1), np.where(target, 0.0, vol).sum(axis=1),
+                ~visible.any(axis=1), vol.sum(axis=1))
+
     def _scan(self, idx: np.ndarray, t: np.ndarray) -> None:
-        """RECIST reading at ``t`` on the sum over lesions (section 3)."""
+        """RECIST 1.1 reading at ``t`` (section 3.4): progression of the target sum, of the non-target volume, or a
+        new lesion; else the response level. Lesion volume ratios are kept at the smallest target sum."""
+        les, P = self.lesions, self.P
         self.j_scan[idx] += 1
-        vol = (self.s_vol[idx] + self.p_vol[idx] + self.n_vol[idx] + self.d_vol[idx]).sum(axis=1)
-        target = vol >= recist.PD_VOLUME_RATIO * self.nadir_vol[idx]
+        target_sum, non_target, gone, vol = self._reading(idx)
+        has_target = self.sum0[idx] > 0.0
+        value = np.where(has_target, target_sum, vol)
+        better = value < self.best_value[idx]
+        bi = idx[better]
+        self.best_value[bi] = value[better]
+        lesion_vol = self.s_vol[bi] + self.p_vol[bi] + self.n_vol[bi] + self.d_vol[bi]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.out.lesion_volume_ratio_best[bi] = np.where(self.present[bi], lesion_vol / P.lesion_volume_ml[bi],
+                                                             np.nan)
+        target = (has_target & (target_sum >= recist.PD_SUM_RATIO * self.sum_nadir[idx])
+                  & (target_sum - self.sum_nadir[idx] >= les.progression_absolute_mm))
+        non_target_pd = (self.non_target_nadir[idx] > 0.0) & (
+            non_target >= les.non_target_progression_ratio * self.non_target_nadir[idx])
         new_lesion = self.hazard_nl[idx] >= self.e_nl[idx]
-        prog = target | new_lesion
+        grew = target | non_target_pd
+        prog = grew | new_lesion
         self.last_scan_day[idx] = t
 
         pi = idx[prog]
         self.progressed[pi] = True
         self.t_prog[pi] = t[prog]
-        self.prog_type[pi] = (np.where(target[prog], recist.PROGRESSION_TARGET, 0)
+        self.prog_type[pi] = (np.where(grew[prog], recist.PROGRESSION_TARGET, 0)
                               + np.where(new_lesion[prog], recist.PROGRESSION_NEW_LESION, 0))
         self.best[pi] = np.where(self.best[pi] == recist.RESPONSE_NE, recist.RESPONSE_PD, self.best[pi])
         self.active[pi] = False
         self._end_cycles(pi)
 
-        ei, v = idx[~prog], vol[~prog]
-        ratio = v / self.v0[ei]
-        level = np.where(ratio <= recist.CR_VOLUME_RATIO, recist.RESPONSE_CR,
-                         np.where(ratio <= recist.PR_VOLUME_RATIO, recist.RESPONSE_PR, recist.RESPONSE_SD))
+        keep = ~prog
+        ei = idx[keep]
+        level = np.where(gone[keep], recist.RESPONSE_CR,
+                         np.where(has_target[keep] & (target_sum[keep] <= recist.PR_SUM_RATIO * self.sum0[ei]),
+                                  recist.RESPONSE_PR, recist.RESPONSE_SD))
         counted = level
         if self.lesions.confirm_response:
             counted = np.where(level != recist.RESPONSE_SD, np.maximum(level, self.prev_level[ei]), level)
         self.best[ei] = np.where(self.best[ei] == recist.RESPONSE_NE, counted, np.minimum(self.best[ei], counted))
         self.prev_level[ei] = level
-        self.nadir_vol[ei] = np.minimum(self.nadir_vol[ei], v)
-        self.last_scan_volume[ei] = v
+        self.nadir_vol[ei] = np.minimum(self.nadir_vol[ei], vol[keep])
+        self.sum_nadir[ei] = np.minimum(self.sum_nadir[ei], target_sum[keep])
+        self.non_target_nadir[ei] = np.minimum(self.non_target_nadir[ei], non_target[keep])
+        self.last_scan_volume[ei] = vol[keep]
 
     def _cycle_event(self, idx: np.ndarray, t: np.ndarray) -> None:
         """A due day or re-check: continue_after_cycle, then (cycles after the first) the guided rule's stop test
@@ -751,10 +794,11 @@ class _Arm:
         """Per lesion: ``D = A (g x uptake decline) exp(s z_k)``, its BED, measured and known doses, and the kill of
         receptor-positive cells ``P (1 - exp(-alpha BED))`` moved to the dead cells."""
         P, les, out = self.P, self.lesions, self.out
-        alpha = P.tumour_alpha_per_gy[idx]
         for j in range(self.n_lesions):
+            alpha = P.lesion_alpha_per_gy[idx, j]
+            present = self.present[idx, j]
             g = P.lesion_gy_per_gbq[idx, j] * self.uptake_decline[idx]
-            dose = activity * g * _exp(les.intra_sigma * self.z_lesion_intra[j][idx, k])
+            dose = np.where(present, activity * g * _exp(les.intra_sigma * self.z_lesion_intra[j][idx, k]), np.nan)
             bed = bed_gy(dose, P.lesion_teff_h[idx, j], les.repair_h, les.alpha_beta_gy)
             out.lesion_dose_gy[idx, k, j] = dose
             out.lesion_bed_gy[idx, k, j] = bed
@@ -764,9 +808,13 @@ class _Arm:
                                 self.measured_activity[idx])
             self.lesion_measured_gy[idx, j] += np.where(measured, value, 0.0)
             self.lesion_known_gy[idx, j] += known
-            killed = self.p_vol[idx, j] * (1.0 - _exp(-alpha * bed))
-            self.p_vol[idx, j] -= killed
-            self.d_vol[idx, j] += killed
+            bed_negative = bed_gy(P.lesion_negative_dose_ratio[idx, j] * dose, P.lesion_teff_h[idx, j], les.repair_h,
+                                  les.alpha_beta_gy)
+            killed_p = np.where(present, self.p_vol[idx, j] * (1.0 - _exp(-alpha * bed)), 0.0)
+            killed_n = np.where(present, self.n_vol[idx, j] * (1.0 - _exp(-alpha * bed_negative)), 0.0)
+            self.p_vol[idx, j] -= killed_p
+            self.n_vol[idx, j] -= killed_n
+            self.d_vol[idx, j] += killed_p + killed_n
 
     def _prescribe(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The guided rule at a due day or re-check of cycle ``k >= 1`` (docs/model.md 5.2): ``(stop, reached,
@@ -871,7 +919,7 @@ class _Arm:
 
     def _record_survival(self, death: np.ndarray, cause: np.ndarray) -> None:
         """PFS (progression, death, else censored at the last scan), OS, cause, response and MDS/AML."""
-        out, prog, censor = self.out, self.progressed, self.censor
+        out, prog, censor, P = self.out, self.progressed, self.censor, self.P
         died = death <= censor
         out.pfs_time_days[:] = np.where(prog, self.t_prog, np.where(died, death, self.last_scan_day))
         out.pfs_event[:] = prog | died
@@ -881,6 +929,14 @@ class _Arm:
         out.best_response[:] = self.best
         out.progression_type[:] = self.prog_type
         out.tumour_nadir_ratio[:] = self.nadir_vol / self.v0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.target_sum_best_change[:] = np.where((self.sum0 > 0.0) & np.isfinite(self.best_value),
+                                                     self.best_value / self.sum0 - 1.0, np.nan)
+        out.lesion_volume_ml[:] = np.where(self.present, P.lesion_volume_ml, np.nan)
+        out.lesion_role[:] = P.lesion_role
+        out.lesion_receptor_negative[:] = np.where(self.present, P.lesion_receptor_negative, 0)
+        out.lesion_dose_gy[:] = np.where(self.present[:, None, :], out.lesion_dose_gy, np.nan)
+        out.lesion_bed_gy[:] = np.where(self.present[:, None, :], out.lesion_bed_gy, np.nan)
         mds = (self.mds_onset < death) & (self.mds_onset <= censor)
         out.mds_aml[:] = mds
         out.mds_aml_day[:] = np.where(mds, self.mds_onset, np.nan)

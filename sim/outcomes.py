@@ -27,7 +27,7 @@ from sim.config import Config, ConfigError
 from sim.kernel_outputs import TOTALS, attributes, reduce_cycles
 
 SCHEMA = "rptsim-outcomes"
-SCHEMA_VERSION = 2  # 2: organ, lesion and blood_line dimensions (kernel interface by name)
+SCHEMA_VERSION = 3  # 2: organ, lesion and blood_line dims (kernel interface by name); 3: lesion layout, RECIST outputs
 
 
 def git_commit() -> str:

@@ -143,8 +143,10 @@ def completed(out: Path, sweep: Sweep) -> set[str]:
 def _flat_arm_stats(summary: dict, arm: str) -> dict[str, Any]:
     """The arm's summary entries and its paired comparison with the reference arm (absent for the reference), with
     the comparison's nested entries flattened: ``toxicity_rate_differences`` to ``<rate>_difference[_ci]`` and
-    ``individual`` to ``individual_<endpoint>_<statistic>`` (the per-covariate breakdown stays in the summary)."""
+    ``individual`` to ``individual_<endpoint>_<statistic>`` (the per-covariate breakdown stays in the summary), and
+    the arm's ``best_response_rates`` to ``best_response_<key>_rate``."""
     stats = dict(summary["arms"][arm])
+    stats |= {f"best_response_{k}_rate": v for k, v in stats.pop("best_response_rates", {}).items()}
     for key, comp in summary["comparisons"].items():
         if key.startswith(f"{arm} vs "):
             for name, value in comp.items():

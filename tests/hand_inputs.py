@@ -3,7 +3,9 @@
 The defaults describe a plain patient (60 years, 100 mL tumour with 20 % stroma, stable growth over 300 days,
 kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90), a
 model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
-dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion.
+dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
+many as ``lesion_volume_ml`` has columns: all present, targets, receptor-positive, growing at the patient's rate, with
+the patient's radiosensitivity).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import numpy as np
 
 from sim import kernel_inputs, kernel_outputs, rng
-from sim.kernels import marrow, policy
+from sim.kernels import marrow, policy, tumour
 from sim.kernels.patient import run_arm
 
 ORGANS = ("kidney", "marrow")
@@ -29,6 +31,14 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
         lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
         lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0])
     base.update(values)
+    m = np.shape(base["lesion_volume_ml"])[-1]  # every lesion present, a target, receptor-positive, no cross-fire
+    def per_lesion(name: str) -> np.ndarray:  # a per-patient value, the same for each lesion
+        return np.multiply.outer(np.asarray(base.pop(name)), np.ones(m))
+
+    lesion_defaults = dict(lesion_count=m, lesion_role=[tumour.ROLE_TARGET] * m, lesion_receptor_negative=[0] * m,
+                           lesion_negative_dose_ratio=[0.0] * m, lesion_growth_per_day=per_lesion("growth_per_day"),
+                           lesion_alpha_per_gy=per_lesion("tumour_alpha_per_gy"))
+    base = lesion_defaults | base
     out = {}
     for q in kernel_inputs.PATIENT_INPUTS:
         v = np.asarray(base[q.name], dtype=q.dtype)
@@ -46,7 +56,9 @@ def organs(**values) -> kernel_inputs.Organs:
 
 def lesions(**values) -> kernel_inputs.Lesions:
     base = dict(alpha_beta_gy=10.0, repair_h=1.5, intra_sigma=0.0, measurement_sigma=0.0, dose_decline=0.0,
-                dead_clearance_per_day=math.log(2) / 30, new_lesion_exponent=0.0, confirm_response=False)
+                dead_clearance_per_day=math.log(2) / 30, new_lesion_exponent=0.0, confirm_response=False,
+                stroma_relax_per_day=0.0, disappeared_ml=math.pi / 6 * 0.5**3, progression_absolute_mm=5.0,
+                non_target_progression_ratio=2.0)
     base.update(values)
     return kernel_inputs.make("Lesions", **base)
 

@@ -832,7 +832,7 @@ def test_batch_invariance_with_guided_rules(rule, regimen_kw):
     lesion_gy = np.random.default_rng(rule + 10).lognormal(math.log(3.0), 0.5, n)
     p = base._replace(gy_per_gbq=np.stack([kidney_gy, base.gy_per_gbq[:, MARROW]], axis=1),
                       lesion_gy_per_gbq=lesion_gy[:, None],
-                      growth_per_day=base.growth_per_day / 4.0)  # slower tumours: more cycles for the rules to act on
+                      lesion_growth_per_day=base.lesion_growth_per_day / 4.0)  # slower: more cycles for the rules
     groups = dict(organs=_organs(intra_sigma=[0.2, 0.2], measurement_sigma=[0.15, 0.2]),
                   lesions=_lesions(intra_sigma=0.2, measurement_sigma=0.25, dose_decline=0.05),
                   blood=_blood(fatal_grade4_probability=0.3),

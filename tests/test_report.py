@@ -16,7 +16,8 @@ from sim import analysis, cli, effect_figures, figures, outcomes, report
 
 from .conftest import ROOT, load_small
 
-BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "toxicity.png", "swimmer.png", "effects_forest.png",
+BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "waterfall.png", "lesion_dose_response.png", "toxicity.png",
+                "swimmer.png", "effects_forest.png",
                 "effects_tradeoff.png", "individual_gains.png", "benefit_by_covariate.png"}
 
 

@@ -81,12 +81,13 @@ factors = [0.5, 2.0]
     sw = sweep_config.load(write(tmp_path, top(text, "replicates = 3")))
     assert len(sw.scenarios) == 2 * 2 * 2 * 3
     first, last = sw.scenarios[0], sw.scenarios[-1]
+    base = config.load(CONFIGS / "netter1.toml").cohort.covariates.new_lesion_rate_per_month.median
     assert first.values == {"limit": 23.0, "limit_rf": 20.0, "arms.iluminet.dosimetry.error_scale": 0.0,
-                            "new_lesions": pytest.approx(0.5 * 0.00705)}
-    assert last.values["limit"] == 40.0 and last.values["new_lesions"] == pytest.approx(2 * 0.00705)
+                            "new_lesions": pytest.approx(0.5 * base)}
+    assert last.values["limit"] == 40.0 and last.values["new_lesions"] == pytest.approx(2 * base)
     arm = first.config.arm("iluminet")
     assert (arm.kidney_bed_limit_gy, arm.kidney_bed_limit_risk_factor_gy, arm.dosimetry.error_scale) == (23, 20, 0)
-    assert first.config.cohort.covariates.new_lesion_rate_per_month.median == pytest.approx(0.003525)
+    assert first.config.cohort.covariates.new_lesion_rate_per_month.median == pytest.approx(0.5 * base)
     # replicates vary fastest; replicate 0 keeps the base seed, the others get distinct derived seeds
     base_seed = sw.base_config.trial.seed
     assert [s.replicate for s in sw.scenarios[:3]] == [0, 1, 2]

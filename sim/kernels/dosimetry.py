@@ -60,7 +60,7 @@ def administer_lesions(i, k, patient_key, activity, measured, measured_activity,
     """Doses, BEDs and reports of every lesion for cycle ``k`` (Gy/GBq x ``decline``, the fall of tumour uptake over
     the cycles given); adds the known doses to ``w.lesion_known_gy`` and the measured ones to
     ``w.lesion_measured_gy``."""
-    for j in range(patients.lesion_gy_per_gbq.shape[1]):
+    for j in range(patients.lesion_count[i]):
         item = rng.U64(j)
         d = draw_dose(patient_key, LESION_INTRA_STREAM + item, k, activity,
                       patients.lesion_gy_per_gbq[i, j] * decline, tumour.intra_sigma)

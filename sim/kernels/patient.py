@@ -19,7 +19,7 @@ from numba import njit
 from sim import rng
 from sim.kernels import KERNEL, events, kidney, marrow, policy, tumour
 from sim.kernels.dosimetry import administer_lesions, administer_organs
-from sim.kernels.radiobiology import LN2, g_factor, surviving_fraction
+from sim.kernels.radiobiology import LN2, bed, g_factor, surviving_fraction
 from sim.kernels.threads import block_range, run_rows
 from sim.units import HOURS_PER_DAY
 
@@ -33,6 +33,8 @@ STATE = np.dtype([
     ("death_pre", np.float64), ("cause_pre", np.int64),  # death before progression, as known so far
     ("new_lesion_h", np.float64), ("new_lesion_threshold", np.float64),
     ("next_scan", np.int64), ("nadir", np.float64), ("last_scan_day", np.float64), ("last_scan_volume", np.float64),
+    ("sum0", np.float64), ("sum_nadir", np.float64), ("non_target_nadir", np.float64),  # RECIST sums (mm, mL)
+    ("best_value", np.float64),  # smallest target sum (tumour volume without targets) at a scan so far
     ("prev_level", np.int64), ("best", np.int64),
     ("progressed", np.bool_), ("progression_day", np.float64), ("progression_type", np.int64),
     ("k", np.int64), ("cycles_open", np.bool_), ("due", np.float64), ("first_due", np.float64),
@@ -83,7 +85,7 @@ def simulate_rows(first_block, block_step, block, seed, patients, organs, lesion
 def simulate_patient(i, seed, P, organs, lesions, blood, kid, ev, regimen, scans, out, w):
     """One patient's whole course (row ``i`` of the outputs); the event loop is docs/model.md section 4.6."""
     s = w.state[i]
-    start(i, s, seed, P, blood, ev, regimen, w)
+    start(i, s, seed, P, lesions, blood, ev, regimen, w)
     while True:
         t_cycle = s.due if s.cycles_open else math.inf
         t_scan = scans[s.next_scan] if s.next_scan < scans.shape[0] else math.inf
@@ -94,7 +96,7 @@ def simulate_patient(i, seed, P, organs, lesions, blood, kid, ev, regimen, scans
         if not advance(i, s, t, P, lesions, blood, w):
             break  # a fatal grade-4 nadir came first
         if is_scan:
-            if read_scan(i, s, t, lesions, w):
+            if read_scan(i, s, t, P, lesions, out, w):
                 break  # progression
         else:
             cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w)
@@ -102,11 +104,13 @@ def simulate_patient(i, seed, P, organs, lesions, blood, kid, ev, regimen, scans
 
 
 @njit(inline="always", **KERNEL)
-def start(i, s, seed, P, blood, ev, regimen, w):
+def start(i, s, seed, P, lesions, blood, ev, regimen, w):
     """Baseline state: tumour compartments, competing event times, blood lines at their steady state."""
     s.pkey = rng.patient_key(seed, P.patient_id[i])
-    s.v0, s.viable0 = tumour.lesions_start(i, P.lesion_volume_ml, P.lesion_stroma_fraction,
-                                           P.lesion_negative_fraction, w.stroma, w.positive, w.negative, w.dead)
+    s.v0, s.viable0 = tumour.lesions_start(i, P, w.stroma, w.positive, w.negative, w.dead)
+    s.sum0, s.non_target_nadir, _, _ = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
+    s.sum_nadir = s.sum0
+    s.best_value = math.inf
     s.t_background = events.gompertz_death_day(
         P.age_years[i], ev.background_hazard_65_per_year, ev.background_slope_per_year,
         rng.draw_exponential(s.pkey, events.BACKGROUND_DEATH_STREAM))
@@ -153,11 +157,11 @@ def marrow_to(i, s, t_to, P, blood, w):
 def advance(i, s, t, P, lesions, blood, w):
     """Advance the tumour and, for a treated patient, the marrow to day ``t``; ``False`` when a fatal grade-4
     nadir on the way ends the course (docs/model.md 4.6)."""
-    viable = tumour.viable_volume(i, w.positive, w.negative)
+    viable, growth = tumour.viable_and_growth(i, P, w.positive, w.negative)
     s.new_lesion_h += tumour.new_lesion_hazard(P.new_lesion_per_day[i], viable / s.viable0,
-                                               lesions.new_lesion_exponent, P.growth_per_day[i], t - s.t)
-    tumour.lesions_grow(i, P.growth_per_day[i], lesions.dead_clearance_per_day, t - s.t, w.positive, w.negative,
-                        w.dead)
+                                               lesions.new_lesion_exponent, growth, t - s.t)
+    tumour.lesions_grow(i, P, lesions.dead_clearance_per_day, lesions.stroma_relax_per_day, t - s.t, w.stroma,
+                        w.positive, w.negative, w.dead)
     s.t = t
     if s.k > 0:
         died, day = marrow_to(i, s, min(t, s.horizon), P, blood, w)
@@ -169,27 +173,38 @@ def advance(i, s, t, P, lesions, blood, w):
 
 
 @njit(inline="always", **KERNEL)
-def read_scan(i, s, t, lesions, w):
-    """RECIST reading of a scan at ``t`` (docs/model.md 3); ``True`` at progression."""
+def read_scan(i, s, t, P, lesions, out, w):
+    """RECIST 1.1 reading of a scan at ``t`` (docs/model.md 3.4); ``True`` at progression. The lesions' volume
+    ratios are recorded at the scan with the smallest target sum (tumour volume for a patient without targets)."""
     s.next_scan += 1
-    volume = tumour.tumour_volume(i, w.stroma, w.positive, w.negative, w.dead)
-    target_pd = volume >= tumour.PD_VOLUME_RATIO * s.nadir
+    target_sum, non_target, gone, volume = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
+    value = target_sum if s.sum0 > 0.0 else volume
+    if value < s.best_value:
+        s.best_value = value
+        for j in range(P.lesion_count[i]):
+            out.lesion_volume_ratio_best[i, j] = (tumour.lesion_volume(i, j, w.stroma, w.positive, w.negative, w.dead)
+                                                  / P.lesion_volume_ml[i, j])
+    target_pd = (s.sum0 > 0.0 and target_sum >= tumour.PD_SUM_RATIO * s.sum_nadir
+                 and target_sum - s.sum_nadir >= lesions.progression_absolute_mm)
+    non_target_pd = s.non_target_nadir > 0.0 and non_target >= lesions.non_target_progression_ratio * s.non_target_nadir
     new_lesion = s.new_lesion_h >= s.new_lesion_threshold
     s.last_scan_day = t
-    if target_pd or new_lesion:
+    if target_pd or non_target_pd or new_lesion:
         s.progressed, s.progression_day = True, t
-        s.progression_type = ((tumour.PROGRESSION_TARGET if target_pd else 0)
+        s.progression_type = ((tumour.PROGRESSION_TARGET if target_pd or non_target_pd else 0)
                               + (tumour.PROGRESSION_NEW_LESION if new_lesion else 0))
         if s.best == tumour.RESPONSE_NE:
             s.best = tumour.RESPONSE_PD
         return True
-    level = tumour.response_level(volume, s.v0)
+    level = tumour.response_level(target_sum, s.sum0, gone)
     counted = level
     if lesions.confirm_response and level != tumour.RESPONSE_SD:
         counted = max(level, s.prev_level)
     s.best = counted if s.best == tumour.RESPONSE_NE else min(s.best, counted)
     s.prev_level = level
     s.nadir = min(s.nadir, volume)
+    s.sum_nadir = min(s.sum_nadir, target_sum)
+    s.non_target_nadir = min(s.non_target_nadir, non_target)
     s.last_scan_volume = volume
     return False
 
@@ -242,9 +257,12 @@ def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     administer_lesions(i, k, s.pkey, activity, measured, s.measured_activity, s.uptake_decline, P, lesions, out, w)
     if measured:
         s.measured_activity += activity
-    for j in range(P.lesion_volume_ml.shape[1]):
-        tumour.kill_positive(i, j, surviving_fraction(P.tumour_alpha_per_gy[i], out.lesion_bed_gy[i, k, j]),
-                             w.positive, w.dead)
+    for j in range(P.lesion_count[i]):
+        alpha = P.lesion_alpha_per_gy[i, j]
+        negative_dose = P.lesion_negative_dose_ratio[i, j] * out.lesion_dose_gy[i, k, j]
+        tumour.kill(i, j, surviving_fraction(alpha, out.lesion_bed_gy[i, k, j]),
+                    surviving_fraction(alpha, bed(negative_dose, P.lesion_teff_h[i, j], lesions.repair_h,
+                                                  lesions.alpha_beta_gy)), w.positive, w.negative, w.dead)
     s.uptake_decline *= 1.0 - lesions.dose_decline
     if k > 0:
         marrow.record_blood_cycle(i, k - 1, s.last_admin, blood, w.marrow, w.nadir, w.nadir_day, out)
@@ -319,6 +337,7 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
         s.reached = policy.target_reached(regimen, P.kidney_risk_factor[i], known_kidney(i, regimen, kid, w),
                                           w.lesion_known_gy[i, 0])
     out.reached_target[i] = s.reached
+    record_lesions(i, s, P, out)
     out.cycles_given[i] = s.k
     out.discontinued_for_toxicity[i] = s.discontinued
     for b in range(blood.alpha_ratio.shape[0]):  # untreated: the baseline grade
@@ -326,6 +345,23 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
         for c in range(s.k):
             worst = max(worst, out.blood_grade[i, c, b])
         out.blood_worst_grade[i, b] = worst
+
+
+@njit(inline="always", **KERNEL)
+def record_lesions(i, s, P, out):
+    """Each lesion's baseline volume, role and receptor status; the best change of the target sum; the columns of
+    absent lesions NaN (doses) or absent (role)."""
+    if s.sum0 > 0.0 and s.best_value < math.inf:
+        out.target_sum_best_change[i] = s.best_value / s.sum0 - 1.0
+    for j in range(P.lesion_volume_ml.shape[1]):
+        out.lesion_role[i, j] = P.lesion_role[i, j]
+        if j < P.lesion_count[i]:
+            out.lesion_volume_ml[i, j] = P.lesion_volume_ml[i, j]
+            out.lesion_receptor_negative[i, j] = P.lesion_receptor_negative[i, j]
+        else:
+            for k in range(out.lesion_dose_gy.shape[1]):
+                out.lesion_dose_gy[i, k, j] = math.nan
+                out.lesion_bed_gy[i, k, j] = math.nan
 
 
 @njit(inline="always", **KERNEL)

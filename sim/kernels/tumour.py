@@ -1,10 +1,11 @@
-"""Tumour kinetics per lesion: stroma, receptor-positive and -negative clones, dead cells; new lesions; RECIST.
+"""Tumour kinetics per lesion: stroma, receptor-positive and -negative clones, dead cells; new lesions; RECIST 1.1.
 
-Each lesion of a patient holds four volumes (mL) in the workspace arrays ``stroma``, ``positive``,
-``negative`` and ``dead`` (rows: patients, columns: lesions). Stroma is constant; both clones grow at the
-patient's rate ``g``; dead cells clear at ``k_c``; a cycle kills receptor-positive cells only (docs/model.md 3).
-The RECIST reading and the new-lesion hazard use the sums over lesions, so one lesion holding the whole
-tumour volume is the model of version 1.
+Each lesion of a patient holds four volumes (mL) in the workspace arrays ``stroma``, ``positive``, ``negative`` and
+``dead`` (rows: patients, columns: lesions; only the patient's first ``lesion_count`` columns exist). Both clones
+grow at the lesion's rate ``g_j``; dead cells clear at ``k_c``; stroma relaxes towards its baseline ratio to the
+viable cells; a cycle kills receptor-positive cells at the lesion's BED and receptor-negative ones at the BED of
+their (cross-fire) share of the dose (docs/model.md 3). RECIST reads the target lesions' sum of diameters, the
+non-target volume and new lesions.
 """
 
 import math
@@ -14,12 +15,12 @@ from numba import njit
 from sim.kernels import KERNEL
 from sim.rng import stream_id
 
-# RECIST 1.1 (Eisenhauer EA et al., Eur J Cancer 2009;45:228-247) on the sum of diameters, read here as
-# volume^(1/3): PR = -30 % diameters (volume x 0.343), PD = +20 % over the nadir (volume x 1.728). CR is
-# taken as diameters below 10 % of baseline (volume x 0.001): lesions no longer measurable.
-PR_VOLUME_RATIO = 0.7**3
-PD_VOLUME_RATIO = 1.2**3
-CR_VOLUME_RATIO = 0.1**3
+# RECIST 1.1 (Eisenhauer EA et al., Eur J Cancer 2009;45:228-247) on the sum of the target lesions' diameters: PR at
+# -30 % from baseline, PD at +20 % (and + lesions.progression_absolute_mm) over the smallest sum so far.
+PR_SUM_RATIO = 0.7
+PD_SUM_RATIO = 1.2
+ROLE_ABSENT, ROLE_TARGET, ROLE_NON_TARGET = 0, 1, 2  # a lesion's RECIST role (sim.kernel_inputs.lesion_layout)
+ROLE_MEANINGS = "absent target non_target"
 
 # Best overall response and progression type codes (stored as int8; meanings go into the file attributes).
 RESPONSE_NE, RESPONSE_CR, RESPONSE_PR, RESPONSE_SD, RESPONSE_PD = 0, 1, 2, 3, 4
@@ -34,15 +35,15 @@ NEW_LESION_STREAM = stream_id("tumour/new-lesion")
 
 
 @njit(inline="always", **KERNEL)
-def lesions_start(i, volume_ml, stroma_fraction, negative_fraction, stroma, positive, negative, dead):
+def lesions_start(i, P, stroma, positive, negative, dead):
     """Baseline compartments of patient ``i``'s lesions; returns the total volume and the total viable volume."""
     total = 0.0
     viable_total = 0.0
-    for j in range(volume_ml.shape[1]):
-        v0 = volume_ml[i, j]
-        stroma[i, j] = stroma_fraction[i, j] * v0
+    for j in range(P.lesion_count[i]):
+        v0 = P.lesion_volume_ml[i, j]
+        stroma[i, j] = P.lesion_stroma_fraction[i, j] * v0
         viable = v0 - stroma[i, j]
-        negative[i, j] = negative_fraction[i, j] * viable
+        negative[i, j] = P.lesion_negative_fraction[i, j] * viable
         positive[i, j] = viable - negative[i, j]
         dead[i, j] = 0.0
         total += v0
@@ -51,40 +52,89 @@ def lesions_start(i, volume_ml, stroma_fraction, negative_fraction, stroma, posi
 
 
 @njit(inline="always", **KERNEL)
-def lesions_grow(i, growth_per_day, clearance_per_day, dt, positive, negative, dead):
-    """Advance patient ``i``'s lesions by ``dt`` days: ``P, N x exp(g dt)``, ``D x exp(-k_c dt)``."""
-    grow = math.exp(growth_per_day * dt)
+def stroma_after(s, viable, ratio, growth_per_day, relax_per_day, dt):
+    """Stroma after ``dt`` days for ``dS/dt = -k (S - r V(t))``, ``V = V0 exp(g t)`` (viable cells), ``r`` the
+    lesion's baseline stroma / viable ratio: ``exp(-k dt) [S + r k V0 expm1((g + k) dt) / (g + k)]`` (exact).
+    ``k = 0``: constant stroma."""
+    if relax_per_day == 0.0:
+        return s
+    rate = growth_per_day + relax_per_day
+    if rate == 0.0:
+        integral = dt
+    else:
+        integral = math.expm1(rate * dt) / rate
+    return math.exp(-relax_per_day * dt) * (s + ratio * relax_per_day * viable * integral)
+
+
+@njit(inline="always", **KERNEL)
+def lesions_grow(i, P, clearance_per_day, relax_per_day, dt, stroma, positive, negative, dead):
+    """Advance patient ``i``'s lesions by ``dt`` days: ``P, N x exp(g_j dt)``, ``D x exp(-k_c dt)``, stroma by
+    ``stroma_after``."""
     clear = math.exp(-clearance_per_day * dt)
-    for j in range(positive.shape[1]):
+    for j in range(P.lesion_count[i]):
+        g = P.lesion_growth_per_day[i, j]
+        f = P.lesion_stroma_fraction[i, j]
+        stroma[i, j] = stroma_after(stroma[i, j], positive[i, j] + negative[i, j], f / (1.0 - f), g,
+                                    relax_per_day, dt)
+        grow = math.exp(g * dt)
         positive[i, j] *= grow
         negative[i, j] *= grow
         dead[i, j] *= clear
 
 
 @njit(inline="always", **KERNEL)
-def tumour_volume(i, stroma, positive, negative, dead):
-    """Sum over patient ``i``'s lesions of ``S + P + N + D`` (mL)."""
-    total = 0.0
-    for j in range(stroma.shape[1]):
-        total += stroma[i, j] + positive[i, j] + negative[i, j] + dead[i, j]
-    return total
+def lesion_volume(i, j, stroma, positive, negative, dead):
+    return stroma[i, j] + positive[i, j] + negative[i, j] + dead[i, j]
 
 
 @njit(inline="always", **KERNEL)
-def viable_volume(i, positive, negative):
-    """Sum over patient ``i``'s lesions of ``P + N`` (mL)."""
+def viable_and_growth(i, P, positive, negative):
+    """Patient ``i``'s viable volume ``W = sum (P + N)`` (mL) and its growth rate ``sum g_j W_j / W`` (1/day)."""
     total = 0.0
-    for j in range(positive.shape[1]):
-        total += positive[i, j] + negative[i, j]
-    return total
+    weighted = 0.0
+    for j in range(P.lesion_count[i]):
+        w = positive[i, j] + negative[i, j]
+        total += w
+        weighted += P.lesion_growth_per_day[i, j] * w
+    return total, (weighted / total if total > 0.0 else 0.0)
 
 
 @njit(inline="always", **KERNEL)
-def kill_positive(i, j, surviving, positive, dead):
-    """A cycle moves the killed receptor-positive cells, ``P (1 - SF)``, of lesion ``j`` to the dead cells."""
-    killed = positive[i, j] * (1.0 - surviving)
-    positive[i, j] -= killed
-    dead[i, j] += killed
+def kill(i, j, surviving_positive, surviving_negative, positive, negative, dead):
+    """A cycle moves the killed cells of lesion ``j`` to the dead cells: ``P (1 - SF+)`` and ``N (1 - SF-)``."""
+    killed_p = positive[i, j] * (1.0 - surviving_positive)
+    killed_n = negative[i, j] * (1.0 - surviving_negative)
+    positive[i, j] -= killed_p
+    negative[i, j] -= killed_n
+    dead[i, j] += killed_p + killed_n
+
+
+@njit(inline="always", **KERNEL)
+def diameter_mm(volume_ml):
+    """Diameter of a sphere of ``volume_ml``: ``10 (6 V / pi)^(1/3)`` mm."""
+    return 10.0 * (6.0 * volume_ml / math.pi) ** (1.0 / 3.0)
+
+
+@njit(inline="always", **KERNEL)
+def reading(i, P, lesions, stroma, positive, negative, dead):
+    """One scan's RECIST 1.1 measurements of patient ``i``: ``(target sum of diameters (mm), non-target volume (mL),
+    whether every lesion has disappeared, tumour volume (mL))``. A lesion smaller than ``disappeared_ml`` counts
+    0 mm."""
+    target_sum = 0.0
+    non_target = 0.0
+    total = 0.0
+    gone = True
+    for j in range(P.lesion_count[i]):
+        v = lesion_volume(i, j, stroma, positive, negative, dead)
+        total += v
+        visible = v >= lesions.disappeared_ml
+        gone = gone and not visible
+        if P.lesion_role[i, j] == ROLE_TARGET:
+            if visible:
+                target_sum += diameter_mm(v)
+        else:
+            non_target += v
+    return target_sum, non_target, gone, total
 
 
 @njit(inline="always", **KERNEL)
@@ -101,11 +151,11 @@ def new_lesion_hazard(rate_per_day, viable_ratio, exponent, growth_per_day, dt):
 
 
 @njit(inline="always", **KERNEL)
-def response_level(volume, baseline_volume):
-    """RECIST 1.1 level of a non-progressing scan from the volume ratio (Eisenhauer 2009)."""
-    ratio = volume / baseline_volume
-    if ratio <= CR_VOLUME_RATIO:
+def response_level(target_sum, baseline_sum, gone):
+    """RECIST 1.1 level of a non-progressing scan (Eisenhauer 2009): CR when every lesion has disappeared, PR at a
+    target sum <= 70 % of baseline, else SD (for a patient without target lesions: non-CR/non-PD, read as SD)."""
+    if gone:
         return RESPONSE_CR
-    if ratio <= PR_VOLUME_RATIO:
+    if baseline_sum > 0.0 and target_sum <= PR_SUM_RATIO * baseline_sum:
         return RESPONSE_PR
     return RESPONSE_SD
