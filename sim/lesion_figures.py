@@ -44,8 +44,9 @@ def waterfall_figure(ds):  # noqa: ANN001, ANN201
         ax.set_title(_wrap(f"{labels[arm]}: {change.size:,} patients with target lesions", 100), fontsize=10)
         ax.legend(loc="upper right", ncols=5, frameon=False, fontsize=8.5, title="best overall response",
                   title_fontsize=8.5)
-    fig.suptitle(f"Waterfall (RECIST 1.1: -30 % partial response, +20 % over the nadir progression; changes beyond "
-                 f"+100 % drawn at 100 %): {ds.attrs['scenario']}", fontsize=11)
+    fig.suptitle(_wrap(f"Best change of the target sum (RECIST 1.1: dashed -30 %, partial response; dotted +20 %, "
+                       f"progression over the nadir; beyond +100 % drawn at 100 %): {ds.attrs['scenario']}", 110),
+                 fontsize=11)
     return fig
 
 
@@ -105,6 +106,10 @@ def lesion_dose_response_figure(ds, colours: dict[str, str]):  # noqa: ANN001, A
     ax.set_title("Lesions (o receptor-positive, x receptor-negative)")
     ax.grid(True, color="0.92", lw=0.6)
     ax_rate.set_xscale("log")
+    if lows:
+        ax_rate.set_xticks(ticks)
+        ax_rate.set_xticklabels([f"{t:g}" for t in ticks])
+        ax_rate.minorticks_off()
     ax_rate.set_xlabel("First-cycle lesion absorbed dose (Gy, bin median, log scale)")
     ax_rate.set_ylabel("Lesions responding (-30 % diameter), Wilson 95 % CI")
     ax_rate.yaxis.set_major_formatter(lambda y, _pos: f"{y:g}%")

@@ -51,6 +51,19 @@ def test_recovers_one_parameter(start_config):
     assert result.params[path] == pytest.approx(8.0, rel=0.08)
 
 
+def test_a_step_outside_a_fields_range_is_the_worst_loss_not_the_end(start_config):
+    """The simplex's first step takes the stroma half-life (started near its 3650-day bound) out of range: that
+    evaluation counts as an infinite loss and the fit goes on, keeping every value in range."""
+    start, targets_file = start_config
+    near_bound = start.with_name("near_bound.toml")
+    near_bound.write_text(start.read_text() + "lesions.stroma_half_life_days = 3600.0\n")
+    params = ["cohort.covariates.doubling_time_months.median", "lesions.stroma_half_life_days"]
+    result = calibrate.calibrate(near_bound, params, calibrate.targets_for(start, targets_file), 400,
+                                 max_evaluations=12)
+    assert result.evaluations >= 12 and result.loss < result.start_loss
+    assert result.params["lesions.stroma_half_life_days"] <= 3650.0
+
+
 def test_cli_writes_a_config_that_extends_the_start(start_config, tmp_path, capsys):
     start, targets_file = start_config
     out = tmp_path / "fitted.toml"
