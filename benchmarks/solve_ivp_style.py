@@ -187,7 +187,7 @@ class Course:
         m = int(p.lesion_count)
         self.stroma = (p.lesion_stroma_fraction * p.lesion_volume_ml).tolist()[:m]
         viable = [v - st for v, st in zip(p.lesion_volume_ml.tolist()[:m], self.stroma, strict=True)]
-        self.negative = [f * v for f, v in zip(p.lesion_negative_fraction.tolist(), viable, strict=True)]
+        self.negative = [f * v for f, v in zip(p.lesion_negative_fraction.tolist()[:m], viable, strict=True)]
         self.positive = [v - n for v, n in zip(viable, self.negative, strict=True)]
         self.dead = [0.0] * len(viable)
         self.v0, self.viable0 = float(p.lesion_volume_ml[:m].sum()), sum(viable)
@@ -459,6 +459,13 @@ class Course:
         out.os_time_days[i], out.os_event[i], out.death_cause[i] = os_day, os_event, cause
         out.best_response[i], out.progression_type[i] = self.best, self.progression_type
         out.tumour_nadir_ratio[i] = self.nadir / self.v0
+        m = len(self.positive)
+        if self.sum0 > 0.0 and self.best_value < math.inf:
+            out.target_sum_best_change[i] = self.best_value / self.sum0 - 1.0
+        out.lesions_modelled[i], out.lesion_role[i] = m, p.lesion_role
+        out.lesion_volume_ml[i, :m], out.lesion_receptor_negative[i, :m] = p.lesion_volume_ml[:m], \
+            p.lesion_receptor_negative[:m]
+        out.lesion_dose_gy[i, :, m:] = out.lesion_bed_gy[i, :, m:] = math.nan  # absent lesions
         for b in self.marrow.lines:
             out.blood_worst_grade[i, b] = max([_grade(p.blood_baseline[b], self.grade_below[b]),
                                                *out.blood_grade[i, :k, b].tolist()])

@@ -104,7 +104,6 @@ def response_summary(a: xr.Dataset) -> dict:
     disease (as VISION reported it) and the lesions per patient."""
     best = a.best_response.values
     measurable = measurable_disease(a)
-    present = (a.lesion_role != code(a.lesion_role, "absent")).values
     negative = (a.lesion_receptor_negative == 1).values
     return {
         "best_response_rates": {key: _rate(best == code(a.best_response, meaning))
@@ -112,7 +111,7 @@ def response_summary(a: xr.Dataset) -> dict:
         "measurable_disease_rate": _rate(measurable),
         "objective_response_rate_measurable": (_rate(objective_response(a)[measurable]) if measurable.any()
                                                else None),
-        "lesions_per_patient_mean": round(float(present.sum(axis=1).mean()), 4),
+        "lesions_per_patient_mean": round(float(a.lesions_modelled.values.mean()), 4),
         "receptor_negative_lesion_rate": _rate(negative.any(axis=1)),
         **lesion_dose_response(a),
     }

@@ -65,6 +65,7 @@ OUTPUTS = (
     Output("tumour_nadir_ratio", ("patient",), "f8", "1", "smallest tumour volume at a scan / baseline"),
     Output("target_sum_best_change", ("patient",), "f8", "1",
            "smallest sum of target-lesion diameters at a scan / baseline - 1 (NaN: no target lesion or no scan)", NAN),
+    Output("lesions_modelled", ("patient",), "i1", "1", "lesions modelled (lesion_count, 1 to lesions.max_lesions)"),
     Output("lesion_volume_ml", ("patient", "lesion"), "f8", "mL", "baseline lesion volume (NaN: absent)", NAN),
     Output("lesion_role", ("patient", "lesion"), "i1", "1", "RECIST 1.1 role chosen at baseline",
            meanings=ROLE_MEANINGS),

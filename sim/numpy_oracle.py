@@ -932,6 +932,7 @@ class _Arm:
         with np.errstate(divide="ignore", invalid="ignore"):
             out.target_sum_best_change[:] = np.where((self.sum0 > 0.0) & np.isfinite(self.best_value),
                                                      self.best_value / self.sum0 - 1.0, np.nan)
+        out.lesions_modelled[:] = P.lesion_count
         out.lesion_volume_ml[:] = np.where(self.present, P.lesion_volume_ml, np.nan)
         out.lesion_role[:] = P.lesion_role
         out.lesion_receptor_negative[:] = np.where(self.present, P.lesion_receptor_negative, 0)

@@ -51,6 +51,8 @@ def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     for name in kernel_outputs.Outputs._fields:
         a, b = getattr(got, name), getattr(ref, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name
+        if name == "target_sum_best_change":  # ratio - 1 cancels near 0: compare the ratio
+            a, b = a + 1.0, b + 1.0
         if name in DISCRETE:
             np.testing.assert_array_equal(a, b, err_msg=name)
         else:

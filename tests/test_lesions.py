@@ -220,4 +220,6 @@ def test_summary_best_response_rates_add_up(netter1_run, netter1_small):
     assert sum(rates.values()) == pytest.approx(1.0, abs=1e-3)
     assert arm["objective_response_rate"] == pytest.approx(rates["CR"] + rates["PR"], abs=1e-3)
     assert arm["lesion_response_or_per_50gy"] > 1.0  # more dose, more lesion response
+    present = (ds.sel(arm="lu177_dotatate").lesion_role != tumour.ROLE_ABSENT).sum("lesion")
+    assert arm["lesions_per_patient_mean"] == pytest.approx(float(present.mean()), abs=1e-4)
     assert analysis.arm_summary(ds, "control", netter1_small)["lesion_response_or_per_50gy"] is None

@@ -349,10 +349,11 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
 
 @njit(inline="always", **KERNEL)
 def record_lesions(i, s, P, out):
-    """Each lesion's baseline volume, role and receptor status; the best change of the target sum; the columns of
-    absent lesions NaN (doses) or absent (role)."""
+    """The number of lesions, each one's baseline volume, role and receptor status; the best change of the target
+    sum; the columns of absent lesions NaN (doses) or absent (role)."""
     if s.sum0 > 0.0 and s.best_value < math.inf:
         out.target_sum_best_change[i] = s.best_value / s.sum0 - 1.0
+    out.lesions_modelled[i] = P.lesion_count[i]
     for j in range(P.lesion_volume_ml.shape[1]):
         out.lesion_role[i, j] = P.lesion_role[i, j]
         if j < P.lesion_count[i]:
