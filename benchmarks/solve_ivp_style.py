@@ -463,6 +463,8 @@ class Course:
         if self.sum0 > 0.0 and self.best_value < math.inf:
             out.target_sum_best_change[i] = self.best_value / self.sum0 - 1.0
         out.lesions_modelled[i], out.lesion_role[i] = m, p.lesion_role
+        out.target_lesions[i] = int((p.lesion_role[:m] == recist.ROLE_TARGET).sum())
+        out.receptor_negative_lesions[i] = int(p.lesion_receptor_negative[:m].sum())
         out.lesion_volume_ml[i, :m], out.lesion_receptor_negative[i, :m] = p.lesion_volume_ml[:m], \
             p.lesion_receptor_negative[:m]
         out.lesion_dose_gy[i, :, m:] = out.lesion_bed_gy[i, :, m:] = math.nan  # absent lesions

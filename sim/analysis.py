@@ -73,8 +73,8 @@ def dose_summary(a: xr.Dataset) -> dict:
     for organ in a.organ.values:
         out[f"{organ}_dose_gy_median"] = _median(a.dose_gy_total.sel(organ=organ).values)
         out[f"{organ}_bed_gy_median"] = _median(a.bed_gy_total.sel(organ=organ).values)
-    out["tumour_dose_gy_median"] = _median(a.lesion_dose_gy_total.isel(lesion=0).values)
-    out["tumour_bed_gy_median"] = _median(a.lesion_bed_gy_total.isel(lesion=0).values)
+    out["tumour_dose_gy_median"] = _median(a.index_lesion_dose_gy_total.values)
+    out["tumour_bed_gy_median"] = _median(a.index_lesion_bed_gy_total.values)
     return out
 
 
@@ -95,7 +95,7 @@ BEST_RESPONSE_KEYS = {"CR": "complete_response", "PR": "partial_response", "SD":
 
 def measurable_disease(a: xr.Dataset) -> np.ndarray:
     """Per patient: at least one RECIST 1.1 target lesion at baseline."""
-    return (a.lesion_role == code(a.lesion_role, "target")).any("lesion").values
+    return a.target_lesions.values > 0
 
 
 def response_summary(a: xr.Dataset) -> dict:
@@ -104,7 +104,6 @@ def response_summary(a: xr.Dataset) -> dict:
     disease (as VISION reported it) and the lesions per patient."""
     best = a.best_response.values
     measurable = measurable_disease(a)
-    negative = (a.lesion_receptor_negative == 1).values
     return {
         "best_response_rates": {key: _rate(best == code(a.best_response, meaning))
                                 for key, meaning in BEST_RESPONSE_KEYS.items()},
@@ -112,7 +111,7 @@ def response_summary(a: xr.Dataset) -> dict:
         "objective_response_rate_measurable": (_rate(objective_response(a)[measurable]) if measurable.any()
                                                else None),
         "lesions_per_patient_mean": round(float(a.lesions_modelled.values.mean()), 4),
-        "receptor_negative_lesion_rate": _rate(negative.any(axis=1)),
+        "receptor_negative_lesion_rate": _rate(a.receptor_negative_lesions.values > 0),
         **lesion_dose_response(a),
     }
 

@@ -52,7 +52,7 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
             else:
                 out = kernel_outputs.allocate(axes.sizes(len(chunk)))
                 simulate(cfg, name, chunk, out)
-                for var, values in kernel_outputs.patient_values(out).items():
+                for var, values in kernel_outputs.patient_values(out, summary_only=keep == "summary").items():
                     if var not in kept:
                         kept[var] = np.empty((len(names), n, *values.shape[1:]), values.dtype)
                     kept[var][a, part] = values

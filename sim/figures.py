@@ -217,7 +217,7 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
            f"{label} absorbed dose", (), False)
           for organ, label in zip(ds.organ.values, ds.organ_label.values, strict=True)
           if organ not in ("kidney", "marrow")),
-        (lambda a: a.lesion_dose_gy_total.isel(lesion=0), "Cumulative index-lesion absorbed dose (Gy, log scale)",
+        (lambda a: a.index_lesion_dose_gy_total, "Cumulative index-lesion absorbed dose (Gy, log scale)",
          "Tumour absorbed dose", (), True),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(min(5.0 * len(panels), max(10.5, 6.0 + 2.4 * len(arms))), 6.0),

@@ -30,6 +30,7 @@ class Output:
     long_name: str
     fill: float = 0.0  # before the kernel writes it: the value of a cycle not given
     meanings: str | None = None  # flag_meanings of a code
+    summary: bool = True  # the run summary reads it (a run with keep="summary" holds only these)
 
 
 _CYCLE = ("patient", "cycle")
@@ -66,10 +67,14 @@ OUTPUTS = (
     Output("target_sum_best_change", ("patient",), "f8", "1",
            "smallest sum of target-lesion diameters at a scan / baseline - 1 (NaN: no target lesion or no scan)", NAN),
     Output("lesions_modelled", ("patient",), "i1", "1", "lesions modelled (lesion_count, 1 to lesions.max_lesions)"),
-    Output("lesion_volume_ml", ("patient", "lesion"), "f8", "mL", "baseline lesion volume (NaN: absent)", NAN),
+    Output("target_lesions", ("patient",), "i1", "1", "RECIST 1.1 target lesions (0: no measurable disease)"),
+    Output("receptor_negative_lesions", ("patient",), "i1", "1", "receptor-negative lesions"),
+    Output("lesion_volume_ml", ("patient", "lesion"), "f8", "mL", "baseline lesion volume (NaN: absent)", NAN,
+           summary=False),
     Output("lesion_role", ("patient", "lesion"), "i1", "1", "RECIST 1.1 role chosen at baseline",
-           meanings=ROLE_MEANINGS),
-    Output("lesion_receptor_negative", ("patient", "lesion"), "i1", "1", "1 = receptor-negative lesion"),
+           meanings=ROLE_MEANINGS, summary=False),
+    Output("lesion_receptor_negative", ("patient", "lesion"), "i1", "1", "1 = receptor-negative lesion",
+           summary=False),
     Output("lesion_volume_ratio_best", ("patient", "lesion"), "f8", "1",
            "lesion volume / baseline at the scan of the smallest target sum (NaN: absent or no scan)", NAN),
     Output("blood_worst_grade", ("patient", "blood_line"), "i1", "1", "worst CTCAE v5 grade of the blood line"),
@@ -91,7 +96,7 @@ BY_NAME = {o.name: o for o in OUTPUTS}
 @dataclass(frozen=True)
 class Total:
     """A per-patient reduction over cycles of a per-cycle output: ``sum``, ``any`` (some value > 0) or ``first``
-    (the first cycle's value)."""
+    (the first cycle's value); with ``index_lesion``, of lesion 0 only."""
 
     name: str
     source: str
@@ -99,14 +104,22 @@ class Total:
     dtype: str
     units: str
     long_name: str
+    index_lesion: bool = False
+    summary: bool = True  # as ``Output.summary``
 
 
 TOTALS = (
     Total("activity_gbq_total", "activity_gbq", "sum", "f8", "GBq", "cumulative administered activity"),
     Total("dose_gy_total", "dose_gy", "sum", "f8", "Gy", "cumulative true absorbed dose"),
     Total("bed_gy_total", "bed_gy", "sum", "f8", "Gy", "cumulative BED (sum of cycle BEDs)"),
-    Total("lesion_dose_gy_total", "lesion_dose_gy", "sum", "f8", "Gy", "cumulative true lesion absorbed dose"),
-    Total("lesion_bed_gy_total", "lesion_bed_gy", "sum", "f8", "Gy", "cumulative lesion BED"),
+    Total("lesion_dose_gy_total", "lesion_dose_gy", "sum", "f8", "Gy", "cumulative true lesion absorbed dose",
+          summary=False),
+    Total("lesion_bed_gy_total", "lesion_bed_gy", "sum", "f8", "Gy", "cumulative lesion BED", summary=False),
+    Total("index_lesion_dose_gy_total", "lesion_dose_gy", "sum", "f8", "Gy",
+          "cumulative true absorbed dose of the index lesion (lesion 1: the largest receptor-positive one)",
+          index_lesion=True),
+    Total("index_lesion_bed_gy_total", "lesion_bed_gy", "sum", "f8", "Gy", "cumulative BED of the index lesion",
+          index_lesion=True),
     Total("lesion_dose_gy_first", "lesion_dose_gy", "first", "f8", "Gy",
           "lesion absorbed dose of the first administration (0: none given)"),
     Total("cycles_measured", "dosimetry_measured", "sum", "i2", "1", "administrations followed by dosimetry"),
@@ -141,12 +154,22 @@ def rows(outputs: Outputs, index: tuple) -> Outputs:
     return Outputs(*(a[index] for a in outputs))
 
 
-def patient_values(outputs: Outputs) -> dict[str, np.ndarray]:
-    """A chunk's per-patient outputs and ``TOTALS`` (what a run keeps with ``keep="patients"``)."""
-    values = {o.name: a for o, a in zip(OUTPUTS, outputs, strict=True) if "cycle" not in o.dims}
+def patient_values(outputs: Outputs, summary_only: bool = False) -> dict[str, np.ndarray]:
+    """A chunk's per-patient outputs and ``TOTALS`` (what a run keeps with ``keep="patients"``), or only those the
+    summary reads (``keep="summary"``)."""
+    values = {o.name: a for o, a in zip(OUTPUTS, outputs, strict=True)
+              if "cycle" not in o.dims and (o.summary or not summary_only)}
     for t in TOTALS:
-        values[t.name] = reduce_cycles(getattr(outputs, t.source), BY_NAME[t.source].dims, t.how, t.dtype)
+        if t.summary or not summary_only:
+            values[t.name] = total(t, getattr(outputs, t.source), BY_NAME[t.source].dims)[1]
     return values
+
+
+def total(t: Total, values: np.ndarray, dims: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The total ``t`` of its source's ``values`` (dims ``dims``, e.g. with ``arm`` in front): its dims and values."""
+    if t.index_lesion:
+        values, dims = np.take(values, 0, axis=dims.index("lesion")), tuple(d for d in dims if d != "lesion")
+    return tuple(d for d in dims if d != "cycle"), reduce_cycles(values, dims, t.how, t.dtype)
 
 
 TOTAL_BY_NAME = {t.name: t for t in TOTALS}
@@ -167,4 +190,5 @@ def dims_of(name: str) -> tuple[str, ...]:
     """Dims of an output or total (its source's, less ``cycle``) in a run's Dataset (``arm`` first)."""
     if name in BY_NAME:
         return ("arm", *BY_NAME[name].dims)
-    return ("arm", *(d for d in BY_NAME[TOTAL_BY_NAME[name].source].dims if d != "cycle"))
+    t = TOTAL_BY_NAME[name]
+    return ("arm", *(d for d in BY_NAME[t.source].dims if d != "cycle" and not (t.index_lesion and d == "lesion")))

@@ -933,6 +933,8 @@ class _Arm:
             out.target_sum_best_change[:] = np.where((self.sum0 > 0.0) & np.isfinite(self.best_value),
                                                      self.best_value / self.sum0 - 1.0, np.nan)
         out.lesions_modelled[:] = P.lesion_count
+        out.target_lesions[:] = (self.present & (P.lesion_role == recist.ROLE_TARGET)).sum(axis=1)
+        out.receptor_negative_lesions[:] = (self.present & (P.lesion_receptor_negative == 1)).sum(axis=1)
         out.lesion_volume_ml[:] = np.where(self.present, P.lesion_volume_ml, np.nan)
         out.lesion_role[:] = P.lesion_role
         out.lesion_receptor_negative[:] = np.where(self.present, P.lesion_receptor_negative, 0)

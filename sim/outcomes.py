@@ -24,7 +24,7 @@ import xarray as xr
 
 from sim import __version__, files
 from sim.config import Config, ConfigError
-from sim.kernel_outputs import TOTALS, attributes, reduce_cycles
+from sim.kernel_outputs import TOTALS, attributes, total
 
 SCHEMA = "rptsim-outcomes"
 SCHEMA_VERSION = 3  # 2: organ, lesion and blood_line dims (kernel interface by name); 3: lesion layout, RECIST outputs
@@ -62,8 +62,8 @@ def patient_level(ds: xr.Dataset) -> xr.Dataset:
     totals = {}
     for t in TOTALS:
         source = ds[t.source]
-        dims = tuple(d for d in source.dims if d != "cycle")
-        totals[t.name] = (dims, reduce_cycles(source.values, source.dims, t.how, t.dtype), attributes(t.name))
+        dims, values = total(t, source.values, source.dims)
+        totals[t.name] = (dims, values, attributes(t.name))
     return ds.drop_dims("cycle").assign(totals)
 
 

@@ -354,6 +354,10 @@ def record_lesions(i, s, P, out):
     if s.sum0 > 0.0 and s.best_value < math.inf:
         out.target_sum_best_change[i] = s.best_value / s.sum0 - 1.0
     out.lesions_modelled[i] = P.lesion_count[i]
+    for j in range(P.lesion_count[i]):
+        if P.lesion_role[i, j] == tumour.ROLE_TARGET:
+            out.target_lesions[i] += 1
+        out.receptor_negative_lesions[i] += P.lesion_receptor_negative[i, j]
     for j in range(P.lesion_volume_ml.shape[1]):
         out.lesion_role[i, j] = P.lesion_role[i, j]
         if j < P.lesion_count[i]:
