@@ -1,9 +1,10 @@
 """Run one scenario: config -> cohort -> kernel inputs -> kernel (per arm, in patient chunks) -> outcome Dataset.
 
-``keep`` sets what a run holds in memory: ``"cycles"`` every per-cycle array (about 1.4 kB per patient and arm
-for 4 cycles); ``"patients"`` and ``"summary"`` reduce each chunk's per-cycle arrays to the per-patient
-``kernel_outputs.TOTALS`` at once, so memory is about 100 bytes per patient and arm plus one chunk, and the
-summary is the same as from the full arrays (``"summary"`` also drops the baseline covariates).
+``keep`` sets what a run holds in memory: ``"cycles"`` every per-cycle array (about 1.5 kB per patient and arm
+for 4 cycles and 8 lesions); ``"patients"`` and ``"summary"`` reduce each chunk's per-cycle arrays to the
+per-patient ``kernel_outputs.TOTALS`` at once, so memory is about 100 bytes per patient and arm and ~42 per lesion
+plus one chunk, and the summary is the same as from the full arrays (``"summary"`` keeps only what the summary
+reads: no baseline covariates, no per-lesion layout).
 """
 
 from __future__ import annotations
