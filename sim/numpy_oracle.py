@@ -843,8 +843,8 @@ class _Arm:
                 left = self.n_cycles - self.k_given[idx]
                 q = (target - bk) / left
                 need = dose_for_bed(q, g, ab) if r.target_is_bed else q
-                cap = (lm - mk) / (gm * left)
-                stop = reached | (cap < r.min_activity_gbq)
+                cap = (lm - mk) / gm
+                stop = reached | (mk >= lm * (1.0 - policy.EPS)) | (cap < r.min_activity_gbq)
                 activity = np.minimum(np.maximum(np.minimum(need / gk, cap), r.min_activity_gbq), r.max_activity_gbq)
             else:  # RULE_TUMOUR_TARGET
                 reached = tk >= target * (1.0 - policy.EPS)

@@ -652,16 +652,24 @@ def test_kidney_target_hits_the_target_exactly(on_bed):
 
 
 def test_kidney_target_marrow_cap_and_clipping():
-    # Marrow limit 1 Gy: after cycle 0 (0.296 Gy) the cap (1 - Mk) / (0.04 left) = 0.704 / 0.12 = 5.867 GBq binds
-    # (the BED target of 20 Gy would need 7.70 GBq) and stays the same, so the marrow ends at exactly 1 Gy.
+    # Marrow limit 1 Gy, kidney BED target 20 Gy over 4 cycles: each later cycle needs D_inv((20 - Bk) / left) / 0.6
+    # GBq, capped by the marrow budget left, (1 - Mk) / 0.04 GBq, which binds only in the last cycle (Del Prete 2018:
+    # 2 Gy is a cumulative limit); the marrow then ends at exactly 1 Gy and the target is missed.
     out = _guided_run(policy.RULE_KIDNEY_TARGET, 4, target_gy=20.0, marrow_limit_gy=1.0)
-    cap = (1.0 - 0.296) / (0.04 * 3)
-    assert _kidney_dose_for_bed((20.0 - _kidney_bed(4.44)) / 3.0) / 0.6 > cap + 1.0
-    np.testing.assert_allclose(out.activity_gbq[0], [7.4, cap, cap, cap], rtol=1e-13)
+    expected, capped, bed, marrow = [7.4], [], _kidney_bed(7.4 * 0.6), 7.4 * 0.04
+    for left in (3, 2, 1):
+        need = _kidney_dose_for_bed((20.0 - bed) / left) / 0.6
+        activity = min(need, (1.0 - marrow) / 0.04)
+        expected.append(activity)
+        capped.append(activity < need)
+        bed, marrow = bed + _kidney_bed(activity * 0.6), marrow + activity * 0.04
+    assert capped == [False, False, True]
+    np.testing.assert_allclose(out.activity_gbq[0], expected, rtol=1e-13)
     assert out.dose_gy[0, :, MARROW].sum() == pytest.approx(1.0, rel=1e-13)
     assert out.bed_gy[0, :, KIDNEY].sum() < 19.0 and out.reached_target[0] == 0
-    # A cap below the minimum activity stops treatment (not reached, not for toxicity).
-    out = _guided_run(policy.RULE_KIDNEY_TARGET, 4, target_gy=20.0, marrow_limit_gy=1.0, min_activity_gbq=6.0)
+    # A budget left below the minimum activity stops treatment (not reached, not for toxicity): 0.5 Gy limit,
+    # 0.296 Gy after cycle 0, 5.1 GBq left < 6 GBq.
+    out = _guided_run(policy.RULE_KIDNEY_TARGET, 4, target_gy=20.0, marrow_limit_gy=0.5, min_activity_gbq=6.0)
     assert out.cycles_given[0] == 1 and out.reached_target[0] == 0
     assert out.discontinued_for_toxicity[0] == 0
     _assert_not_given(out, 0, 1)

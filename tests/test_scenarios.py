@@ -127,20 +127,20 @@ def test_guided_summary_keys(guided_ds):
 
 def test_exact_dosimetry_hits_the_kidney_target():
     """With error_scale 0 and no cycle-to-cycle variation, the measured Gy/GBq predicts every later cycle exactly,
-    so P-PRRT patients whose caps did not bind end on the target; with the variation back, the prediction
-    misses by the cycle-to-cycle spread even though each measurement is exact."""
+    so P-PRRT patients whose caps did not bind end on the (absorbed-dose) target; with the variation back, the
+    prediction misses by the cycle-to-cycle spread even though each measurement is exact."""
     exact = {"arms.p_prrt.dosimetry.error_scale": 0.0}
     ds = guided_dataset(**exact, **{"agents.dotatate.kidney.intra_patient_cv": 0.0}).sel(arm="p_prrt")
     activity = ds.activity_gbq.values[:, 1:]
     at_minimum = np.isclose(activity, 3.7, rtol=1e-12).any(axis=1)  # the 3.7 GBq floor overshoots the target
     reached = ds.reached_target.values == 1
-    total = ds.bed_gy.sel(organ="kidney").sum("cycle").values
+    total = ds.dose_gy.sel(organ="kidney").sum("cycle").values
     assert reached.sum() > 100
     np.testing.assert_allclose(total[reached & ~at_minimum], 23.0, rtol=1e-9)
     assert np.all(total[at_minimum & reached] > 23.0) and np.all(total[~reached] < 23.0 * (1 + 1e-9))
     assert np.mean(np.isclose(total, 23.0, rtol=1e-9)) > 0.4
     varied = guided_dataset(**exact).sel(arm="p_prrt")
-    total = varied.bed_gy.sel(organ="kidney").sum("cycle").values
+    total = varied.dose_gy.sel(organ="kidney").sum("cycle").values
     assert np.mean(np.isclose(total, 23.0, rtol=1e-9)) < 0.01  # cycle-to-cycle variation: near, not on, target
     near = varied.reached_target.values == 1
     assert np.median(np.abs(total[near] / 23.0 - 1)) < 0.1

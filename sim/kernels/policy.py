@@ -69,8 +69,8 @@ def guided_prescription(policy, k, kidney_known, marrow_known, tumour_known, g_k
         left = policy.n_cycles - k
         q = (target - kidney_known) / left
         need = bed_to_dose(q, g_factor_kidney, alpha_beta_kidney) if policy.target_is_bed else q
-        cap = (marrow_limit - marrow_known) / (g_marrow * left)
-        if cap < policy.min_activity_gbq:
+        cap = (marrow_limit - marrow_known) / g_marrow  # the marrow budget limits only the cycle that would pass it
+        if marrow_known >= marrow_limit * (1.0 - EPS) or cap < policy.min_activity_gbq:
             return True, False, 0.0
         activity = min(need / g_kidney, cap)
         return False, False, min(max(activity, policy.min_activity_gbq), policy.max_activity_gbq)
