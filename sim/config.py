@@ -375,6 +375,12 @@ class DosimetryMethod(Strict):
     marrow_cv: CV
     tumour_cv: CV
     salivary_cv: CV | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
+    systematic_fraction: Probability = Field(
+        0.0, description="Share of each CV's log-variance that is systematic: the same error in every cycle of a "
+                         "patient (calibration, S-values and organ mass, segmentation); the rest is per cycle.")
+    half_life_cv: CV = Field(0.0, description="CV of the measured effective half-life behind the known BEDs.")
+    population_half_life: bool = Field(
+        False, description="Single-time-point protocol: the known BEDs use the population median half-life.")
     sessions_per_cycle: int = Field(ge=0, le=20, description="SPECT/CT (or planar) acquisitions per cycle.")
     physicist_hours_per_cycle: Hours
     extra_visits_per_cycle: int = Field(ge=0, le=20, description="Imaging visits besides the treatment day.")

@@ -28,7 +28,7 @@ from scipy import special
 
 from sim import rng
 from sim.cohort import Cohort, median_growth_per_day
-from sim.config import Agent, Config, ControlArm, DoseModification, FixedArm, GuidedArm
+from sim.config import Agent, Config, ControlArm, DoseModification, DosimetryMethod, FixedArm, GuidedArm
 from sim.kernels import policy
 from sim.kernels.tumour import ROLE_ABSENT, ROLE_MEANINGS, ROLE_NON_TARGET, ROLE_TARGET
 from sim.organs import BLOOD_LINES, FATAL_LINE, ORGANS, BloodLine, Organ, has_kidney_risk_factor
@@ -118,24 +118,35 @@ class Context:
         value = getattr(self.arm, field, None) if isinstance(self.arm, GuidedArm) else None
         return default if value is None else value
 
-    def measurement_sigma(self, what: str) -> float:
-        """Log-sd of the arm's measured / true dose for ``what`` (an organ, or ``tumour``); 0 without dosimetry."""
+    @property
+    def method(self) -> DosimetryMethod | None:
+        """The arm's dosimetry method (None without dosimetry)."""
         dosimetry = getattr(self.arm, "dosimetry", None)
-        if dosimetry is None:
+        return None if dosimetry is None else self.cfg.dosimetry_methods[dosimetry.method]
+
+    def measurement_sigma(self, what: str, part: str = "cycle") -> float:
+        """Log-sd of the arm's measured / true dose for ``what`` (an organ, or ``tumour``): its per-cycle part, or
+        with ``part="systematic"`` the part repeated in every cycle of a patient (a share ``systematic_fraction`` of
+        the log-variance); 0 without dosimetry."""
+        if self.method is None:
             return 0.0
-        return sigma_ln(dosimetry.error_scale * getattr(self.cfg.dosimetry_methods[dosimetry.method], f"{what}_cv"))
+        total = sigma_ln(self.arm.dosimetry.error_scale * getattr(self.method, f"{what}_cv")) ** 2
+        share = self.method.systematic_fraction if part == "systematic" else 1.0 - self.method.systematic_fraction
+        return math.sqrt(share * total)
 
 
 EFFECTS = ("inter-patient", "half-life")  # per-patient random effects of an organ's Gy/GBq and T_eff
 # Per lesion j: its Gy/GBq around the patient's (whose effect is item 0 of "dosimetry/lesion/inter-patient"), its
 # T_eff, volume weight, growth, receptor status and site; per patient: whether the disease is discordant.
 LESION_EFFECTS = ("dosimetry/lesion/within-patient", "dosimetry/lesion/half-life", "lesion/volume", "lesion/growth",
-                  "lesion/receptor-negative", "lesion/bone", "lesion/radiosensitivity")
+                  "lesion/receptor-negative", "lesion/bone", "lesion/radiosensitivity", "dosimetry/lesion/systematic")
+# Per patient and organ: the systematic error of the arm's dosimetry and the error of its measured half-life.
+MEASUREMENT_EFFECTS = ("systematic", "half-life-measurement")
 
 
 def effect_streams(axes: Axes) -> list[tuple[str, int]]:
     """The streams ``(name, index)`` of the per-patient random effects the transforms below draw."""
-    return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in EFFECTS]
+    return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in (*EFFECTS, *MEASUREMENT_EFFECTS)]
             + [("dosimetry/lesion/inter-patient", 0), ("lesion/discordant", 0)]
             + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS] + [("marrow/alpha", 0)])
 
@@ -172,6 +183,32 @@ def _per_organ(which: str) -> Callable[[Context], np.ndarray]:
     return lambda c: np.stack([_organ_values(c, o, which) for o in c.axes.organs], axis=1)
 
 
+def _measurement_bias(c: Context) -> np.ndarray:
+    """Per patient and organ, the systematic factor of the arm's dosimetry, ``exp(sigma_s z)``: the same in every
+    measured cycle (Gear JI et al. EJNMMI 2018;45:2456, EANM guidance on uncertainty in dosimetry); 1 without."""
+    return np.stack([np.exp(c.measurement_sigma(o.name, "systematic") * c.normal(f"dosimetry/{o.name}/systematic"))
+                     for o in c.axes.organs], axis=1)
+
+
+def _known_teff(c: Context) -> np.ndarray:
+    """Per patient and organ, the effective half-life (h) behind the known BEDs of a guided rule: measured, true x
+    ``exp(sigma z)`` (``half_life_cv``); the population median with ``population_half_life`` (single time point,
+    Hanscheid H et al. J Nucl Med 2018;59:75); the true one without dosimetry (where nothing reads it)."""
+    teff, m = _per_organ("half-life")(c), c.method
+    if m is None:
+        return teff
+    scale = c.arm.dosimetry.error_scale
+    columns = []
+    for j, o in enumerate(c.axes.organs):
+        dosimetry = getattr(c.agent, o.name, None)
+        if m.population_half_life and dosimetry is not None:
+            columns.append(np.full(len(c.cohort), dosimetry.effective_half_life_h_median))
+        else:
+            columns.append(teff[:, j] * np.exp(sigma_ln(scale * m.half_life_cv)
+                                               * c.normal(f"dosimetry/{o.name}/half-life-measurement")))
+    return np.stack(columns, axis=1)
+
+
 @dataclass(frozen=True)
 class LesionLayout:
     """A patient's lesions (rows: patients, columns: lesions), ordered: receptor-positive lesions by decreasing
@@ -186,6 +223,7 @@ class LesionLayout:
     half_life_z: np.ndarray  # the lesion's T_eff effect
     growth: np.ndarray  # growth-rate factor
     radiosensitivity: np.ndarray  # factor of the patient's tumour alpha
+    systematic_z: np.ndarray  # the lesion's normal score of its systematic dosimetry error
 
 
 def diameter_mm(volume_ml: np.ndarray | float) -> np.ndarray | float:
@@ -228,7 +266,7 @@ def lesion_layout(c: Context) -> LesionLayout:
     target = measurable & (rank < les.target_lesions)
     role = np.where(target, ROLE_TARGET, np.where(present, ROLE_NON_TARGET, ROLE_ABSENT))
     return LesionLayout(count, volume, negative, role, sort(uptake), sort(z["dosimetry/lesion/half-life"]),
-                        sort(growth), sort(radiosensitivity))
+                        sort(growth), sort(radiosensitivity), sort(z["dosimetry/lesion/systematic"]))
 
 
 def _lesion_values(c: Context, which: str) -> np.ndarray:
@@ -310,6 +348,12 @@ PATIENT_INPUTS = (
     Input("teff_h", "h", ("patient", "organ"),
           "agents.<agent>.<organ>.effective_half_life_h_median x exp(effective_half_life_sigma_ln z)",
           _per_organ("half-life")),
+    Input("measurement_bias", "1", ("patient", "organ"),
+          "exp(sqrt(systematic_fraction) x sigma_ln(error_scale x <organ>_cv) z) of the arm's dosimetry method",
+          _measurement_bias),
+    Input("known_teff_h", "h", ("patient", "organ"),
+          "measured T_eff (teff_h x exp(sigma_ln(error_scale x half_life_cv) z)) or the population median",
+          _known_teff),
     Input("lesion_count", "1", ("patient",), "cohort.covariates.lesion_count, rounded, 1 to lesions.max_lesions",
           lambda c: c.layout.count, np.int64),
     Input("lesion_volume_ml", "mL", ("patient", "lesion"),
@@ -335,6 +379,9 @@ PATIENT_INPUTS = (
           "agents.<agent>.tumour.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x receptor_expression x "
           "exp(lesions.uptake_sigma_ln z_j) (x lesions.negative_lesion_uptake_ratio)",
           lambda c: _lesion_values(c, "dose")),
+    Input("lesion_measurement_bias", "1", ("patient", "lesion"),
+          "exp(sqrt(systematic_fraction) x sigma_ln(error_scale x tumour_cv) z_j) of the arm's dosimetry method",
+          lambda c: np.exp(c.measurement_sigma("tumour", "systematic") * c.layout.systematic_z)),
     Input("lesion_teff_h", "h", ("patient", "lesion"),
           "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z_j)",
           lambda c: _lesion_values(c, "half-life")),
@@ -363,7 +410,8 @@ ORGAN_INPUTS = (
     Input("intra_sigma", "1", ("organ",), "sigma_ln(agents.<agent>.<organ>.intra_patient_cv)",
           lambda c: [_intra_sigma(c, o) for o in c.axes.organs]),
     Input("measurement_sigma", "1", ("organ",),
-          "sigma_ln(arms.dosimetry.error_scale x dosimetry_methods.<method>.<organ>_cv); 0 without dosimetry",
+          "per-cycle part: sqrt(1 - systematic_fraction) x sigma_ln(arms.dosimetry.error_scale x "
+          "dosimetry_methods.<method>.<organ>_cv); 0 without dosimetry",
           lambda c: [c.measurement_sigma(o.name) for o in c.axes.organs]),
     Input("intra_stream", "1", ("organ",), "stream 'dosimetry/<organ>/intra-patient' (counter: cycle)",
           lambda c: [rng.stream_id(f"dosimetry/{o.name}/intra-patient") for o in c.axes.organs], np.uint64),
@@ -378,7 +426,8 @@ LESION_INPUTS = (
           lambda c: c.cfg.radiobiology.tumour.repair_half_time_h),
     Input("intra_sigma", "1", (), "sigma_ln(agents.<agent>.tumour.intra_patient_cv)",
           lambda c: sigma_ln(c.agent.tumour.intra_patient_cv) if c.agent is not None else 0.0),
-    Input("measurement_sigma", "1", (), "sigma_ln(arms.dosimetry.error_scale x dosimetry_methods.<method>.tumour_cv)",
+    Input("measurement_sigma", "1", (), "per-cycle part of sigma_ln(arms.dosimetry.error_scale x "
+          "dosimetry_methods.<method>.tumour_cv)",
           lambda c: c.measurement_sigma("tumour")),
     Input("dose_decline", "1", (), "agents.<agent>.tumour.dose_decline_per_cycle",
           lambda c: c.agent.tumour.dose_decline_per_cycle if c.agent is not None else 0.0),

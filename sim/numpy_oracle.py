@@ -476,7 +476,7 @@ class _Arm:
         self.kidney_limit = np.where(self.P.kidney_risk_factor > 0.0, r.kidney_limit_risk_factor_gy,
                                      r.kidney_limit_gy)
         ko = int(self.kidney.organ)
-        self.g_kidney = g_factor_np(self.P.teff_h[:, ko], self.organs.repair_h[ko])
+        self.g_kidney = g_factor_np(self.P.known_teff_h[:, ko], self.organs.repair_h[ko])  # what dosimetry knows
         kid = self.kidney
         self.egfr_decline = kid.radiation_decline_per_gy_year * np.where(
             self.P.kidney_risk_factor > 0.0, kid.risk_factor_decline_multiplier, 1.0)
@@ -783,12 +783,13 @@ class _Arm:
             teff, repair, ab = P.teff_h[idx, o], organs.repair_h[o], organs.alpha_beta_gy[o]
             out.dose_gy[idx, k, o] = dose
             out.bed_gy[idx, k, o] = bed_gy(dose, teff, repair, ab)
-            value = np.where(measured, dose * _exp(organs.measurement_sigma[o] * self.z_meas[o][idx, k]), np.nan)
+            value = np.where(measured, dose * P.measurement_bias[idx, o]
+                             * _exp(organs.measurement_sigma[o] * self.z_meas[o][idx, k]), np.nan)
             out.dose_measured_gy[idx, k, o] = value
             known = self._known(measured, value, activity, self.measured_gy[idx, o], self.measured_activity[idx])
             self.measured_gy[idx, o] += np.where(measured, value, 0.0)
             self.known_gy[idx, o] += known
-            self.known_bed_gy[idx, o] += bed_gy(known, teff, repair, ab)
+            self.known_bed_gy[idx, o] += bed_gy(known, P.known_teff_h[idx, o], repair, ab)
 
     def _dose_lesions(self, idx: np.ndarray, k: np.ndarray, activity: np.ndarray, measured: np.ndarray) -> None:
         """Per lesion: ``D = A (g x uptake decline) exp(s z_k)``, its BED, measured and known doses, and the kill of
@@ -802,7 +803,8 @@ class _Arm:
             bed = bed_gy(dose, P.lesion_teff_h[idx, j], les.repair_h, les.alpha_beta_gy)
             out.lesion_dose_gy[idx, k, j] = dose
             out.lesion_bed_gy[idx, k, j] = bed
-            value = np.where(measured, dose * _exp(les.measurement_sigma * self.z_lesion_meas[j][idx, k]), np.nan)
+            value = np.where(measured, dose * P.lesion_measurement_bias[idx, j]
+                             * _exp(les.measurement_sigma * self.z_lesion_meas[j][idx, k]), np.nan)
             out.lesion_dose_measured_gy[idx, k, j] = value
             known = self._known(measured, value, activity, self.lesion_measured_gy[idx, j],
                                 self.measured_activity[idx])

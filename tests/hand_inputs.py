@@ -5,7 +5,7 @@ kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutro
 model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
 dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
 many as ``lesion_volume_ml`` has columns: all present, targets, receptor-positive, growing at the patient's rate, with
-the patient's radiosensitivity).
+the patient's radiosensitivity); dosimetry without systematic error that knows the true half-lives.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
 
     lesion_defaults = dict(lesion_count=m, lesion_role=[tumour.ROLE_TARGET] * m, lesion_receptor_negative=[0] * m,
                            lesion_negative_dose_ratio=[0.0] * m, lesion_growth_per_day=per_lesion("growth_per_day"),
-                           lesion_alpha_per_gy=per_lesion("tumour_alpha_per_gy"))
-    base = lesion_defaults | base
+                           lesion_alpha_per_gy=per_lesion("tumour_alpha_per_gy"), lesion_measurement_bias=[1.0] * m)
+    # dosimetry without a systematic error, knowing the true half-lives
+    exact = dict(measurement_bias=np.ones_like(np.asarray(base["gy_per_gbq"], dtype=float)),
+                 known_teff_h=base["teff_h"])
+    base = lesion_defaults | exact | base
     out = {}
     for q in kernel_inputs.PATIENT_INPUTS:
         v = np.asarray(base[q.name], dtype=q.dtype)

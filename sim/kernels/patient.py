@@ -220,7 +220,7 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
         stop, s.reached, activity = policy.guided_prescription(
             regimen, s.k, known_kidney(i, regimen, kid, w), w.known_gy[i, mo], w.lesion_known_gy[i, 0],
             w.measured_gy[i, ko] / s.measured_activity, w.measured_gy[i, mo] / s.measured_activity,
-            P.kidney_risk_factor[i], g_factor(P.teff_h[i, ko], organs.repair_h[ko]), organs.alpha_beta_gy[ko])
+            P.kidney_risk_factor[i], g_factor(P.known_teff_h[i, ko], organs.repair_h[ko]), organs.alpha_beta_gy[ko])
     if not stop and s.k > 0:
         e_now = kidney.egfr_at(t, P.egfr_baseline_ml_min[i], kid.age_decline_per_year,
                                kidney.radiation_decline(kid, P.kidney_risk_factor[i]), kid.subclinical_latency_days,
