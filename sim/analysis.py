@@ -10,7 +10,7 @@ import xarray as xr
 from sim import config, paired
 from sim.config import COVARIATE_NAMES, Config, GuidedArm
 from sim.outcomes import patient_level
-from sim.survival import cox_two_group, kaplan_meier, paired_proportion_difference
+from sim.survival import aalen_johansen, cox_two_group, kaplan_meier, paired_proportion_difference
 from sim.units import DAYS_PER_MONTH
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
@@ -58,6 +58,7 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         "cumulative_activity_gbq_median": _median(a.activity_gbq_total.values),
         **dose_summary(a),
         **toxicity_summary(a),
+        **incidence_summary(a),
         **resource_summary(a, cfg, arm),
     }
 
@@ -169,6 +170,32 @@ def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
     flags["discontinued_for_toxicity_rate"] = a.discontinued_for_toxicity.values == 1
     flags["treatment_related_death_rate"] = a.death_cause.values == code(a.death_cause, "treatment_related")
     return flags
+
+
+INCIDENCE_MONTHS = (24, 60)  # horizons of the cumulative incidences: arms with different follow-up compare
+
+
+def incidence_at(time_days: np.ndarray, event: np.ndarray, died: np.ndarray) -> dict[str, float | None]:
+    """Cumulative incidence of an event at ``INCIDENCE_MONTHS`` with death before it as a competing risk
+    (Aalen-Johansen; ``time_days``: the event's day, else the end of follow-up, where ``died`` says whether it
+    ended in death); None beyond the arm's longest follow-up."""
+    cause = np.where(event, 1, np.where(died, 2, 0))
+    cif = aalen_johansen(time_days, cause, 2)
+    longest = float(np.max(time_days)) if time_days.size else 0.0
+    return {str(m): (round(float(cif.at(m * DAYS_PER_MONTH)[0]), 4) if m * DAYS_PER_MONTH <= longest else None)
+            for m in INCIDENCE_MONTHS}
+
+
+def incidence_summary(a: xr.Dataset) -> dict:
+    """Renal grade >= 3 (eGFR < 30) and MDS/AML as cumulative incidences at 24 and 60 months, death a competing
+    risk, so that arms and scenarios with different follow-up compare."""
+    died = a.os_event.values == 1
+    mds = a.mds_aml.values == 1
+    return {
+        "renal_grade3plus_incidence": incidence_at(a.renal_grade3_time_days.values, a.renal_grade3_event.values == 1,
+                                                   died),
+        "mds_aml_incidence": incidence_at(np.where(mds, a.mds_aml_day.values, a.os_time_days.values), mds, died),
+    }
 
 
 def toxicity_summary(a: xr.Dataset) -> dict:

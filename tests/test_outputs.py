@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sim import analysis, outcomes
+from sim import analysis, engine, outcomes
+from sim.units import DAYS_PER_MONTH
+
+from .conftest import load_small
 
 
 def test_dataset_schema(netter1_dataset):
@@ -159,3 +162,21 @@ def test_summary_keys(netter1_dataset):
         assert d[f"{rate}_ci"][0] <= d[rate] <= d[f"{rate}_ci"][1]
     assert set(comp["individual"]) == {"horizon_months", "threshold_months", "pfs", "os"}
     json.dumps(s, allow_nan=False)
+
+
+def test_cumulative_incidences_without_censoring_are_the_event_fractions():
+    """Without dropout nobody is censored before 60 months (follow-up runs 60 months past the last entry), so the
+    Aalen-Johansen incidence at 24 and 60 months is the share of patients with the event by then."""
+    cfg = load_small("netter1", patients=2000, **{"trial.dropout_per_year": 0.0})
+    ds = outcomes.patient_level(engine.run(cfg))
+    a = ds.sel(arm="lu177_dotatate")
+    summary = analysis.arm_summary(ds, "lu177_dotatate", cfg)
+    assert (a.os_time_days.values[a.os_event.values == 0] >= 60 * DAYS_PER_MONTH - 1e-6).all()
+    renal, mds = a.renal_grade3_event.values == 1, a.mds_aml.values == 1
+    for months in (24, 60):
+        horizon = months * DAYS_PER_MONTH
+        expected_renal = np.mean(renal & (a.renal_grade3_time_days.values <= horizon))
+        expected_mds = np.mean(mds & (a.mds_aml_day.values <= horizon))
+        assert summary["renal_grade3plus_incidence"][str(months)] == pytest.approx(expected_renal, abs=1e-4)
+        assert summary["mds_aml_incidence"][str(months)] == pytest.approx(expected_mds, abs=1e-4)
+    assert summary["renal_grade3plus_incidence"]["60"] > 0 and summary["mds_aml_incidence"]["60"] > 0
