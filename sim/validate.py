@@ -91,23 +91,33 @@ def all_passed(rows: list[dict]) -> bool:
     return all(r["passed"] for r in rows if not r["informational"])
 
 
+def target_scenario(path: Path, names: list[str]) -> str:
+    """The file name whose targets judge the config ``path``: its own, else the first of its ``extends`` chain."""
+    chain = config.extends_chain(path)
+    for p in chain:
+        if p.name in names:
+            return p.name
+    raise config.ConfigError(f"--config {path}: no targets for {[p.name for p in chain]} (have: {names})")
+
+
 def run(configs: list[str] | None = None, overrides: dict | None = None,
         progress: Callable[[str], None] | None = None, datasets: dict | None = None) -> list[dict]:
-    """Run every scenario named by the targets (or only ``configs``) and evaluate its targets; each scenario's
-    outcomes go into ``datasets`` (keyed by config file name) when a dict is given."""
+    """Run every shipped scenario named by the targets, or the scenarios ``configs`` (a path, or the name of a
+    shipped config), and evaluate the targets of each: those of its own file name, else of the first file of its
+    ``extends`` chain that has targets (a calibrated config is judged on the trial it extends). Each scenario's
+    outcomes go into ``datasets`` (keyed by the target scenario's file name) when a dict is given."""
     targets = load_targets()
     names = list(dict.fromkeys(t.config for t in targets))
     if configs:
-        wanted = {Path(c).name for c in configs}
-        unknown = wanted - set(names)
-        if unknown:
-            raise config.ConfigError(f"--config: no targets for {sorted(unknown)} (have: {names})")
-        names = [n for n in names if n in wanted]
+        shipped = [Path(c) if Path(c).is_file() or Path(c).parent != Path() else CONFIGS / c for c in configs]
+        scenarios = [(p, target_scenario(p, names)) for p in shipped]
+    else:
+        scenarios = [(CONFIGS / name, name) for name in names]
     rows = []
-    for name in names:
+    for path, name in scenarios:
         if progress is not None:
-            progress(name)
-        cfg = config.load(CONFIGS / name, overrides)
+            progress(path.name)
+        cfg = config.load(path, overrides)
         ds = engine.run(cfg)
         if datasets is not None:
             datasets[name] = ds

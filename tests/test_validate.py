@@ -6,6 +6,8 @@ import pytest
 
 from sim import cli, validate
 
+from .conftest import ROOT
+
 
 def test_targets_resolve_in_the_summaries():
     rows = validate.run(overrides={"trial.patients": 400})
@@ -48,3 +50,21 @@ def test_shipped_configs_pass_every_endpoint(seed):
     failed = [(r["trial"], r["endpoint"], r["simulated"], r["tolerance"]) for r in rows
               if not r["passed"] and not r["informational"]]
     assert not failed and validate.all_passed(rows)
+
+
+def test_validate_a_config_by_path_judges_that_file_on_the_trial_it_extends(tmp_path, capsys):
+    """An edited config given by path is simulated itself (not the shipped file of its name) and judged on the
+    targets of the first file of its extends chain that has them."""
+    edited = tmp_path / "netter1.toml"  # the shipped name, a different content
+    edited.write_text(f'extends = "{(ROOT / "configs" / "netter1.toml").as_posix()}"\n'
+                      "cohort.covariates.tumour_alpha_per_gy.median = 0.005\n")
+    rc = cli.main(["validate", "--config", str(edited), "--patients", "400", "--json", "--figure",
+                   str(tmp_path / "v.png")])
+    rows = {r["endpoint"]: r for r in json.loads(capsys.readouterr().out)}
+    orr = rows["objective response rate, 177Lu-DOTATATE"]
+    assert rc == 1 and orr["simulated"] < 0.05 and not orr["passed"]  # almost no kill: the edit was simulated
+    renamed = tmp_path / "my_fit.toml"
+    renamed.write_text(edited.read_text())
+    assert cli.main(["validate", "--config", str(renamed), "--patients", "400", "--json", "--figure",
+                     str(tmp_path / "v.png")]) == 1
+    assert {r["trial"] for r in json.loads(capsys.readouterr().out)} >= {"NETTER-1"}
