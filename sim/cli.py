@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from sim import __version__
 from sim.config import ConfigError
 
 EXIT_FAILURE = 1  # the input was fine, the run could not finish (a full disk)
@@ -28,6 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rptsim", description="In-silico trials of radiopharmaceutical therapy.")
+    p.add_argument("--version", action="version", version=f"rptsim {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate every arm of a scenario on one virtual cohort")
@@ -110,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
+    for command in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps an absent one from
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # resetting one before it
+                             help="show Python tracebacks")
     return p
 
 

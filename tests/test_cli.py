@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import sim
 from sim import cli, outcomes
 from sim.config import ConfigError
 
@@ -105,3 +106,15 @@ def test_missing_config_and_debug_traceback(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"rptsim: error: {missing}: config file not found"
     with pytest.raises(ConfigError):  # --debug shows the traceback instead
         cli.main(["--debug", "run", str(missing)])
+
+
+def test_version_and_debug_before_or_after_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"rptsim {sim.__version__}"
+    parser = cli._parser()
+    assert parser.parse_args(["run", "c.toml", "--debug"]).debug
+    assert parser.parse_args(["--debug", "sweep", "s.toml"]).debug  # an absent subcommand flag keeps it
+    assert not parser.parse_args(["validate"]).debug
+    with pytest.raises(ConfigError, match="not found"):  # --debug after the subcommand: the exception, not exit 2
+        cli.main(["report", "missing.h5", "--debug"])
