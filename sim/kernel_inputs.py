@@ -257,8 +257,7 @@ def lesion_layout(c: Context) -> LesionLayout:
     def sort(a: np.ndarray) -> np.ndarray:
         return np.take_along_axis(a, order, axis=1)
 
-    volume, negative, bone = sort(volume), sort(negative), sort(bone)
-    present = np.arange(m)[None, :] < count[:, None]
+    volume, negative, bone = sort(volume), sort(negative), sort(bone)  # present lesions stay in the first columns
     measurable = present & ~bone & (diameter_mm(volume) >= les.measurable_diameter_mm)
     by_size = np.argsort(np.where(measurable, -volume, np.inf), axis=1, kind="stable")
     rank = np.empty_like(by_size)
