@@ -68,3 +68,9 @@ def test_validate_a_config_by_path_judges_that_file_on_the_trial_it_extends(tmp_
     assert cli.main(["validate", "--config", str(renamed), "--patients", "400", "--json", "--figure",
                      str(tmp_path / "v.png")]) == 1
     assert {r["trial"] for r in json.loads(capsys.readouterr().out)} >= {"NETTER-1"}
+
+
+def test_validate_writes_no_figure_unless_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["validate", "--config", "netter1.toml", "--patients", "200", "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out) and list(tmp_path.iterdir()) == []
