@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_uncertainty_parsers(sub)
 
+    show = sub.add_parser("show", help="a scenario as resolved: its files, axes and arms (names for --arms)")
+    show.add_argument("config", help="scenario TOML")
+    show.add_argument("--json", action="store_true", help="print the whole resolved config (extends and defaults "
+                      "applied) as JSON")
+
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
@@ -318,6 +323,41 @@ def report_folder(results: Path) -> Path:
     """Default ``rptsim report`` folder: the results path without ``.h5``, plus ``_report``."""
     stem = results.name[:-3] if results.name.lower().endswith(".h5") else results.name
     return results.with_name(f"{stem}_report")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """The resolved scenario: the files of its extends chain, its axes, and each arm's name and schedule."""
+    import numpy as np
+    from rich.markup import escape  # names and labels come from the config: never rich markup
+    from rich.table import Table
+
+    from sim import config
+    from sim.kernel_inputs import arm_cycles, axes_of
+    from sim.report import output_console
+
+    cfg = config.load(args.config)
+    if args.json:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        return 0
+    axes = axes_of(cfg)
+    out = output_console(120)
+    out.print(f"[bold]{escape(cfg.trial.name)}[/bold]: {cfg.trial.patients:,} patients, seed {cfg.trial.seed}; "
+              f"reference arm {cfg.reference_arm()}")
+    out.print("files: " + " <- ".join(escape(p.name) for p in config.extends_chain(args.config)))
+    out.print(f"organs: {', '.join(o.name for o in axes.organs)}; blood lines: "
+              f"{', '.join(b.name for b in axes.blood_lines)}; lesions per patient: up to {axes.lesions}")
+    table = Table(title="Arms", title_justify="left")
+    for col in ("name (--arms)", "label", "regimen", "agent", "cycles", "GBq", "every (weeks)"):
+        table.add_column(col)
+    for arm in cfg.arms:
+        activity = getattr(arm, "activity_gbq", None)
+        rule = f" ({arm.rule})" if hasattr(arm, "rule") else ""
+        table.add_row(escape(arm.name), escape(arm.label), arm.regimen + rule,
+                      escape(getattr(arm, "agent", None) or "-"), str(arm_cycles(arm)),
+                      "-" if activity is None else " / ".join(f"{a:g}" for a in np.atleast_1d(activity)),
+                      f"{getattr(arm, 'interval_weeks', 0):g}" if arm_cycles(arm) else "-")
+    out.print(table)
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -644,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
                 "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
-                "sensitivity": cmd_sensitivity}
+                "sensitivity": cmd_sensitivity, "show": cmd_show}
     try:
         return commands[args.command](args)
     except ConfigError as exc:

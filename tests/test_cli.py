@@ -5,7 +5,7 @@ import json
 import pytest
 
 import sim
-from sim import cli, outcomes
+from sim import cli, config, outcomes
 from sim.config import ConfigError
 
 from .conftest import CONFIGS
@@ -118,3 +118,14 @@ def test_version_and_debug_before_or_after_the_subcommand(capsys):
     assert not parser.parse_args(["validate"]).debug
     with pytest.raises(ConfigError, match="not found"):  # --debug after the subcommand: the exception, not exit 2
         cli.main(["report", "missing.h5", "--debug"])
+
+
+def test_show_lists_arm_names_files_and_the_resolved_config(capsys):
+    assert cli.main(["show", str(CONFIGS / "iluminet.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "iluminet.toml <- guided_vs_fixed.toml <- netter1.toml" in out
+    assert "fixed_netter1" in out and "cycles_to_kidney_limit" in out
+    assert cli.main(["show", str(CONFIGS / "iluminet.toml"), "--json"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in resolved["arms"]] == ["fixed_netter1", "iluminet"]  # select_arms applied
+    assert resolved["lesions"] == config.load(CONFIGS / "netter1.toml").lesions.model_dump(mode="json")  # extends
