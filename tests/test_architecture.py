@@ -9,6 +9,8 @@ import pytest
 
 from sim import kernel_inputs, kernel_outputs
 
+from .conftest import ROOT
+
 SIM = Path(__file__).resolve().parents[1] / "sim"
 KERNEL_SOURCE = "\n".join(p.read_text() for p in sorted((SIM / "kernels").glob("*.py")))
 
@@ -89,3 +91,18 @@ def test_input_and_output_declarations_are_complete():
             assert not q.dims or q.dims[0] in ("patient", "organ", "blood_line", "cycle") or group != "Patients"
     for o in kernel_outputs.OUTPUTS:
         assert o.dims[0] == "patient" and set(o.dims) <= dims and o.units and o.long_name, o.name
+
+
+def test_license_and_citation_agree_with_the_package():
+    """LICENSE holds the license pyproject declares, and CITATION.cff cites the version that the package reports."""
+    import re
+    import tomllib
+
+    import sim
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"]["text"] == "BSD-3-Clause"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("BSD 3-Clause License")
+    citation = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    assert re.search(r'^license: BSD-3-Clause$', citation, re.M)
+    assert re.search(r'^version: "(.+)"$', citation, re.M).group(1) == sim.__version__ == project["version"]
