@@ -21,7 +21,7 @@ import numpy as np
 from scipy import optimize
 
 from sim import analysis, config, engine
-from sim.validate import Target, evaluate, load_targets
+from sim.validate import TARGETS, Target, evaluate, load_targets, target_scenario
 
 MISSING_PENALTY = 1e4  # a target the run cannot produce (e.g. a median not reached)
 
@@ -152,13 +152,10 @@ def scenario_targets(config_path: str | Path, targets_file: Path | None = None,
     """The scenario that calibrates ``config_path`` and its targets: the first file of its ``extends`` chain that has
     targets (guided_vs_fixed.toml extends netter1.toml, so NETTER-1's endpoints calibrate it), optionally only the
     targets whose endpoint contains one of ``names``."""
-    for path in config.extends_chain(config_path):
-        if targets_for(path, targets_file):
-            chosen = targets_for(path, targets_file, names)
-            if not chosen:
-                raise config.ConfigError(f"--targets {' '.join(names or [])}: no endpoint of {path.name} matches "
-                                         f"(have: {[t.endpoint for t in targets_for(path, targets_file)]})")
-            return path, chosen
-    chain = [p.name for p in config.extends_chain(config_path)]
-    raise config.ConfigError(f"{config_path}: no published targets for {chain} in "
-                             f"{targets_file or 'sim/data/trial_targets.toml'}")
+    source = targets_file if targets_file is not None else TARGETS
+    path = target_scenario(config_path, [t.config for t in load_targets(source)], source)
+    chosen = targets_for(path, targets_file, names)
+    if not chosen:
+        raise config.ConfigError(f"--targets {' '.join(names or [])}: no endpoint of {path.name} matches "
+                                 f"(have: {[t.endpoint for t in targets_for(path, targets_file)]})")
+    return path, chosen

@@ -91,13 +91,16 @@ def all_passed(rows: list[dict]) -> bool:
     return all(r["passed"] for r in rows if not r["informational"])
 
 
-def target_scenario(path: Path, names: list[str]) -> str:
-    """The file name whose targets judge the config ``path``: its own, else the first of its ``extends`` chain."""
+def target_scenario(path: str | Path, names: list[str], source: Path = TARGETS) -> Path:
+    """The file whose targets (those keyed by its name in ``names``, read from ``source``) judge the config ``path``:
+    the config itself, else the first file of its ``extends`` chain that has targets (a calibrated config, or
+    guided_vs_fixed.toml, is judged on the trial it extends)."""
     chain = config.extends_chain(path)
     for p in chain:
         if p.name in names:
-            return p.name
-    raise config.ConfigError(f"--config {path}: no targets for {[p.name for p in chain]} (have: {names})")
+            return p
+    raise config.ConfigError(f"{path}: no published targets for {[p.name for p in chain]} in {source} "
+                             f"(have: {sorted(set(names))})")
 
 
 def run(configs: list[str] | None = None, overrides: dict | None = None,
@@ -110,7 +113,7 @@ def run(configs: list[str] | None = None, overrides: dict | None = None,
     names = list(dict.fromkeys(t.config for t in targets))
     if configs:
         shipped = [Path(c) if Path(c).is_file() or Path(c).parent != Path() else CONFIGS / c for c in configs]
-        scenarios = [(p, target_scenario(p, names)) for p in shipped]
+        scenarios = [(p, target_scenario(p, names).name) for p in shipped]
     else:
         scenarios = [(CONFIGS / name, name) for name in names]
     rows = []
