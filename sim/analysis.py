@@ -138,13 +138,19 @@ def logistic_slope(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[fl
     return float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
 
 
+def evaluable_lesions(a: xr.Dataset) -> np.ndarray:
+    """Per patient and lesion: the lesion got a first-cycle dose and has a volume ratio at best response."""
+    dose, ratio = a.lesion_dose_gy_first.values, a.lesion_volume_ratio_best.values
+    return np.isfinite(dose) & (dose > 0.0) & np.isfinite(ratio)
+
+
 def lesion_dose_response(a: xr.Dataset) -> dict:
     """Lesion dose-response of a treated arm: the odds ratio (95 % Wald CI) per 50 Gy of first-cycle lesion absorbed
     dose for a lesion response (volume at best response <= 0.343 of baseline, i.e. -30 % in diameter), over the
     lesions of patients with a scan after treatment, as Alipour R et al. EJNMMI 2023;50:2997 report it."""
     dose = a.lesion_dose_gy_first.values
     ratio = a.lesion_volume_ratio_best.values
-    use = np.isfinite(dose) & (dose > 0.0) & np.isfinite(ratio)
+    use = evaluable_lesions(a)
     response = (ratio[use] <= LESION_RESPONSE_VOLUME_RATIO).astype(float)
     if use.sum() < 10 or response.min() == response.max():
         return {"lesion_response_rate": _rate(response) if use.any() else None,

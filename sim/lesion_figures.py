@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.analysis import BEST_RESPONSE_KEYS, DOSE_RESPONSE_PER_GY, LESION_RESPONSE_VOLUME_RATIO, code
+from sim.analysis import (
+    BEST_RESPONSE_KEYS,
+    DOSE_RESPONSE_PER_GY,
+    LESION_RESPONSE_VOLUME_RATIO,
+    code,
+    evaluable_lesions,
+    lesion_dose_response,
+)
 from sim.figures import SCATTER_MAX_POINTS, _labels, _log_ticks, _pyplot, _wrap, treated_arms
 from sim.outcomes import patient_level
 from sim.survival import wilson_ci
@@ -52,18 +59,15 @@ def waterfall_figure(ds):  # noqa: ANN001, ANN201
 
 def _lesions(a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - one arm, patient level
     """First-cycle dose, volume ratio at best response and receptor-negative flag of every lesion with both."""
-    dose = a.lesion_dose_gy_first.values
     ratio = a.lesion_volume_ratio_best.values
-    use = np.isfinite(dose) & (dose > 0.0) & np.isfinite(ratio) & (ratio > 0.0)
-    return dose[use], ratio[use], a.lesion_receptor_negative.values[use] == 1
+    use = evaluable_lesions(a) & (ratio > 0.0)  # the log-scale panel: lesions cleared to 0 mL cannot be drawn
+    return a.lesion_dose_gy_first.values[use], ratio[use], a.lesion_receptor_negative.values[use] == 1
 
 
 def lesion_dose_response_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     """Left: each lesion's volume at best response against its first-cycle absorbed dose (log-log; a sample of
     ``SCATTER_MAX_POINTS`` per arm; receptor-negative lesions as crosses). Right: the fraction of lesions responding
     (-30 % in diameter) per dose bin with Wilson 95 % CIs, and the arm's odds ratio per 50 Gy."""
-    from sim.analysis import lesion_dose_response
-
     plt = _pyplot()
     arms, labels = treated_arms(ds), _labels(ds)
     level = patient_level(ds)
