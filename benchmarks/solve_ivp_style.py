@@ -149,9 +149,9 @@ def _grid_nadir(values: np.ndarray, grid: np.ndarray) -> tuple[float, float]:
     return best, day
 
 
-def _egfr(t: float, e0: float, age_decline: float, decline: float, latency: float, times: list[float],
+def _egfr(t: float, e0: float, background: float, decline: float, latency: float, times: list[float],
           beds: list[float], nephropathy_day: float = math.inf, loss: float = 0.0) -> float:
-    e = e0 - age_decline * t / DAYS_PER_YEAR
+    e = e0 - background * t / DAYS_PER_YEAR
     for day, b in zip(times, beds, strict=True):
         if t - day - latency > 0.0:
             e -= e0 * decline * b * (t - day - latency) / DAYS_PER_YEAR
@@ -224,7 +224,7 @@ class Course:
 
     def egfr(self, t: float, nephropathy_day: float = math.inf) -> float:
         kid = self.kidney
-        return _egfr(t, self.p.egfr_baseline_ml_min, kid.age_decline_per_year, self.decline,
+        return _egfr(t, self.p.egfr_baseline_ml_min, self.p.egfr_decline_ml_min_per_year, self.decline,
                      kid.subclinical_latency_days, self.times, self.kidney_beds, nephropathy_day,
                      kid.nephropathy_egfr_loss)
 
@@ -477,20 +477,27 @@ class Course:
         self.kidney_outcomes(os_day)
 
     def kidney_outcomes(self, end_day: float) -> None:
-        """Nephropathy (LKB on the cumulative kidney BED), eGFR at the end of follow-up, time to eGFR < 30."""
+        """Nephropathy (LKB on the cumulative kidney BED), eGFR at the end of follow-up and at 4 years, the first
+        renal grade >= 3 event (eGFR < 30 or the acute event)."""
         kid, i, out = self.kidney, self.i, self.out
         nephropathy_day = math.inf
         if self.k > 0:
-            b50 = kid.bed50_gy - kid.risk_factor_shift_gy * self.p.kidney_risk_factor
+            b50 = kid.bed50_gy * (kid.risk_factor_bed50_ratio if self.p.kidney_risk_factor > 0.0 else 1.0)
             ntcp = 0.5 * math.erfc(-((sum(self.kidney_beds) - b50) / (kid.lkb_m * b50)) / math.sqrt(2.0))
             if self.s.uniform(renal.NEPHROPATHY_STREAM) < ntcp:
                 nephropathy_day = self.last_admin + kid.nephropathy_latency_days * math.exp(
                     kid.nephropathy_latency_sigma * self.s.normal(renal.NEPHROPATHY_LATENCY_STREAM))
         e_end = self.egfr(end_day, nephropathy_day)
+        if renal.LANDMARK_DAYS <= end_day:
+            out.egfr_change_48_months[i] = self.egfr(renal.LANDMARK_DAYS, nephropathy_day) / (
+                self.p.egfr_baseline_ml_min) - 1.0
         renal_day = _first_day_below(renal.CKD_GRADE_BELOW[2], end_day, lambda t: self.egfr(t, nephropathy_day))
+        acute = self.p.acute_renal_day < renal_day and self.p.acute_renal_day <= end_day
+        renal_day = self.p.acute_renal_day if acute else renal_day
         out.egfr_end_ml_min[i], out.ckd_grade[i] = e_end, _grade(e_end, renal.CKD_GRADE_BELOW)
         out.renal_grade3_time_days[i] = min(renal_day, end_day)
         out.renal_grade3_event[i] = renal_day <= end_day
+        out.renal_grade3_acute[i] = acute
 
 
 def simulate_cohort(seed, patients, organs, lesions, blood, kidney, ev, regimen, scans,  # noqa: ANN001

@@ -169,6 +169,7 @@ def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
     flags = {f"grade3plus_{ae}_rate": worst.sel(blood_line=line).values >= 3
              for line, ae in zip(worst.blood_line.values, worst.adverse_event.values, strict=True)}
     flags["grade3plus_renal_rate"] = a.renal_grade3_event.values == 1
+    flags["renal_grade3plus_chronic_rate"] = a.ckd_grade.values >= 3  # eGFR < 30 by the end of follow-up
     flags["mds_aml_rate"] = a.mds_aml.values == 1
     flags["dose_reductions_rate"] = a.dose_reduced_any.values == 1
     flags["delays_rate"] = a.delayed_any.values == 1
@@ -192,12 +193,20 @@ def incidence_at(time_days: np.ndarray, event: np.ndarray, died: np.ndarray) -> 
             for m in INCIDENCE_MONTHS}
 
 
+EGFR_LOSS_FRACTION = 0.3  # a >= 30 % eGFR loss, a surrogate end point of kidney failure (Coresh J et al. JAMA
+# 2014;311:2518) (M)
+
+
 def incidence_summary(a: xr.Dataset) -> dict:
-    """Renal grade >= 3 (eGFR < 30) and MDS/AML as cumulative incidences at 24 and 60 months, death a competing
-    risk, so that arms and scenarios with different follow-up compare."""
+    """Renal grade >= 3 (eGFR < 30 or an acute event) and MDS/AML as cumulative incidences at 24 and 60 months,
+    death a competing risk, so that arms and scenarios with different follow-up compare; and the fraction of
+    4-year survivors (followed to 48 months) who lost >= 30 % of their baseline eGFR (None without any)."""
     died = a.os_event.values == 1
     mds = a.mds_aml.values == 1
+    change = a.egfr_change_48_months.values
+    followed = ~np.isnan(change)
     return {
+        "egfr_loss_30pct_4y_rate": _rate(change[followed] <= -EGFR_LOSS_FRACTION) if followed.any() else None,
         "renal_grade3plus_incidence": incidence_at(a.renal_grade3_time_days.values, a.renal_grade3_event.values == 1,
                                                    died),
         "mds_aml_incidence": incidence_at(np.where(mds, a.mds_aml_day.values, a.os_time_days.values), mds, died),

@@ -504,26 +504,31 @@ class Marrow(Strict):
 
 
 class Kidney(Strict):
-    """Nephropathy NTCP (LKB on cumulative BED) and the eGFR trajectory."""
+    """Background eGFR decline and acute renal events (every arm), radiation nephropathy (LKB on cumulative BED)
+    and the radiation eGFR decline (docs/model.md 4.2)."""
 
     bed50_gy: DoseGy
     lkb_m: Annotated[float, Field(gt=0, le=10)]
-    risk_factor_bed50_shift_gy: NonNegDoseGy
+    risk_factor_bed50_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="BED50 multiplier with hypertension or diabetes (1: no effect).")
     nephropathy_latency_months_median: Months
     nephropathy_latency_sigma_ln: SigmaLn
     nephropathy_egfr_loss_fraction: Probability
-    age_decline_ml_min_per_year: EgfrRate
+    background_decline_ml_min_per_year: EgfrRate = Field(
+        description="Mean eGFR loss per year without hypertension or diabetes.")
+    hypertension_decline_ml_min_per_year: EgfrRate = Field(description="Added mean loss with hypertension.")
+    diabetes_decline_ml_min_per_year: EgfrRate = Field(description="Added mean loss with diabetes.")
+    background_decline_sd_ml_min_per_year: EgfrRate = Field(
+        description="Between-patient sd of the background loss (normal, floored at 0).")
+    acute_renal_event_per_year: Annotated[float, Field(ge=0, le=10)] = Field(
+        description="Hazard of a grade >= 3 renal event of any other cause (acute kidney injury) without risk "
+                    "factors.")
+    acute_renal_risk_factor_multiplier: Multiplier = Field(
+        description="Acute-event hazard multiplier per risk factor (hypertension, diabetes).")
     radiation_decline_per_gy_per_year: PerGy = Field(
         description="Fraction of baseline eGFR lost per year per Gy of kidney BED (after the latency).")
     risk_factor_decline_multiplier: Multiplier
     subclinical_latency_months: NonNegMonths
-
-    @model_validator(mode="after")
-    def _shift_below_bed50(self) -> Kidney:
-        if self.risk_factor_bed50_shift_gy >= self.bed50_gy:
-            raise ValueError(f"risk_factor_bed50_shift_gy = {self.risk_factor_bed50_shift_gy} must be < bed50_gy "
-                             f"= {self.bed50_gy}")
-        return self
 
 
 class LateEffects(Strict):

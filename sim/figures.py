@@ -27,7 +27,7 @@ MARROW_LIMIT_GY = 2.0
 # label and summary key of each bar after the blood lines' (one per line); the per-patient flags are
 # sim.analysis.toxicity_flags
 OTHER_TOXICITY_BARS = [
-    ("Renal grade ≥3\n(eGFR < 30)", "grade3plus_renal_rate"),
+    ("Renal grade ≥3\n(any cause)", "grade3plus_renal_rate"),
     ("MDS/AML", "mds_aml_rate"),
     ("Dose\nreductions", "dose_reductions_rate"),
     ("Delays", "delays_rate"),

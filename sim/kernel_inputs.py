@@ -140,6 +140,8 @@ EFFECTS = ("inter-patient", "half-life")  # per-patient random effects of an org
 # T_eff, volume weight, growth, receptor status and site; per patient: whether the disease is discordant.
 LESION_EFFECTS = ("dosimetry/lesion/within-patient", "dosimetry/lesion/half-life", "lesion/volume", "lesion/growth",
                   "lesion/receptor-negative", "lesion/bone", "lesion/radiosensitivity", "dosimetry/lesion/systematic")
+# Per patient: the background eGFR decline and the first acute renal event (docs/model.md 4.2).
+KIDNEY_EFFECTS = ("kidney/background-decline", "kidney/acute-event")
 # Per patient and organ: the systematic error of the arm's dosimetry and the error of its measured half-life.
 MEASUREMENT_EFFECTS = ("systematic", "half-life-measurement")
 
@@ -148,7 +150,8 @@ def effect_streams(axes: Axes) -> list[tuple[str, int]]:
     """The streams ``(name, index)`` of the per-patient random effects the transforms below draw."""
     return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in (*EFFECTS, *MEASUREMENT_EFFECTS)]
             + [("dosimetry/lesion/inter-patient", 0), ("lesion/discordant", 0)]
-            + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS] + [("marrow/alpha", 0)])
+            + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS]
+            + [("marrow/alpha", 0), *((e, 0) for e in KIDNEY_EFFECTS)])
 
 
 def sigma_ln(cv: float) -> float:
@@ -319,6 +322,26 @@ def _marrow_alpha(c: Context) -> np.ndarray:
             * np.exp(m.age_log_slope_per_year * (cov["age_years"] - 65.0)))
 
 
+def _background_decline(c: Context) -> np.ndarray:
+    """Background eGFR loss (mL/min/year): ageing plus hypertension and diabetes, a normal between-patient spread,
+    floored at 0 (docs/model.md 4.2)."""
+    k, cov = c.cfg.kidney, c.cov
+    mean = (k.background_decline_ml_min_per_year + k.hypertension_decline_ml_min_per_year * cov["hypertension"]
+            + k.diabetes_decline_ml_min_per_year * cov["diabetes"])
+    return np.maximum(mean + k.background_decline_sd_ml_min_per_year * c.normal("kidney/background-decline"), 0.0)
+
+
+def _acute_renal_day(c: Context) -> np.ndarray:
+    """Day of the first acute renal event of another cause: exponential with hazard ``h0 m^(hypertension +
+    diabetes)``, from the standard exponential ``-log Phi(-z)`` of the patient's normal; ``inf`` when h0 = 0."""
+    k, cov = c.cfg.kidney, c.cov
+    rate = (k.acute_renal_event_per_year / DAYS_PER_YEAR
+            * k.acute_renal_risk_factor_multiplier ** (cov["hypertension"] + cov["diabetes"]))
+    e = -special.log_ndtr(-c.normal("kidney/acute-event"))
+    with np.errstate(divide="ignore"):
+        return np.where(rate > 0.0, e / rate, math.inf)
+
+
 PATIENT_INPUTS = (
     Input("patient_id", "1", ("patient",), "global patient id (key of the patient's random streams)",
           lambda c: c.cohort.patient_ids, np.int64),
@@ -334,6 +357,12 @@ PATIENT_INPUTS = (
           lambda c: c.cov["egfr_ml_min"]),
     Input("kidney_risk_factor", "1", ("patient",), "cohort.covariates.hypertension or diabetes",
           lambda c: has_kidney_risk_factor(c.cov)),
+    Input("egfr_decline_ml_min_per_year", "mL/min/year", ("patient",),
+          "kidney.background_decline_ml_min_per_year + hypertension/diabetes declines + "
+          "background_decline_sd_ml_min_per_year z, floored at 0", _background_decline),
+    Input("acute_renal_day", "day", ("patient",),
+          "exponential(kidney.acute_renal_event_per_year x acute_renal_risk_factor_multiplier^(hypertension + "
+          "diabetes))", _acute_renal_day),
     Input("prior_chemotherapy", "1", ("patient",), "cohort.covariates.prior_chemotherapy",
           lambda c: c.cov["prior_chemotherapy"]),
     Input("marrow_alpha_per_gy", "1/Gy", ("patient",),
@@ -475,16 +504,14 @@ KIDNEY_INPUTS = (
     Input("organ", "1", (), "index of the kidney on the organ axis", lambda c: c.axes.organ("kidney"), np.int64),
     Input("bed50_gy", "Gy", (), "kidney.bed50_gy", lambda c: c.cfg.kidney.bed50_gy),
     Input("lkb_m", "1", (), "kidney.lkb_m", lambda c: c.cfg.kidney.lkb_m),
-    Input("risk_factor_shift_gy", "Gy", (), "kidney.risk_factor_bed50_shift_gy",
-          lambda c: c.cfg.kidney.risk_factor_bed50_shift_gy),
+    Input("risk_factor_bed50_ratio", "1", (), "kidney.risk_factor_bed50_ratio",
+          lambda c: c.cfg.kidney.risk_factor_bed50_ratio),
     Input("nephropathy_latency_days", "day", (), "kidney.nephropathy_latency_months_median",
           lambda c: c.cfg.kidney.nephropathy_latency_months_median * DAYS_PER_MONTH),
     Input("nephropathy_latency_sigma", "1", (), "kidney.nephropathy_latency_sigma_ln",
           lambda c: c.cfg.kidney.nephropathy_latency_sigma_ln),
     Input("nephropathy_egfr_loss", "1", (), "kidney.nephropathy_egfr_loss_fraction",
           lambda c: c.cfg.kidney.nephropathy_egfr_loss_fraction),
-    Input("age_decline_per_year", "mL/min/year", (), "kidney.age_decline_ml_min_per_year",
-          lambda c: c.cfg.kidney.age_decline_ml_min_per_year),
     Input("radiation_decline_per_gy_year", "1/(Gy year)", (), "kidney.radiation_decline_per_gy_per_year",
           lambda c: c.cfg.kidney.radiation_decline_per_gy_per_year),
     Input("risk_factor_decline_multiplier", "1", (), "kidney.risk_factor_decline_multiplier",

@@ -45,7 +45,7 @@ from sim import kernel_outputs
 from sim.kernels import events as ev_codes
 from sim.kernels import policy
 from sim.kernels import tumour as recist
-from sim.kernels.kidney import CKD_GRADE_BELOW, NEPHROPATHY_LATENCY_STREAM, NEPHROPATHY_STREAM
+from sim.kernels.kidney import CKD_GRADE_BELOW, LANDMARK_DAYS, NEPHROPATHY_LATENCY_STREAM, NEPHROPATHY_STREAM
 from sim.kernels.marrow import (
     FATAL_GRADE4_STREAM,
     GRADE4,
@@ -603,12 +603,12 @@ class _Arm:
         self._end_cycles(idx)
 
     def egfr(self, idx: np.ndarray, t: np.ndarray, onset: np.ndarray | None = None) -> np.ndarray:
-        """``e(t) = e0 - a t_y - sum_k e0 c_i BED_k max(0, t - t_k - tau)_y`` over the cycles given so far (the
+        """``e(t) = e0 - a_i t_y - sum_k e0 c_i BED_k max(0, t - t_k - tau)_y`` over the cycles given so far (the
         kidney organ's BED), times ``1 - f`` from the nephropathy onset, floored at 0 (docs/model.md 4.2)."""
         kid, out = self.kidney, self.out
         e0 = self.P.egfr_baseline_ml_min[idx]
         t = np.asarray(t, dtype=np.float64)
-        e = e0 - kid.age_decline_per_year * t / DAYS_PER_YEAR
+        e = e0 - self.P.egfr_decline_ml_min_per_year[idx] * t / DAYS_PER_YEAR
         times, beds, k = out.cycle_time_days[idx], out.bed_gy[idx, :, int(kid.organ)], self.k_given[idx]
         decline = self.egfr_decline[idx]
         for c in range(self.k_max):
@@ -947,13 +947,14 @@ class _Arm:
         out.mds_aml_day[:] = np.where(mds, self.mds_onset, np.nan)
 
     def _record_kidney(self) -> None:
-        """LKB nephropathy on the cumulative kidney BED (treated patients), eGFR at the end of follow-up, its CKD
-        grade, and the first day of eGFR < 30 by bisection (docs/model.md 4.2)."""
+        """LKB nephropathy on the cumulative kidney BED (treated patients), eGFR at the end of follow-up and at 4
+        years, its CKD grade, and the first renal grade >= 3 event: eGFR < 30 (bisection) or the acute event
+        (docs/model.md 4.2)."""
         kid, out = self.kidney, self.out
         everyone = np.arange(self.n)
         given = np.arange(self.k_max)[None, :] < self.k_given[:, None]
         bed_total = np.where(given, out.bed_gy[:, :, int(kid.organ)], 0.0).sum(axis=1)
-        bed50 = kid.bed50_gy - kid.risk_factor_shift_gy * self.P.kidney_risk_factor
+        bed50 = kid.bed50_gy * np.where(self.P.kidney_risk_factor > 0.0, kid.risk_factor_bed50_ratio, 1.0)
         ntcp = ndtr((bed_total - bed50) / (kid.lkb_m * bed50))
         nephropathy = (self.k_given > 0) & (self.u_neph < ntcp)
         latency = kid.nephropathy_latency_days * np.exp(kid.nephropathy_latency_sigma * self.z_neph)
@@ -961,6 +962,9 @@ class _Arm:
         t_end = out.os_time_days.astype(np.float64)
         e_end = self.egfr(everyone, t_end, onset)
         out.egfr_end_ml_min[:] = e_end
+        landmark = np.full(self.n, LANDMARK_DAYS)
+        out.egfr_change_48_months[:] = np.where(landmark <= t_end, self.egfr(everyone, landmark, onset), np.nan) / (
+            self.P.egfr_baseline_ml_min) - 1.0
         out.ckd_grade[:] = grades(e_end, CKD_GRADE_BELOW)
         at_entry = self.P.egfr_baseline_ml_min < _EGFR_GRADE3_BELOW
         none = ~at_entry & (e_end >= _EGFR_GRADE3_BELOW)
@@ -973,8 +977,12 @@ class _Arm:
             hi = np.where(below, mid, hi)
             lo = np.where(below, lo, mid)
         day[bi] = hi
+        acute_day = self.P.acute_renal_day
+        acute = (acute_day < day) & (acute_day <= t_end)
+        day = np.where(acute, acute_day, day)
         out.renal_grade3_time_days[:] = np.minimum(day, t_end)
         out.renal_grade3_event[:] = day <= t_end
+        out.renal_grade3_acute[:] = acute
 
     def _record_regimen(self) -> None:
         """Cycles given, discontinuation, the guided rule's reached flag, and the worst grade per blood line."""

@@ -27,7 +27,9 @@ from sim.config import Config, ConfigError
 from sim.kernel_outputs import TOTALS, attributes, total
 
 SCHEMA = "rptsim-outcomes"
-SCHEMA_VERSION = 3  # 2: organ, lesion and blood_line dims (kernel interface by name); 3: lesion layout, RECIST outputs
+# 2: organ, lesion and blood_line dims (kernel interface by name); 3: lesion layout, RECIST outputs; 4: background
+# kidney disease (acute renal events, eGFR change at 4 years)
+SCHEMA_VERSION = 4
 
 
 def git_commit() -> str:

@@ -38,7 +38,7 @@ ROWS = [
     ("Marrow dose, median (Gy)", lambda a: _fmt(a["marrow_dose_gy_median"], 2)),
     ("Index-lesion dose, median (Gy)", lambda a: _fmt(a["tumour_dose_gy_median"], 0)),
     ("Grade >=3 thrombocytopenia", lambda a: f"{a['grade3plus_thrombocytopenia_rate']:.1%}"),
-    ("Renal grade >=3 (eGFR < 30)", lambda a: f"{a['grade3plus_renal_rate']:.1%}"),
+    ("Renal grade >=3 (any cause)", lambda a: f"{a['grade3plus_renal_rate']:.1%}"),
     ("MDS/AML", lambda a: f"{a['mds_aml_rate']:.1%}"),
     ("Delayed / reduced / stopped (toxicity)",
      lambda a: f"{a['delays_rate']:.0%} / {a['dose_reductions_rate']:.0%} / {a['discontinued_for_toxicity_rate']:.0%}"),

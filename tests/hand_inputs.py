@@ -1,7 +1,8 @@
 """Hand-made kernel inputs, by name: one group at a time from defaults plus keyword overrides.
 
 The defaults describe a plain patient (60 years, 100 mL tumour with 20 % stroma, stable growth over 300 days,
-kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90), a
+kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90 falling
+1 mL/min a year, no acute renal event), a
 model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
 dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
 many as ``lesion_volume_ml`` has columns: all present, targets, receptor-positive, growing at the patient's rate, with
@@ -26,7 +27,8 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
     base = dict(
         patient_id=np.arange(3, 3 + n) if ids is None else ids, age_years=60.0, admin_censor_day=3000.0,
         growth_per_day=math.log(2) / 300.0, new_lesion_per_day=0.0, post_progression_death_per_day=1e-3,
-        tumour_alpha_per_gy=0.0, egfr_baseline_ml_min=90.0, kidney_risk_factor=0.0, prior_chemotherapy=0.0,
+        tumour_alpha_per_gy=0.0, egfr_baseline_ml_min=90.0, kidney_risk_factor=0.0, egfr_decline_ml_min_per_year=1.0,
+        acute_renal_day=math.inf, prior_chemotherapy=0.0,
         marrow_alpha_per_gy=1.5, blood_baseline=[250.0, 4.0], gy_per_gbq=[0.5, 0.03], teff_h=[55.0, 40.0],
         lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
         lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0])
@@ -75,8 +77,8 @@ def blood(**values) -> kernel_inputs.Blood:
 
 
 def kidney(**values) -> kernel_inputs.Kidney:
-    base = dict(organ=0, bed50_gy=49.5, lkb_m=0.108, risk_factor_shift_gy=15.5, nephropathy_latency_days=540.0,
-                nephropathy_latency_sigma=0.5, nephropathy_egfr_loss=0.6, age_decline_per_year=1.0,
+    base = dict(organ=0, bed50_gy=49.5, lkb_m=0.108, risk_factor_bed50_ratio=0.7, nephropathy_latency_days=540.0,
+                nephropathy_latency_sigma=0.5, nephropathy_egfr_loss=0.6,
                 radiation_decline_per_gy_year=0.0015, risk_factor_decline_multiplier=1.5,
                 subclinical_latency_days=180.0)
     base.update(values)

@@ -276,18 +276,43 @@ def test_egfr_trajectory_closed_form():
     assert o.renal_grade3_event == 1 and o.renal_grade3_time_days == pytest.approx(t30, rel=1e-9)
 
 
+def test_acute_renal_event_and_four_year_egfr():
+    # the background decline is the patient's own; an acute event before eGFR < 30 is the first renal grade >= 3
+    # event and leaves the eGFR trajectory alone; eGFR at 4 years only for patients followed that long
+    base = dict(growth_per_day=1e-7, admin_censor_day=3000.0, egfr_baseline_ml_min=38.0,
+                egfr_decline_ml_min_per_year=2.5)
+    chronic = run_one(P(**base), n_cycles=1)
+    b = chronic.bed_gy[0, KIDNEY]
+    four, lat = 4.0 * 365.25, 180 / 365.25
+    assert chronic.egfr_change_48_months == pytest.approx(-(2.5 * 4.0 + 38.0 * 0.0015 * b * (4.0 - lat)) / 38.0,
+                                                          rel=1e-12)
+    t30 = chronic.renal_grade3_time_days
+    assert chronic.renal_grade3_event == 1 and chronic.renal_grade3_acute == 0 and t30 < four
+    acute = run_one(P(**base, acute_renal_day=0.5 * t30), n_cycles=1)
+    assert acute.renal_grade3_time_days == 0.5 * t30 and acute.renal_grade3_event == 1
+    assert acute.renal_grade3_acute == 1 and acute.egfr_end_ml_min == chronic.egfr_end_ml_min
+    late = run_one(P(**base, acute_renal_day=t30 + 1.0), n_cycles=1)
+    assert late.renal_grade3_time_days == t30 and late.renal_grade3_acute == 0
+    beyond = run_one(P(**{**base, "egfr_baseline_ml_min": 90.0, "acute_renal_day": 2999.0,
+                          "admin_censor_day": 1000.0}), n_cycles=1)
+    assert beyond.renal_grade3_event == 0 and beyond.renal_grade3_acute == 0
+    assert np.isnan(beyond.egfr_change_48_months)
+
+
 def test_nephropathy_risk_rises_with_kidney_bed_and_risk_factors():
     from sim.kernels.kidney import nephropathy_probability
 
     beds = np.linspace(10, 80, 15)
-    ntcp = np.array([nephropathy_probability(b, 49.5, 0.108, 0.0, 12.0) for b in beds])
-    ntcp_rf = np.array([nephropathy_probability(b, 49.5, 0.108, 1.0, 12.0) for b in beds])
+    ntcp = np.array([nephropathy_probability(b, 49.5, 0.108, 0.0, 0.7) for b in beds])
+    ntcp_rf = np.array([nephropathy_probability(b, 49.5, 0.108, 1.0, 0.7) for b in beds])
     assert np.all(np.diff(ntcp) > 0) and np.all(ntcp_rf > ntcp)
-    assert nephropathy_probability(49.5, 49.5, 0.108, 0.0, 12.0) == pytest.approx(0.5)
-    assert nephropathy_probability(40.7, 49.5, 0.108, 0.0, 12.0) == pytest.approx(0.05, abs=0.003)  # Bodei 40 Gy
-    # the shift that puts the risk-factor 5 % level at Bodei's 28 Gy: BED50' (1 - 1.645 m) = 28
-    shift = 49.5 - 28.0 / (1 - 1.645 * 0.108)
-    assert nephropathy_probability(28.0, 49.5, 0.108, 1.0, shift) == pytest.approx(0.05, abs=0.003)
+    assert nephropathy_probability(49.5, 49.5, 0.108, 0.0, 0.7) == pytest.approx(0.5)
+    assert nephropathy_probability(40.7, 49.5, 0.108, 0.0, 0.7) == pytest.approx(0.05, abs=0.003)  # Bodei 40 Gy
+    # the ratio scales every risk level: with risk factors each BED is 0.7 of the one without (Bodei's 28 vs 40 Gy)
+    for b in beds:
+        assert nephropathy_probability(0.7 * b, 49.5, 0.108, 1.0, 0.7) == pytest.approx(
+            nephropathy_probability(b, 49.5, 0.108, 0.0, 0.7), abs=1e-12)
+    assert nephropathy_probability(30.0, 49.5, 0.108, 1.0, 1.0) == nephropathy_probability(30.0, 49.5, 0.108, 0.0, 1.0)
 
 
 def test_forced_mds_and_fatal_grade4_are_treatment_deaths():

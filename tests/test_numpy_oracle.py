@@ -79,7 +79,8 @@ LAM_MARROW_60H = math.log(2.0) / (60.0 / 24.0)
 
 PATIENT = dict(age_years=65.0, admin_censor_day=2000.0, growth_per_day=math.log(2.0) / 70.0, new_lesion_per_day=0.0,
                post_progression_death_per_day=1e-3, tumour_alpha_per_gy=0.03, egfr_baseline_ml_min=90.0,
-               kidney_risk_factor=0.0, prior_chemotherapy=0.0, marrow_alpha_per_gy=1.5, blood_baseline=[200.0, 4.0],
+               egfr_decline_ml_min_per_year=0.0, kidney_risk_factor=0.0, prior_chemotherapy=0.0,
+               marrow_alpha_per_gy=1.5, blood_baseline=[200.0, 4.0],
                gy_per_gbq=[0.6, 0.04], teff_h=[50.0, 60.0], lesion_volume_ml=[50.0], lesion_stroma_fraction=[0.2],
                lesion_negative_fraction=[0.3], lesion_gy_per_gbq=[3.0], lesion_teff_h=[90.0])
 
@@ -108,9 +109,9 @@ def _blood(**kw):
 
 
 def _kidney(**kw):
-    """No nephropathy, no eGFR decline unless asked for."""
-    return H.kidney(**{"bed50_gy": 1e6, "lkb_m": 0.1, "risk_factor_shift_gy": 0.0, "nephropathy_latency_days": 365.0,
-                       "nephropathy_latency_sigma": 0.0, "nephropathy_egfr_loss": 0.3, "age_decline_per_year": 0.0,
+    """No nephropathy, no radiation eGFR decline unless asked for (the background decline is the patient's)."""
+    return H.kidney(**{"bed50_gy": 1e6, "lkb_m": 0.1, "risk_factor_bed50_ratio": 1.0, "nephropathy_latency_days": 365.0,
+                       "nephropathy_latency_sigma": 0.0, "nephropathy_egfr_loss": 0.3,
                        "radiation_decline_per_gy_year": 0.0, "risk_factor_decline_multiplier": 1.0,
                        "subclinical_latency_days": 0.0, **kw})
 
@@ -186,10 +187,9 @@ def _assert_not_given(out: kernel_outputs.Outputs, i: int, k: int) -> None:
 
 def test_control_arm_exponential_growth_progresses_on_first_scan_over_pd_ratio():
     seed, pid = 11, 2**40 + 5
-    p = _patient(ids=(pid,), blood_baseline=[140.0, 4.0], egfr_baseline_ml_min=59.0)
+    p = _patient(ids=(pid,), blood_baseline=[140.0, 4.0], egfr_baseline_ml_min=59.0, egfr_decline_ml_min_per_year=1.5)
     scans = np.arange(1, 30) * 56.0
-    out = _run(p, _regimen(0, 28.0, activities=np.zeros(1)), scans, 4, seed,
-               kidney_params=_kidney(age_decline_per_year=1.5))
+    out = _run(p, _regimen(0, 28.0, activities=np.zeros(1)), scans, 4, seed)
 
     # By hand: V(t) = f_s V0 + (1 - f_s) V0 exp(g t); nadir stays V0 because V only grows.
     v0, fs, g = 50.0, 0.2, math.log(2.0) / 70.0
@@ -353,11 +353,11 @@ def test_fatal_grade4_at_the_nadir_day(p_fatal):
 def test_egfr_trajectory_and_renal_grade3_day_by_hand(nephropathy):
     # One cycle at day 0, kidney 7.4 x 0.6 Gy (sigma 0), c = 0.01/Gy/year doubled by the risk factor, tau 90 d,
     # 1 mL/min/year age decline, follow-up to C_a = 2500 (no death, no progression, post-progression hazard 0).
-    p = _stable_patient(ids=(5,), egfr_baseline_ml_min=70.0, kidney_risk_factor=1.0, admin_censor_day=2500.0)
-    params = dict(age_decline_per_year=1.0, radiation_decline_per_gy_year=0.01, risk_factor_decline_multiplier=2.0,
-                  subclinical_latency_days=90.0)
+    p = _stable_patient(ids=(5,), egfr_baseline_ml_min=70.0, kidney_risk_factor=1.0, admin_censor_day=2500.0,
+                        egfr_decline_ml_min_per_year=1.0)
+    params = dict(radiation_decline_per_gy_year=0.01, risk_factor_decline_multiplier=2.0, subclinical_latency_days=90.0)
     if nephropathy:  # NTCP = Phi((BED - 1) / 0.01) = 1; onset = 0 + 365 d (sigma 0), e x (1 - 0.3) after it
-        params.update(bed50_gy=1.5, lkb_m=0.01, risk_factor_shift_gy=0.5)
+        params.update(bed50_gy=1.5 / 0.7, lkb_m=0.01, risk_factor_bed50_ratio=0.7)
     out = _run(p, _regimen(1, 42.0, activities=[7.4]), np.arange(1, 50) * 84.0, 1, 4, kidney_params=_kidney(**params))
     d = 7.4 * 0.6
     bed = d * (1 + 2.8 / (2.8 + 50.0) * d / 2.6)
@@ -439,13 +439,13 @@ def test_reduce_then_restore_after_a_tolerated_cycle():
 
 
 @pytest.mark.parametrize("rule", [{"withhold_egfr_below_ml_min": 200.0},
-                                  {"withhold_egfr_drop": 0.05, "age_decline": 200.0}])
+                                  {"withhold_egfr_drop": 0.05, "background_decline": 200.0}])
 def test_discontinued_after_max_delay(rule):
     # eGFR never recovers: withheld at day 42, re-checks 49 and 56 (56 + 7 - 42 = 21 <= 21), discontinued at 63.
     rule = dict(rule)
-    kidney_params = _kidney(age_decline_per_year=rule.pop("age_decline", 0.0))
+    patient = _stable_patient(ids=(13,), egfr_decline_ml_min_per_year=rule.pop("background_decline", 0.0))
     plan = _regimen(4, 42.0, activities=np.full(4, 7.4), max_delay_days=21.0, **rule)
-    out = _run(_stable_patient(ids=(13,)), plan, np.arange(1, 20) * 56.0, 4, 6, kidney_params=kidney_params)
+    out = _run(patient, plan, np.arange(1, 20) * 56.0, 4, 6)
     assert out.cycles_given[0] == 1 and out.discontinued_for_toxicity[0] == 1
     for k in range(1, 4):
         _assert_not_given(out, 0, k)
@@ -578,7 +578,10 @@ def _cohort(n: int, ids, seed: int = 0, **kw):  # noqa: ANN001
     risk = (rs.uniform(size=n) < 0.3).astype(np.float64)
     chemo = (rs.uniform(size=n) < 0.5).astype(np.float64)
     neutrophils = rs.lognormal(math.log(4.0), 0.35, n)
+    decline = rs.uniform(0.0, 4.0, n)
+    acute = np.where(rs.uniform(size=n) < 0.3, rs.uniform(0.0, 1500.0, n), math.inf)
     values = dict(age_years=age, lesion_volume_ml=volume[:, None], growth_per_day=growth, new_lesion_per_day=5e-4,
+                  egfr_decline_ml_min_per_year=decline, acute_renal_day=acute,
                   admin_censor_day=censor, gy_per_gbq=np.stack([np.full(n, 0.6), marrow_gy], axis=1),
                   blood_baseline=np.stack([platelets, neutrophils], axis=1), marrow_alpha_per_gy=marrow_alpha,
                   egfr_baseline_ml_min=egfr, kidney_risk_factor=risk, prior_chemotherapy=chemo)
@@ -590,7 +593,7 @@ def test_batch_invariance_with_toxicity_and_dose_modification():
     ids = np.arange(1000, 1000 + n, dtype=np.int64) * 7919
     p = _cohort(n, ids)
     groups = dict(organs=_organs(intra_sigma=[0.2, 0.2]), blood=_blood(fatal_grade4_probability=0.3),
-                  kidney_params=_kidney(bed50_gy=30.0, nephropathy_latency_sigma=0.5, age_decline_per_year=1.0,
+                  kidney_params=_kidney(bed50_gy=30.0, nephropathy_latency_sigma=0.5, risk_factor_bed50_ratio=0.7,
                                         radiation_decline_per_gy_year=0.003, subclinical_latency_days=90.0),
                   event_params=_events(background_hazard_65_per_year=0.02, background_slope_per_year=0.09,
                                        pre_progression_death_per_day=2e-4, dropout_per_day=2e-4, mds_risk_per_gy=0.3,
@@ -844,7 +847,7 @@ def test_batch_invariance_with_guided_rules(rule, regimen_kw):
     groups = dict(organs=_organs(intra_sigma=[0.2, 0.2], measurement_sigma=[0.15, 0.2]),
                   lesions=_lesions(intra_sigma=0.2, measurement_sigma=0.25, dose_decline=0.05),
                   blood=_blood(fatal_grade4_probability=0.3),
-                  kidney_params=_kidney(age_decline_per_year=1.0, radiation_decline_per_gy_year=0.003),
+                  kidney_params=_kidney(radiation_decline_per_gy_year=0.003),
                   event_params=_events(background_hazard_65_per_year=0.02, background_slope_per_year=0.09))
     plan = _regimen(6, 42.0, 4, activities=np.full(6, 99.0), **{
         "rule": rule, "guided_activity_gbq": 7.4, "withhold_grade": [2.0, 3.0], "reduce_grade": [3.0, NEVER],

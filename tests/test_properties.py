@@ -79,8 +79,8 @@ def test_more_activity_never_spares_an_organ(p, regimen, extra):
     given_both = int(min(np.sum(~np.isnan(low.cycle_time_days)), np.sum(~np.isnan(high.cycle_time_days))))
     b_low, b_high = low.bed_gy[:given_both, KIDNEY].sum(), high.bed_gy[:given_both, KIDNEY].sum()
     rf = p["kidney_risk_factor"]
-    assert nephropathy_probability(b_high, 49.5, 0.108, rf, 15.5) >= nephropathy_probability(b_low, 49.5, 0.108, rf,
-                                                                                             15.5)
+    assert nephropathy_probability(b_high, 49.5, 0.108, rf, 0.7) >= nephropathy_probability(b_low, 49.5, 0.108, rf,
+                                                                                            0.7)
 
 
 @SETTINGS

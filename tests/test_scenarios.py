@@ -61,7 +61,12 @@ def test_netter1_toxicity(netter1_summary):
                                                        lu["grade3plus_neutropenia_rate"])
     assert ctl["grade3plus_thrombocytopenia_rate"] == 0.0
     assert 0.01 <= lu["mds_aml_rate"] <= 0.04 and ctl["mds_aml_rate"] == 0.0
-    assert lu["grade3plus_renal_rate"] - ctl["grade3plus_renal_rate"] <= 0.03
+    # background renal events in both arms (4/112 in control); radiation adds a small excess, little of it chronic
+    assert 0.014 <= ctl["grade3plus_renal_rate"] <= 0.088 and 0.025 <= lu["grade3plus_renal_rate"] <= 0.113
+    assert 0.0 <= lu["grade3plus_renal_rate"] - ctl["grade3plus_renal_rate"] <= 0.03
+    assert ctl["renal_grade3plus_chronic_rate"] <= lu["renal_grade3plus_chronic_rate"] <= 0.02
+    assert ctl["renal_grade3plus_incidence"]["24"] > 0
+    assert lu["egfr_loss_30pct_4y_rate"] > ctl["egfr_loss_30pct_4y_rate"]
     assert 0.01 <= lu["dose_reductions_rate"] <= 0.10
 
 

@@ -13,7 +13,7 @@ def test_targets_resolve_in_the_summaries():
     rows = validate.run(overrides={"trial.patients": 400})
     targets = validate.load_targets()
     assert len(rows) == len(targets) >= 15
-    assert {r["trial"] for r in rows} == {"NETTER-1", "VISION", "Bergsma 2016", "Alipour 2023"}
+    assert {r["trial"] for r in rows} == {"NETTER-1", "VISION", "Bergsma 2016", "Alipour 2023", "Baum 2019"}
     by_endpoint = {(t.trial, t.endpoint): t for t in targets}
     for row in rows:
         target = by_endpoint[(row["trial"], row["endpoint"])]
@@ -36,7 +36,7 @@ def test_cli_validate_json_figure_and_exit_status(capsys, tmp_path):
     figure = tmp_path / "validation.png"
     rc = cli.main(["validate", "--config", "netter1.toml", "--patients", "400", "--json", "--figure", str(figure)])
     rows = json.loads(capsys.readouterr().out)
-    assert {r["trial"] for r in rows} == {"NETTER-1", "Bergsma 2016", "Alipour 2023"}
+    assert {r["trial"] for r in rows} == {"NETTER-1", "Bergsma 2016", "Alipour 2023", "Baum 2019"}
     assert set(rows[0]) >= {"trial", "endpoint", "published", "simulated", "low", "high", "passed"}
     assert rc == (0 if validate.all_passed(rows) else 1)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000

@@ -222,7 +222,7 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
             w.measured_gy[i, ko] / s.measured_activity, w.measured_gy[i, mo] / s.measured_activity,
             P.kidney_risk_factor[i], g_factor(P.known_teff_h[i, ko], organs.repair_h[ko]), organs.alpha_beta_gy[ko])
     if not stop and s.k > 0:
-        e_now = kidney.egfr_at(t, P.egfr_baseline_ml_min[i], kid.age_decline_per_year,
+        e_now = kidney.egfr_at(t, P.egfr_baseline_ml_min[i], P.egfr_decline_ml_min_per_year[i],
                                kidney.radiation_decline(kid, P.kidney_risk_factor[i]), kid.subclinical_latency_days,
                                out.cycle_time_days[i], out.bed_gy[i, :, kid.organ], s.k, math.inf, 0.0)
         action = policy.protocol_action(regimen, s, blood, w.marrow[i], w.nadir[i], e_now,
@@ -325,14 +325,16 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
             death_day, cause = day, events.CAUSE_TREATMENT
         marrow.record_blood_cycle(i, s.k - 1, s.last_admin, blood, w.marrow, w.nadir, w.nadir_day, out)
     record_survival(i, s, death_day, cause, out)
-    e_end, renal_day = kidney.kidney_outcomes(
-        s.pkey, P.egfr_baseline_ml_min[i], P.kidney_risk_factor[i],
-        kidney.radiation_decline(kid, P.kidney_risk_factor[i]), out.cycle_time_days[i], out.bed_gy[i, :, kid.organ],
-        s.k, s.last_admin, out.os_time_days[i], kid)
+    e_end, e_landmark, renal_day, acute = kidney.kidney_outcomes(
+        s.pkey, P.egfr_baseline_ml_min[i], P.egfr_decline_ml_min_per_year[i], P.kidney_risk_factor[i],
+        kidney.radiation_decline(kid, P.kidney_risk_factor[i]), P.acute_renal_day[i], out.cycle_time_days[i],
+        out.bed_gy[i, :, kid.organ], s.k, s.last_admin, out.os_time_days[i], kid)
     out.egfr_end_ml_min[i] = e_end
+    out.egfr_change_48_months[i] = e_landmark / P.egfr_baseline_ml_min[i] - 1.0
     out.ckd_grade[i] = kidney.ckd_grade(e_end)
     out.renal_grade3_time_days[i] = min(renal_day, out.os_time_days[i])
     out.renal_grade3_event[i] = renal_day <= out.os_time_days[i]
+    out.renal_grade3_acute[i] = acute
     if regimen.rule != policy.RULE_FIXED and not s.reached:
         s.reached = policy.target_reached(regimen, P.kidney_risk_factor[i], known_kidney(i, regimen, kid, w),
                                           w.lesion_known_gy[i, 0])
