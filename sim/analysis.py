@@ -60,7 +60,19 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         **toxicity_summary(a),
         **incidence_summary(a),
         **resource_summary(a, cfg, arm),
+        **retreatment_summary(a),
     }
+
+
+def retreatment_summary(a: xr.Dataset) -> dict:
+    """The fraction of patients re-treated at progression and, among them, the median PFS after re-treatment (KM,
+    with its CI; docs/model.md 5.4); empty for an arm that cannot re-treat (no patient re-treated)."""
+    again = ~np.isnan(a.retreatment_day.values)
+    if not again.any():
+        return {}
+    km = kaplan_meier(a.retreatment_pfs_time_days.values[again], a.retreatment_pfs_event.values[again])
+    return {"retreated_rate": _rate(again), "retreatment_pfs_median_months": _months(km.median()),
+            "retreatment_pfs_median_ci": _months_ci(km.median_ci())}
 
 
 def _rate(flags: np.ndarray) -> float:

@@ -275,6 +275,9 @@ class Covariates(Strict):
     lesion_count: Marginal = Field(
         Normal(dist="normal", mean=1.0, sd=0.0),
         description="Lesions per patient (rounded, 1 to lesions.max_lesions); default: one lesion holding the tumour.")
+    lymphocytes_1e9_per_l: Marginal = Field(
+        Normal(dist="normal", mean=1.5, sd=0.0),
+        description="Baseline lymphocyte count; read only when [marrow.lymphocytes] is given, which requires it.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
@@ -474,8 +477,8 @@ class NaturalHistory(Strict):
         description="Post-progression hazard x (growth rate / cohort median growth rate)^exponent.")
 
 
-class Neutrophils(Strict):
-    """The same marrow model for neutrophils (docs/model.md 4.7)."""
+class BloodLineKinetics(Strict):
+    """The marrow model of a blood line besides the platelets (neutrophils, lymphocytes; docs/model.md 4.7)."""
 
     mtt_days: Days
     lifespan_days: Days = Field(description="Mean residence time of the circulating compartment.")
@@ -500,7 +503,9 @@ class Marrow(Strict):
         0.5, description="First trial step of each interval of the adaptive RK4 (docs/model.md 4.1).")
     window_after_last_cycle_days: Days = Field(description="Follow-up of the last cycle's nadir.")
     fatal_grade4_probability: Probability = Field(description="Death at a cycle's grade-4 nadir.")
-    neutrophils: Neutrophils
+    neutrophils: BloodLineKinetics
+    lymphocytes: BloodLineKinetics | None = Field(
+        None, description="Lymphocyte line (lymphopenia); omitted: not modelled (docs/model.md 4.7).")
 
 
 class Kidney(Strict):
@@ -582,6 +587,19 @@ class ArmDosimetry(Strict):
         1.0, description="Multiplies the method's CVs (0 = exact dosimetry; 100: CVs far beyond any method's).")
 
 
+class Retreatment(Strict):
+    """Salvage re-treatment at progression (docs/model.md 5.4): a short second course, fixed activity, for a patient
+    whose first course ended without a toxicity stop and whose first progression comes late enough."""
+
+    min_pfs_months: Months = Field(description="Re-treat only at a first progression at least this late.")
+    cycles: int = Field(ge=1, le=10)
+    activity_gbq: ActivityGBq
+    interval_weeks: IntervalWeeks
+    kidney_bed_limit_gy: DoseGy | None = Field(
+        None, description="A re-treatment cycle is given only if the known cumulative kidney BED of both courses "
+        "stays within this (binds only where dosimetry measured the kidney).")
+
+
 class FixedArm(ArmBase):
     """Fixed activity per cycle at a fixed interval; stops at progression."""
 
@@ -595,6 +613,7 @@ class FixedArm(ArmBase):
         "baseline (VISION: 4 cycles, then 2 more with evidence of response).")
     dose_modification: DoseModification = Field(default_factory=DoseModification)
     dosimetry: ArmDosimetry | None = None
+    retreatment: Retreatment | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -632,6 +651,7 @@ class GuidedArm(ArmBase):
     continue_after_cycle: int | None = Field(None, ge=1)
     dose_modification: DoseModification = Field(default_factory=DoseModification)
     dosimetry: ArmDosimetry
+    retreatment: Retreatment | None = None
 
     @model_validator(mode="after")
     def _rule_fields(self) -> GuidedArm:
@@ -717,6 +737,9 @@ class Config(Strict):
                     raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "
                                      "repair_half_time_h)")
         self._marrow_alpha_bounded()
+        given = self.cohort.covariates.model_fields_set
+        if self.marrow.lymphocytes is not None and "lymphocytes_1e9_per_l" not in given:
+            raise ValueError("[marrow.lymphocytes] needs the baseline cohort.covariates.lymphocytes_1e9_per_l")
         if self.uncertainty is not None:
             data = self.model_dump(mode="json")
             for param in self.uncertainty.parameters:
@@ -883,6 +906,24 @@ def set_dotted(data: dict, path: str, value: Any) -> None:
     node[last] = value
 
 
+def set_dotted_in(data: dict, path: str, value: Any, source: str) -> None:
+    """``set_dotted``, its error naming ``source`` (the file and table the override comes from)."""
+    try:
+        set_dotted(data, path, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {str(exc).removeprefix('override ')}") from None
+
+
+def flatten_dotted(value: Any, prefix: str = "") -> dict[str, Any]:
+    """An ``[overrides]`` table, which may nest (``trial.patients = 100``, ``[overrides.trial]``), as dotted paths."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(flatten_dotted(v, f"{prefix}.{k}" if prefix else k))
+    return out
+
+
 def get_dotted(data: dict, path: str) -> Any:
     """The value at ``a.b.c`` in nested dicts; list items (arms) are addressed by their ``name``."""
     parts = path.split(".")
@@ -980,12 +1021,19 @@ def select_arms(data: dict, names: list[str], source: str) -> None:
 
 
 def read_scenario(path: str | Path) -> dict:
-    """A scenario file's mapping before validation: ``extends`` resolved, and a top-level
-    ``select_arms = [...]`` applied (only those of the, possibly inherited, arms are kept)."""
+    """A scenario file's mapping before validation: ``extends`` resolved, a top-level ``select_arms = [...]``
+    applied (only those of the, possibly inherited, arms are kept), then its ``[overrides]`` (dotted paths, as on
+    the command line and in sweep files: ``"arms.NAME.field" = value``)."""
     data = read_toml(path)
     selected = data.pop("select_arms", None)
     if selected is not None:
         select_arms(data, selected if isinstance(selected, list) else [selected], str(path))
+    overrides = data.pop("overrides", None)
+    if overrides is not None:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: overrides{_shown(overrides)}: must be a table of dotted paths")
+        for key, value in flatten_dotted(overrides).items():
+            set_dotted_in(data, key, value, f"{path}: overrides")
     return data
 
 

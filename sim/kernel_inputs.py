@@ -69,13 +69,19 @@ def arm_cycles(arm: FixedArm | GuidedArm | ControlArm) -> int:
     return 0 if isinstance(arm, ControlArm) else arm.cycles
 
 
+def arm_cycle_slots(arm: FixedArm | GuidedArm | ControlArm) -> int:
+    """The most cycles an arm can give: its course and, if it has one, the re-treatment course."""
+    retreatment = getattr(arm, "retreatment", None)
+    return arm_cycles(arm) + (retreatment.cycles if retreatment is not None else 0)
+
+
 def axes_of(cfg: Config) -> Axes:
     """Organs: the required ones and any that an agent of the scenario gives dosimetry for (registry order);
     blood lines: those the marrow config models; lesions: ``lesions.max_lesions``."""
     agents = cfg.agents.values()
     organs = tuple(o for o in ORGANS if o.required or any(getattr(a, o.name, None) is not None for a in agents))
     lines = tuple(b for b in BLOOD_LINES if b.kinetics(cfg.marrow) is not None)
-    return Axes(organs, lines, cfg.lesions.max_lesions, max(1, *(arm_cycles(a) for a in cfg.arms)))
+    return Axes(organs, lines, cfg.lesions.max_lesions, max(1, *(arm_cycle_slots(a) for a in cfg.arms)))
 
 
 @dataclass
@@ -571,6 +577,12 @@ def _measured_cycles(c: Context) -> int:
     return c.arm.cycles if dosimetry.measured_cycles is None else min(dosimetry.measured_cycles, c.arm.cycles)
 
 
+def _retreatment(c: Context, field: str, none: float) -> float:
+    r = getattr(c.arm, "retreatment", None)
+    value = getattr(r, field, None) if r is not None else None
+    return none if value is None else value
+
+
 def _kidney_limits(c: Context) -> tuple[float, float]:
     return c.arm.kidney_limits() if isinstance(c.arm, GuidedArm) else (math.inf, math.inf)
 
@@ -598,6 +610,16 @@ REGIMEN_INPUTS = (
           lambda c: c.guided("reduce_last_cycle_to_limit", False), np.bool_),
     Input("measured_cycles", "1", (), "arms.dosimetry.measured_cycles (all cycles if unset; 0 without dosimetry)",
           _measured_cycles, np.int64),
+    Input("retreat_cycles", "1", (), "arms.retreatment.cycles (0: no re-treatment)",
+          lambda c: _retreatment(c, "cycles", 0), np.int64),
+    Input("retreat_min_day", "day", (), "arms.retreatment.min_pfs_months",
+          lambda c: _retreatment(c, "min_pfs_months", math.inf) * DAYS_PER_MONTH),
+    Input("retreat_activity_gbq", "GBq", (), "arms.retreatment.activity_gbq",
+          lambda c: _retreatment(c, "activity_gbq", 0.0)),
+    Input("retreat_interval_days", "day", (), "arms.retreatment.interval_weeks",
+          lambda c: _retreatment(c, "interval_weeks", 1.0) * DAYS_PER_WEEK),
+    Input("retreat_kidney_limit_gy", "Gy", (), "arms.retreatment.kidney_bed_limit_gy (inf: none)",
+          lambda c: _retreatment(c, "kidney_bed_limit_gy", math.inf)),
     Input("withhold_grade", "1", ("blood_line",), "arms.dose_modification.withhold_<line>_grade",
           lambda c: _line_rule(c, "withhold_rule")),
     Input("reduce_grade", "1", ("blood_line",), "arms.dose_modification.reduce_after_<line>_grade",

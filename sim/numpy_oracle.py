@@ -292,7 +292,7 @@ def marrow_advance_np(y: np.ndarray, t0: np.ndarray, t1: np.ndarray, dose_rate: 
         aq, lf, bl = alpha[rows], log_fixed[rows], beta_over_lam[rows]
         kq = tuple(v[rows] for v in kin)
         hq = h[rows]
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # an unused branch where the dose rate is ~0
             hq = np.where(aq * rq * hq > MARROW_MAX_KILL_PER_STEP, MARROW_MAX_KILL_PER_STEP / (aq * rq), hq)
         last = tq + hq >= end
         hq = np.where(last, end - tq, hq)
@@ -364,6 +364,7 @@ class _Arm:
         self.n_lines = patients.blood_baseline.shape[1]
         self.k_max = int(sizes["cycle"])
         self.n_cycles = int(regimen.n_cycles)
+        self.n_retreat = int(regimen.retreat_cycles)
         self.rule = int(regimen.rule)
         self._check(sizes)
         self.out = kernel_outputs.allocate(sizes)
@@ -379,8 +380,8 @@ class _Arm:
             if int(sizes[dim]) != size:
                 raise ValueError(f"sizes[{dim!r}] = {sizes[dim]}, the inputs have {size}")
         r = self.regimen
-        if not 0 <= self.n_cycles <= self.k_max:
-            raise ValueError("need 0 <= regimen.n_cycles <= sizes['cycle']")
+        if not 0 <= self.n_cycles <= self.n_cycles + self.n_retreat <= self.k_max:
+            raise ValueError("need 0 <= regimen.n_cycles (+ retreat_cycles >= 0) <= sizes['cycle']")
         if self.rule == policy.RULE_FIXED and r.activities_gbq.shape[0] < self.n_cycles:
             raise ValueError("a fixed regimen needs an activity per cycle (activities_gbq)")
         if self.n_cycles > 1 and not r.recheck_days > 0.0:
@@ -394,7 +395,7 @@ class _Arm:
     def _init_streams(self, seed: int) -> None:
         """Every draw a patient may need: per cycle (organ and lesion doses, fatal grade 4) and per event."""
         ids, o, les = self.P.patient_id, self.organs, recist
-        k = max(self.n_cycles, 1)
+        k = max(self.n_cycles + self.n_retreat, 1)
         self.z_intra = [normals_np(seed, ids, o.intra_stream[j], 0, k) for j in range(self.n_organs)]
         self.z_meas = [normals_np(seed, ids, o.measurement_stream[j], 0, k) for j in range(self.n_organs)]
         self.z_lesion_intra = [normals_np(seed, ids, stream_item(les.LESION_INTRA_STREAM, j), 0, k)
@@ -410,6 +411,7 @@ class _Arm:
         self.e_pre = -np.log(u(ev_codes.PRE_PROGRESSION_DEATH_STREAM))
         self.e_pp = -np.log(u(ev_codes.POST_PROGRESSION_DEATH_STREAM))
         self.e_nl = -np.log(u(les.NEW_LESION_STREAM))
+        self.e_nl_retreat = -np.log(u(les.NEW_LESION_RETREATMENT_STREAM))
         self.u_neph, self.z_neph = u(NEPHROPATHY_STREAM), ndtri(u(NEPHROPATHY_LATENCY_STREAM))
         self.u_mds, self.z_mds = u(ev_codes.MDS_ONSET_STREAM), ndtri(u(ev_codes.MDS_LATENCY_STREAM))
         self.e_mds = -np.log(u(ev_codes.MDS_DEATH_STREAM))
@@ -440,8 +442,9 @@ class _Arm:
         self.t_tumour = np.zeros(n)
         self.active = np.ones(n, dtype=bool)
         self.j_scan = np.zeros(n, dtype=np.int64)
-        self.progressed = np.zeros(n, dtype=bool)
+        self.progressed = np.zeros(n, dtype=bool)  # the current course's progression
         self.t_prog = np.zeros(n)
+        self.t_first_prog = np.full(n, np.inf)  # the first progression: the PFS end point
         self.prog_type = np.full(n, recist.PROGRESSION_NONE)
         self.nadir_vol = self.v0.copy()
         self.sum0, self.non_target_nadir, _, _ = self._reading(np.arange(n))
@@ -457,6 +460,9 @@ class _Arm:
         n, r = self.n, self.regimen
         self.k_given = np.zeros(n, dtype=np.int64)
         self.cycles_open = np.full(n, self.n_cycles > 0)
+        self.cycle_limit = np.full(n, self.n_cycles)
+        self.retreated = np.zeros(n, dtype=bool)
+        self.t_retreat = np.full(n, np.nan)
         self.t_due = np.zeros(n)  # first due day of the pending cycle
         self.t_cycle_event = np.zeros(n)  # its due day or re-check
         self.withheld = np.zeros(n, dtype=bool)
@@ -643,7 +649,8 @@ class _Arm:
         target_sum, non_target, gone, vol = self._reading(idx)
         has_target = self.sum0[idx] > 0.0
         value = np.where(has_target, target_sum, vol)
-        better = value < self.best_value[idx]
+        first = ~self.retreated[idx]  # response end points describe the first course
+        better = (value < self.best_value[idx]) & first
         bi = idx[better]
         self.best_value[bi] = value[better]
         lesion_vol = self.s_vol[bi] + self.p_vol[bi] + self.n_vol[bi] + self.d_vol[bi]
@@ -662,37 +669,87 @@ class _Arm:
         pi = idx[prog]
         self.progressed[pi] = True
         self.t_prog[pi] = t[prog]
-        self.prog_type[pi] = (np.where(grew[prog], recist.PROGRESSION_TARGET, 0)
-                              + np.where(new_lesion[prog], recist.PROGRESSION_NEW_LESION, 0))
-        self.best[pi] = np.where(self.best[pi] == recist.RESPONSE_NE, recist.RESPONSE_PD, self.best[pi])
-        self.active[pi] = False
-        self._end_cycles(pi)
+        fp = prog & first
+        fi = idx[fp]
+        self.t_first_prog[fi] = t[fp]
+        self.prog_type[fi] = (np.where(grew[fp], recist.PROGRESSION_TARGET, 0)
+                              + np.where(new_lesion[fp], recist.PROGRESSION_NEW_LESION, 0))
+        self.best[fi] = np.where(self.best[fi] == recist.RESPONSE_NE, recist.RESPONSE_PD, self.best[fi])
+        starts = self._retreatable(pi, t[prog])
+        self.active[pi[~starts]] = False
+        self._end_cycles(pi[~starts])
+        self._start_retreatment(pi[starts], t[prog][starts])
 
         keep = ~prog
         ei = idx[keep]
+        first = first[keep]
         level = np.where(gone[keep], recist.RESPONSE_CR,
                          np.where(has_target[keep] & (target_sum[keep] <= recist.PR_SUM_RATIO * self.sum0[ei]),
                                   recist.RESPONSE_PR, recist.RESPONSE_SD))
         counted = level
         if self.lesions.confirm_response:
             counted = np.where(level != recist.RESPONSE_SD, np.maximum(level, self.prev_level[ei]), level)
-        self.best[ei] = np.where(self.best[ei] == recist.RESPONSE_NE, counted, np.minimum(self.best[ei], counted))
-        self.prev_level[ei] = level
-        self.nadir_vol[ei] = np.minimum(self.nadir_vol[ei], vol[keep])
+        best = np.where(self.best[ei] == recist.RESPONSE_NE, counted, np.minimum(self.best[ei], counted))
+        self.best[ei] = np.where(first, best, self.best[ei])
+        self.prev_level[ei] = np.where(first, level, self.prev_level[ei])
+        self.nadir_vol[ei] = np.where(first, np.minimum(self.nadir_vol[ei], vol[keep]), self.nadir_vol[ei])
         self.sum_nadir[ei] = np.minimum(self.sum_nadir[ei], target_sum[keep])
         self.non_target_nadir[ei] = np.minimum(self.non_target_nadir[ei], non_target[keep])
         self.last_scan_volume[ei] = vol[keep]
+
+    def _retreatable(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Who starts the re-treatment course at a progression at ``t`` (docs/model.md 5.4): a first progression on
+        or after the minimum PFS, the first course over without a toxicity stop, no MDS/AML, the first re-treatment
+        cycle within the kidney budget."""
+        r = self.regimen
+        return ((self.n_retreat > 0) & ~self.retreated[idx] & (self.k_given[idx] > 0) & ~self.cycles_open[idx]
+                & ~self.discontinued[idx] & (t >= r.retreat_min_day) & (self.mds_onset[idx] > t)
+                & self._retreatment_fits(idx))
+
+    def _start_retreatment(self, idx: np.ndarray, t: np.ndarray) -> None:
+        """The re-treatment course starts at ``t``: the RECIST baseline is the tumour now, new lesions count afresh,
+        dose modification starts over, MDS/AML is decided again (if not yet diagnosed) when the course ends."""
+        self.retreated[idx] = True
+        self.t_retreat[idx] = t
+        self.progressed[idx] = False
+        self.sum0[idx], self.non_target_nadir[idx], _, self.last_scan_volume[idx] = self._reading(idx)
+        self.sum_nadir[idx] = self.sum0[idx]
+        self.hazard_nl[idx] = 0.0
+        self.e_nl[idx] = self.e_nl_retreat[idx]
+        self.cycles_open[idx] = True
+        self.t_due[idx] = self.t_cycle_event[idx] = t
+        self.cycle_limit[idx] = self.k_given[idx] + self.n_retreat
+        self.withheld[idx] = self.reduced[idx] = False
+        self.n_reductions[idx] = 0
+        self.horizon[idx] = np.inf
+        self.mds_decided[idx[np.isinf(self.mds_onset[idx])]] = False
+
+    def _retreatment_fits(self, idx: np.ndarray) -> np.ndarray:
+        """A re-treatment cycle keeps the known kidney BED within the limit (its BED predicted from the measured
+        Gy/GBq; 0 without kidney dosimetry)."""
+        r, ko = self.regimen, int(self.kidney.organ)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gk = np.where(self.measured_activity[idx] > 0.0,
+                          self.measured_gy[idx, ko] / self.measured_activity[idx], 0.0)
+        d = float(r.retreat_activity_gbq) * gk
+        predicted = d * (1.0 + self.g_kidney[idx] * d / self.organs.alpha_beta_gy[ko])
+        return self.known_bed_gy[idx, ko] + predicted <= r.retreat_kidney_limit_gy
 
     def _cycle_event(self, idx: np.ndarray, t: np.ndarray) -> None:
         """A due day or re-check: continue_after_cycle, then (cycles after the first) the guided rule's stop test
         and the dose-modification rules, then the administration."""
         r = self.regimen
-        if r.continue_after > 0:
-            stop = (self.k_given[idx] >= r.continue_after) & ~(self.last_scan_volume[idx] < self.v0[idx])
+        again = self.retreated[idx]
+        if again.any():
+            stop = again & ~self._retreatment_fits(idx)
             self._end_cycles(idx[stop])
-            idx, t = idx[~stop], t[~stop]
+            idx, t, again = idx[~stop], t[~stop], again[~stop]
+        if r.continue_after > 0:
+            stop = (self.k_given[idx] >= r.continue_after) & ~(self.last_scan_volume[idx] < self.v0[idx]) & ~again
+            self._end_cycles(idx[stop])
+            idx, t, again = idx[~stop], t[~stop], again[~stop]
         if self.rule != policy.RULE_FIXED:
-            later = self.k_given[idx] >= 1
+            later = (self.k_given[idx] >= 1) & ~again
             li = idx[later]
             stop, reached, activity = self._prescribe(li)
             self.activity_next[li] = activity
@@ -739,7 +796,9 @@ class _Arm:
             return
         r, out, b = self.regimen, self.out, self.blood
         k = self.k_given[idx]
-        nominal = r.activities_gbq[k] if self.rule == policy.RULE_FIXED else self.activity_next[idx]
+        nominal = r.activities_gbq[np.minimum(k, r.activities_gbq.shape[0] - 1)] if self.rule == policy.RULE_FIXED \
+            else self.activity_next[idx]
+        nominal = np.where(self.retreated[idx], float(r.retreat_activity_gbq), nominal)
         activity = nominal * np.where(self.reduced[idx], 1.0 - r.reduction_fraction, 1.0)
         measured = k < r.measured_cycles
         out.cycle_time_days[idx, k] = t
@@ -763,8 +822,9 @@ class _Arm:
         self.t_last[idx] = t
         self.withheld[idx] = False
         self.k_given[idx] += 1
-        self.t_due[idx] = self.t_cycle_event[idx] = t + r.interval_days
-        self._end_cycles(idx[self.k_given[idx] >= self.n_cycles])
+        self.t_due[idx] = self.t_cycle_event[idx] = t + np.where(self.retreated[idx], r.retreat_interval_days,
+                                                                 r.interval_days)
+        self._end_cycles(idx[self.k_given[idx] >= self.cycle_limit[idx]])
 
     def _known(self, measured: np.ndarray, value: np.ndarray, activity: np.ndarray, measured_sum: np.ndarray,
                measured_activity: np.ndarray) -> np.ndarray:
@@ -923,8 +983,14 @@ class _Arm:
         """PFS (progression, death, else censored at the last scan), OS, cause, response and MDS/AML."""
         out, prog, censor, P = self.out, self.progressed, self.censor, self.P
         died = death <= censor
-        out.pfs_time_days[:] = np.where(prog, self.t_prog, np.where(died, death, self.last_scan_day))
-        out.pfs_event[:] = prog | died
+        first = np.isfinite(self.t_first_prog)
+        out.pfs_time_days[:] = np.where(first, self.t_first_prog, np.where(died, death, self.last_scan_day))
+        out.pfs_event[:] = first | died
+        again = self.retreated
+        end = np.where(prog, self.t_prog, np.where(died, death, np.maximum(self.last_scan_day, self.t_retreat)))
+        out.retreatment_day[:] = self.t_retreat
+        out.retreatment_pfs_time_days[:] = np.where(again, end - self.t_retreat, np.nan)
+        out.retreatment_pfs_event[:] = again & (prog | died)
         out.os_time_days[:] = np.where(died, death, censor)
         out.os_event[:] = died
         out.death_cause[:] = np.where(died, cause, ev_codes.CAUSE_ALIVE)

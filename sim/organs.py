@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.kernels.marrow import NEUTROPHIL_GRADE_BELOW, PLATELET_GRADE_BELOW
+from sim.kernels.marrow import LYMPHOCYTE_GRADE_BELOW, NEUTROPHIL_GRADE_BELOW, PLATELET_GRADE_BELOW
 
 
 def has_kidney_risk_factor(covariates: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,5 +77,10 @@ BLOOD_LINES: tuple[BloodLine, ...] = (
               lambda m: (m.neutrophils.mtt_days, m.neutrophils.lifespan_days, m.neutrophils.feedback_gamma,
                          m.neutrophils.alpha_ratio),
               "withhold_neutrophil_grade", "reduce_after_neutrophil_grade"),
+    # optional (docs/model.md 4.7); no dose-modification rules: the Lutathera and Pluvicto labels name none for it
+    BloodLine("lymphocytes", "lymphopenia", "lymphocytes_1e9_per_l", LYMPHOCYTE_GRADE_BELOW,
+              lambda m: None if m.lymphocytes is None else (m.lymphocytes.mtt_days, m.lymphocytes.lifespan_days,
+                                                            m.lymphocytes.feedback_gamma, m.lymphocytes.alpha_ratio),
+              None, None),
 )
 FATAL_LINE = "platelets"  # a fatal grade-4 nadir is tied to thrombocytopenia (docs/model.md 4.1)

@@ -267,22 +267,6 @@ def get_dotted(data: dict, path: str, source: str) -> Any:
                           ) from None
 
 
-def _set(data: dict, path: str, value: Any, source: str) -> None:
-    try:
-        config.set_dotted(data, path, value)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {str(exc).removeprefix('override ')}") from None
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    """``[overrides]`` may be written as nested tables (``trial.patients = 100``): flatten to dotted paths."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
-    else:
-        out[prefix] = value
-
-
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Sweep:
     """Read a sweep file, expand and validate every scenario; raise ConfigError naming the first bad field.
 
@@ -320,11 +304,10 @@ def from_mapping(raw: dict[str, Any], path: Path, overrides: dict[str, Any] | No
         raise ConfigError(f"{path}: {config.problems(exc, raw)}") from None
     base_path = (path.parent / spec.base)
     base = config.read_scenario(base_path)
-    fixed: dict[str, Any] = {}
-    _flatten("", spec.overrides, fixed)
+    fixed = config.flatten_dotted(spec.overrides)
     fixed.update(overrides or {})
     for key, value in fixed.items():
-        _set(base, key, value, f"{path}: overrides")
+        config.set_dotted_in(base, key, value, f"{path}: overrides")
     base_config = config.validate(copy.deepcopy(base), f"{base_path} (with the sweep's overrides)")
     resolved = base_config.model_dump(mode="json")  # with defaults: the value a path has when not swept
 
@@ -364,7 +347,7 @@ def from_mapping(raw: dict[str, Any], path: Path, overrides: dict[str, Any] | No
         assignments = [a for part in point for a in part]
         data = copy.deepcopy(base)
         for p, _, value in assignments:
-            _set(data, p, value, str(path))
+            config.set_dotted_in(data, p, value, str(path))
         for r in range(spec.replicates):
             index = len(sweep.scenarios)
             what = [f"{p} = {v!r}" for p, _, v in assignments] + ([f"replicate {r}"] if spec.replicates > 1 else [])

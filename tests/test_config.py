@@ -152,6 +152,25 @@ def test_extends_and_select_arms(tmp_path):
         config.load(loop)
 
 
+def test_scenario_overrides_table(tmp_path):
+    """A scenario's [overrides] sets dotted paths after extends and select_arms (arms by name), nested or quoted."""
+    cfg = config.load(CONFIGS / "retreatment.toml")
+    fixed = cfg.arm("fixed_netter1")
+    assert fixed.retreatment.cycles == 2 and fixed.retreatment.kidney_bed_limit_gy is None
+    assert cfg.arm("iluminet").retreatment.kidney_bed_limit_gy == 40.0 and "re-treatment" in cfg.arm("p_prrt").label
+    assert config.load(CONFIGS / "guided_vs_fixed.toml").arm("fixed_netter1").retreatment is None  # base untouched
+    child = tmp_path / "child.toml"
+    base = (CONFIGS / "netter1.toml").as_posix()
+    child.write_text(f'extends = "{base}"\n[overrides.trial]\npatients = 77\n')
+    assert config.load(child).trial.patients == 77
+    child.write_text(f'extends = "{base}"\n[overrides]\n"arms.nope.cycles" = 2\n')
+    with pytest.raises(ConfigError, match=r"child.toml: overrides: .*nope"):
+        config.load(child)
+    child.write_text(f'extends = "{base}"\noverrides = 3\n')
+    with pytest.raises(ConfigError, match=r"child.toml: overrides = 3: must be a table"):
+        config.load(child)
+
+
 def test_marrow_sensitivity_product_is_bounded():
     """Each factor within its range, their product not: refused, naming the product and the bound."""
     overrides = {"marrow.alpha_per_gy": 100.0, "marrow.prior_chemotherapy_multiplier": 100.0}

@@ -42,6 +42,8 @@ def run_kernel(inp, sizes):
                                      "arms.iluminet.min_activity_gbq": 1.0}),
     ("guided_vs_fixed", "p_prrt", {}),
     ("guided_vs_fixed", "tumour_guided", {"arms.tumour_guided.dosimetry.measured_cycles": 2}),
+    ("retreatment", "fixed_netter1", {}),
+    ("retreatment", "iluminet", {"arms.iluminet.retreatment.kidney_bed_limit_gy": 30.0}),
 ])
 def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     cfg = load_small(scenario, patients=1500, **overrides)
@@ -465,3 +467,42 @@ def test_a_forked_child_runs_the_threaded_loops():
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
+
+
+def _retreat(first_progression: float, **rules):
+    """A tumour doubling in 300 days (no kill), 4 x 7.4 GBq q8w, then re-treatment of 2 x 7.4 GBq q8w from
+    ``first_progression`` on, scans every 12 weeks to day 3000; the outputs of row 0."""
+    p = P(admin_censor_day=3000.0)
+    return run_one(p, n_cycles=4, k_max=6, retreat_cycles=2, retreat_min_day=first_progression,
+                   retreat_activity_gbq=7.4, retreat_interval_days=56.0, **rules)
+
+
+def test_retreatment_at_a_late_first_progression():
+    plain = run_one(P(admin_censor_day=3000.0), n_cycles=4, k_max=6)
+    t1 = plain.pfs_time_days
+    assert plain.pfs_event == 1 and t1 > 3 * 56.0 and np.isnan(plain.retreatment_day)
+    late = _retreat(t1 + 1.0)  # progression before the minimum PFS: nothing changes
+    for name in kernel_outputs.Outputs._fields:
+        np.testing.assert_array_equal(getattr(late, name), getattr(plain, name), err_msg=name)
+    again = _retreat(t1)
+    assert again.retreatment_day == t1 and again.cycles_given == 6
+    np.testing.assert_array_equal(again.cycle_time_days, [0.0, 56.0, 112.0, 168.0, t1, t1 + 56.0])
+    assert again.pfs_time_days == t1 and again.best_response == plain.best_response  # end points of course 1
+    assert again.progression_type == plain.progression_type
+    # the RECIST baseline is the tumour at t1: the next progression needs +20 % over it, a later scan
+    assert again.retreatment_pfs_event == 1 and again.retreatment_pfs_time_days > 0.0
+    assert again.os_time_days >= plain.os_time_days
+    assert again.bed_gy[:, KIDNEY].sum() > plain.bed_gy[:4, KIDNEY].sum()
+
+
+def test_retreatment_within_the_known_kidney_budget():
+    # kidney dosimetry on every cycle (true doses, 0.5 Gy/GBq: 3.7 Gy per cycle): the budget decides how many
+    # re-treatment cycles fit, a re-treatment cycle's BED predicted from the measured Gy/GBq
+    t1 = run_one(P(admin_censor_day=3000.0), n_cycles=4, k_max=6).pfs_time_days
+    full = _retreat(t1, measured_cycles=4)
+    beds = full.bed_gy[:, KIDNEY]
+    assert full.cycles_given == 6 and beds[4] == pytest.approx(beds[0], rel=1e-12)
+    one = _retreat(t1, measured_cycles=4, retreat_kidney_limit_gy=beds[:5].sum() * (1 + 1e-9))
+    assert one.cycles_given == 5 and one.retreatment_day == t1
+    none = _retreat(t1, measured_cycles=4, retreat_kidney_limit_gy=beds[:4].sum())  # budget spent: not eligible
+    assert none.cycles_given == 4 and np.isnan(none.retreatment_day)

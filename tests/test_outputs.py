@@ -19,9 +19,10 @@ from .conftest import load_small
 def test_dataset_schema(netter1_dataset):
     ds = netter1_dataset
     lesions = json.loads(ds.attrs["config_json"])["lesions"]["max_lesions"]
-    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4, "organ": 2, "lesion": lesions, "blood_line": 2}
-    assert list(ds.organ.values) == ["kidney", "marrow"] and list(ds.blood_line.values) == ["platelets", "neutrophils"]
-    assert list(ds.adverse_event.values) == ["thrombocytopenia", "neutropenia"]
+    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4, "organ": 2, "lesion": lesions, "blood_line": 3}
+    assert list(ds.organ.values) == ["kidney", "marrow"]
+    assert list(ds.blood_line.values) == ["platelets", "neutrophils", "lymphocytes"]
+    assert list(ds.adverse_event.values) == ["thrombocytopenia", "neutropenia", "lymphopenia"]
     for name in ("activity_gbq", "cycle_time_days", "delay_days"):
         assert ds[name].dims == ("arm", "patient", "cycle") and ds[name].attrs["units"]
     for name in ("dose_gy", "dose_measured_gy", "bed_gy"):
@@ -136,7 +137,8 @@ def test_summary_keys(netter1_dataset):
     keys = {"n_patients", "median_pfs_months", "median_os_months", "pfs_at_months", "os_at_months",
             "objective_response_rate", "cycles_median", "cycles_mean", "cumulative_activity_gbq_median",
             "kidney_dose_gy_median", "kidney_bed_gy_median", "marrow_dose_gy_median", "tumour_dose_gy_median",
-            "grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate", "grade3plus_haematological_rate",
+            "grade3plus_thrombocytopenia_rate", "grade3plus_neutropenia_rate", "grade3plus_lymphopenia_rate",
+            "grade3plus_haematological_rate",
             "grade3plus_renal_rate",
             "mds_aml_rate", "dose_reductions_rate", "delays_rate"}
     for arm in s["arms"].values():

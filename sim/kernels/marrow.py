@@ -38,9 +38,12 @@ scalars: the current dose rate ``r = Rdot(t)`` and the committed dose ``Dsum = s
 to ``Dsum`` (``marrow_after_cycle``). The caller must split integration at each administration day (the dose
 rate jumps there), which it does anyway as cycles are events of the patient loop.
 
-Blood lines. The model runs once per blood line (platelets, neutrophils, ...: the ``blood_line`` axis), each
-with its own kinetics (``mtt_days``, ``lifespan_days``, ``gamma``), baseline count and radiosensitivity
-``alpha_i x alpha_ratio``, and the same dose-rate forcing and reserve loss (docs/model.md 4.1, 4.7).
+Blood lines. The model runs once per blood line (platelets, neutrophils, lymphocytes: the ``blood_line`` axis),
+each with its own kinetics (``mtt_days``, ``lifespan_days``, ``gamma``), baseline count and radiosensitivity
+``alpha_i x alpha_ratio``, and the same dose-rate forcing and reserve loss (docs/model.md 4.1, 4.7). Lymphocytes
+(optional) use the same five compartments with slow lymphopoiesis, a circulating residence of weeks, weak feedback
+and a radiosensitivity above the platelet line's: an effective model, driven by the marrow dose rate, of a depletion
+that in patients also comes from the blood, spleen and lymph-node dose (docs/model.md 4.7).
 
 Integrator (``marrow_advance``): classical RK4 with step-size control (``MARROW_*`` below). Each step also
 evaluates the right-hand side at its end (first same as last: that is the next step's first stage, so an accepted
@@ -133,6 +136,9 @@ MARROW_MIN_STEP_DAYS = 1e-6
 # CTCAE v5.0 grade thresholds (NCI 2017), 1e9/L: grade g if count < thresholds[g - 1].
 PLATELET_GRADE_BELOW = (150.0, 75.0, 50.0, 25.0)  # platelet count decreased (LLN 150)
 NEUTROPHIL_GRADE_BELOW = (2.0, 1.5, 1.0, 0.5)  # neutrophil count decreased (LLN 2.0)
+# lymphocyte count decreased: grade 1 below the LLN, 2 < 0.8, 3 < 0.5, 4 < 0.2 (LLN 1.0: a typical laboratory's; CTCAE
+# grades grade 1 against the local LLN)
+LYMPHOCYTE_GRADE_BELOW = (1.0, 0.8, 0.5, 0.2)
 GRADE4 = 3  # index of the grade-4 threshold
 
 FATAL_GRADE4_STREAM = stream_id("marrow/fatal-grade4")  # counter: cycle

@@ -36,7 +36,9 @@ STATE = np.dtype([
     ("sum0", np.float64), ("sum_nadir", np.float64), ("non_target_nadir", np.float64),  # RECIST sums (mm, mL)
     ("best_value", np.float64),  # smallest target sum (tumour volume without targets) at a scan so far
     ("prev_level", np.int64), ("best", np.int64),
-    ("progressed", np.bool_), ("progression_day", np.float64), ("progression_type", np.int64),
+    ("progressed", np.bool_), ("progression_day", np.float64),  # the current course's progression
+    ("first_progression_day", np.float64), ("progression_type", np.int64),  # the first (the PFS end point)
+    ("retreated", np.bool_), ("retreat_day", np.float64), ("cycle_limit", np.int64),
     ("k", np.int64), ("cycles_open", np.bool_), ("due", np.float64), ("first_due", np.float64),
     ("withheld", np.bool_), ("reduced", np.bool_), ("n_reductions", np.int64), ("discontinued", np.bool_),
     ("reached", np.bool_), ("last_admin", np.float64), ("uptake_decline", np.float64),
@@ -96,8 +98,8 @@ def simulate_patient(i, seed, P, organs, lesions, blood, kid, ev, regimen, scans
         if not advance(i, s, t, P, lesions, blood, w):
             break  # a fatal grade-4 nadir came first
         if is_scan:
-            if read_scan(i, s, t, P, lesions, out, w):
-                break  # progression
+            if read_scan(i, s, t, P, lesions, out, w) and not retreat(i, s, t, P, organs, lesions, kid, regimen, w):
+                break  # progression, and no re-treatment
         else:
             cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w)
     finish(i, s, P, organs, blood, kid, ev, regimen, out, w)
@@ -126,7 +128,9 @@ def start(i, s, seed, P, lesions, blood, ev, regimen, w):
     s.nadir = s.last_scan_volume = s.v0
     s.prev_level, s.best = tumour.RESPONSE_SD, tumour.RESPONSE_NE
     s.progression_type = tumour.PROGRESSION_NONE
+    s.first_progression_day = s.retreat_day = math.inf
     s.cycles_open = regimen.n_cycles > 0
+    s.cycle_limit = regimen.n_cycles
     s.uptake_decline = 1.0
     s.mds_onset = s.t_mds = s.horizon = math.inf
     teff = P.teff_h[i, blood.organ]
@@ -179,7 +183,7 @@ def read_scan(i, s, t, P, lesions, out, w):
     s.next_scan += 1
     target_sum, non_target, gone, volume = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
     value = target_sum if s.sum0 > 0.0 else volume
-    if value < s.best_value:
+    if value < s.best_value and not s.retreated:  # response end points describe the first course
         s.best_value = value
         for j in range(P.lesion_count[i]):
             out.lesion_volume_ratio_best[i, j] = (tumour.lesion_volume(i, j, w.stroma, w.positive, w.negative, w.dead)
@@ -191,18 +195,22 @@ def read_scan(i, s, t, P, lesions, out, w):
     s.last_scan_day = t
     if target_pd or non_target_pd or new_lesion:
         s.progressed, s.progression_day = True, t
-        s.progression_type = ((tumour.PROGRESSION_TARGET if target_pd or non_target_pd else 0)
-                              + (tumour.PROGRESSION_NEW_LESION if new_lesion else 0))
-        if s.best == tumour.RESPONSE_NE:
-            s.best = tumour.RESPONSE_PD
+        if not s.retreated:
+            s.first_progression_day = t
+            s.progression_type = ((tumour.PROGRESSION_TARGET if target_pd or non_target_pd else 0)
+                                  + (tumour.PROGRESSION_NEW_LESION if new_lesion else 0))
+            if s.best == tumour.RESPONSE_NE:
+                s.best = tumour.RESPONSE_PD
         return True
-    level = tumour.response_level(target_sum, s.sum0, gone)
-    counted = level
-    if lesions.confirm_response and level != tumour.RESPONSE_SD:
-        counted = max(level, s.prev_level)
-    s.best = counted if s.best == tumour.RESPONSE_NE else min(s.best, counted)
-    s.prev_level = level
-    s.nadir = min(s.nadir, volume)
+    if not s.retreated:
+        level = tumour.response_level(target_sum, s.sum0, gone)
+        counted = level
+        if lesions.confirm_response and level != tumour.RESPONSE_SD:
+            counted = max(level, s.prev_level)
+        s.best = counted if s.best == tumour.RESPONSE_NE else min(s.best, counted)
+        s.prev_level = level
+    if not s.retreated:
+        s.nadir = min(s.nadir, volume)
     s.sum_nadir = min(s.sum_nadir, target_sum)
     s.non_target_nadir = min(s.non_target_nadir, non_target)
     s.last_scan_volume = volume
@@ -210,12 +218,49 @@ def read_scan(i, s, t, P, lesions, out, w):
 
 
 @njit(inline="always", **KERNEL)
+def retreat(i, s, t, P, organs, lesions, kid, regimen, w):
+    """At a first progression on or after ``retreat_min_day``, a patient whose course was over, without a toxicity
+    stop, who has no MDS/AML, and whose first re-treatment cycle fits the kidney budget starts the re-treatment
+    course at ``t`` (docs/model.md 5.4): the RECIST baseline is the tumour now, new lesions count afresh. Returns
+    whether it starts."""
+    if (regimen.retreat_cycles == 0 or s.retreated or s.k == 0 or s.cycles_open or s.discontinued
+            or t < regimen.retreat_min_day or s.mds_onset <= t
+            or not retreat_cycle_fits(i, s, P, organs, kid, regimen, w)):
+        return False
+    s.retreated, s.retreat_day, s.progressed = True, t, False
+    s.sum0, s.non_target_nadir, _, s.last_scan_volume = tumour.reading(i, P, lesions, w.stroma, w.positive,
+                                                                        w.negative, w.dead)
+    s.sum_nadir = s.sum0
+    s.new_lesion_h = 0.0
+    s.new_lesion_threshold = rng.draw_exponential(s.pkey, tumour.NEW_LESION_RETREATMENT_STREAM)
+    s.cycles_open, s.due, s.first_due, s.cycle_limit = True, t, t, s.k + regimen.retreat_cycles
+    s.withheld = s.reduced = False
+    s.n_reductions = 0
+    s.horizon = math.inf
+    if s.mds_onset == math.inf:
+        s.mds_decided = False  # decided again, on the dose of both courses, when the re-treatment ends
+    return True
+
+
+@njit(inline="always", **KERNEL)
+def retreat_cycle_fits(i, s, P, organs, kid, regimen, w):
+    """Whether a re-treatment cycle keeps the patient's known kidney BED within the re-treatment limit."""
+    ko = kid.organ
+    return policy.retreatment_fits(regimen, w.known_bed_gy[i, ko], regimen.retreat_activity_gbq,
+                                   w.measured_gy[i, ko] / max(s.measured_activity, 1e-300),
+                                   g_factor(P.known_teff_h[i, ko], organs.repair_h[ko]), organs.alpha_beta_gy[ko])
+
+
+@njit(inline="always", **KERNEL)
 def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
     """A cycle is due (or re-checked) at ``t``: decide the dose (continuation, guided rule, dose modification),
     administer it, and close the course when no cycle is left (docs/model.md 4.5, 5.2)."""
-    stop = (regimen.continue_after > 0 and s.k >= regimen.continue_after and not s.last_scan_volume < s.v0)
-    activity = regimen.guided_activity_gbq
-    if not stop and s.k > 0 and regimen.rule != policy.RULE_FIXED:
+    stop = (regimen.continue_after > 0 and s.k >= regimen.continue_after and not s.last_scan_volume < s.v0
+            and not s.retreated)
+    activity = regimen.retreat_activity_gbq if s.retreated else regimen.guided_activity_gbq
+    if s.retreated:
+        stop = not retreat_cycle_fits(i, s, P, organs, kid, regimen, w)
+    elif not stop and s.k > 0 and regimen.rule != policy.RULE_FIXED:
         ko, mo = kid.organ, blood.organ
         stop, s.reached, activity = policy.guided_prescription(
             regimen, s.k, known_kidney(i, regimen, kid, w), w.known_gy[i, mo], w.lesion_known_gy[i, 0],
@@ -234,12 +279,12 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
     if stop:
         s.cycles_open = False
     else:
-        nominal = regimen.activities_gbq[s.k] if regimen.rule == policy.RULE_FIXED else activity
+        nominal = regimen.activities_gbq[s.k] if regimen.rule == policy.RULE_FIXED and not s.retreated else activity
         administer(i, s, t, nominal * (1.0 - regimen.reduction_fraction if s.reduced else 1.0), P, organs, lesions,
                    blood, regimen, out, w)
     if not s.cycles_open:
         s.horizon = s.last_admin + blood.window_days
-        if s.k > 0:
+        if s.k > 0 and not s.mds_decided:
             decide_mds(i, s, P, ev)
 
 
@@ -273,8 +318,8 @@ def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     s.last_admin = t
     s.withheld = False
     s.k = k + 1
-    s.due = s.first_due = t + regimen.interval_days
-    if s.k >= regimen.n_cycles:
+    s.due = s.first_due = t + (regimen.retreat_interval_days if s.retreated else regimen.interval_days)
+    if s.k >= s.cycle_limit:
         s.cycles_open = False
 
 
@@ -325,6 +370,7 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
             death_day, cause = day, events.CAUSE_TREATMENT
         marrow.record_blood_cycle(i, s.k - 1, s.last_admin, blood, w.marrow, w.nadir, w.nadir_day, out)
     record_survival(i, s, death_day, cause, out)
+    record_retreatment(i, s, death_day, out)
     e_end, e_landmark, renal_day, acute = kidney.kidney_outcomes(
         s.pkey, P.egfr_baseline_ml_min[i], P.egfr_decline_ml_min_per_year[i], P.kidney_risk_factor[i],
         kidney.radiation_decline(kid, P.kidney_risk_factor[i]), P.acute_renal_day[i], out.cycle_time_days[i],
@@ -372,10 +418,27 @@ def record_lesions(i, s, P, out):
 
 
 @njit(inline="always", **KERNEL)
+def record_retreatment(i, s, death_day, out):
+    """The re-treatment day and the PFS after it (to the next progression or death, else censored at the last
+    scan), in days from the re-treatment."""
+    if not s.retreated:
+        return
+    out.retreatment_day[i] = s.retreat_day
+    if s.progressed:
+        end, event = s.progression_day, True
+    elif death_day <= s.censor_day:
+        end, event = death_day, True
+    else:
+        end, event = max(s.last_scan_day, s.retreat_day), False
+    out.retreatment_pfs_time_days[i] = end - s.retreat_day
+    out.retreatment_pfs_event[i] = event
+
+
+@njit(inline="always", **KERNEL)
 def record_survival(i, s, death_day, cause, out):
     """PFS (progression, death, else censored at the last scan), OS, cause, response and MDS/AML records."""
-    if s.progressed:
-        pfs_day, pfs_event = s.progression_day, True
+    if s.first_progression_day < math.inf:
+        pfs_day, pfs_event = s.first_progression_day, True
     elif death_day <= s.censor_day:
         pfs_day, pfs_event = death_day, True
     else:

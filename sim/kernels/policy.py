@@ -85,6 +85,14 @@ def guided_prescription(policy, k, kidney_known, marrow_known, tumour_known, g_k
 
 
 @njit(inline="always", **KERNEL)
+def retreatment_fits(policy, kidney_known_bed, activity, g_kidney, g_factor_kidney, alpha_beta_kidney):
+    """Whether a re-treatment cycle of ``activity`` keeps the known cumulative kidney BED within the re-treatment
+    limit, its BED predicted from the measured Gy/GBq ``g_kidney`` (0 without kidney dosimetry: never binds)."""
+    d = activity * g_kidney
+    return kidney_known_bed + d * (1.0 + g_factor_kidney * d / alpha_beta_kidney) <= policy.retreat_kidney_limit_gy
+
+
+@njit(inline="always", **KERNEL)
 def target_reached(policy, risk_factor, kidney_known, tumour_known):
     """Whether the known cumulative quantity meets the rule's target or limit after the last cycle."""
     if policy.rule == RULE_KIDNEY_LIMIT:

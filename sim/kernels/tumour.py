@@ -32,6 +32,7 @@ PROGRESSION_MEANINGS = "none target_growth new_lesion target_growth_and_new_lesi
 LESION_INTRA_STREAM = stream_id("dosimetry/lesion/intra-patient")
 LESION_MEASUREMENT_STREAM = stream_id("dosimetry/lesion/measurement")
 NEW_LESION_STREAM = stream_id("tumour/new-lesion")
+NEW_LESION_RETREATMENT_STREAM = stream_id("tumour/new-lesion-after-retreatment")
 
 
 @njit(inline="always", **KERNEL)
