@@ -167,8 +167,8 @@ def _agreement(out: kernel_outputs.Outputs, other: kernel_outputs.Outputs, plate
     differ = np.zeros(n, dtype=bool)
     for name in DISCRETE:
         differ |= (getattr(out, name) != getattr(other, name)).reshape(n, -1).any(axis=1)
-    nadirs = out.blood_nadir_1e9_per_l[..., platelets]
-    other_nadirs = other.blood_nadir_1e9_per_l[..., platelets]
+    nadirs = out.blood_nadir[..., platelets]
+    other_nadirs = other.blood_nadir[..., platelets]
     return {"patients_with_different_discrete_outcomes": int(differ.sum()),
             "max_rel_diff_pfs_days": _rel_diff(out.pfs_time_days, other.pfs_time_days),
             "max_rel_diff_os_days": _rel_diff(out.os_time_days, other.os_time_days),

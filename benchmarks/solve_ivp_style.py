@@ -93,7 +93,7 @@ class Marrow:
         self.k_tr = [4.0 / mtt for mtt in blood.mtt_days.tolist()]
         self.k_circ = [1.0 / life for life in blood.lifespan_days.tolist()]
         self.gamma = blood.gamma.tolist()
-        self.reserve = float(blood.reserve_per_gy)
+        self.reserve = [float(blood.reserve_per_gy) * ratio for ratio in blood.reserve_ratio.tolist()]
         self.lam = LN2 / (teff_h / HOURS_PER_DAY) if teff_h > 0.0 else 0.0  # 1/day; no agent: never treated
         self.y = np.repeat(np.asarray(baseline, dtype=np.float64), STATES)
         self.dose_rate = 0.0  # Gy/day at self.t
@@ -117,7 +117,7 @@ class Marrow:
         for b in self.lines:
             p, x1, x2, x3, c = values[STATES * b:STATES * (b + 1)]
             k_tr, k_circ = self.k_tr[b], self.k_circ[b]
-            log_setpoint = self.log_baseline[b] - self.reserve * delivered
+            log_setpoint = self.log_baseline[b] - self.reserve[b] * delivered
             feedback = math.exp(self.gamma[b] * (log_setpoint - math.log(c)))
             out += [k_tr * p * (feedback - 1.0) - self.alpha[b] * r * p, k_tr * (p - x1), k_tr * (x1 - x2),
                     k_tr * (x2 - x3), k_circ * (x3 - c)]
@@ -404,10 +404,10 @@ class Course:
         """Cycle ``c``'s nadir, its day after the administration, its grade and the count at its end, per line."""
         counts = self.marrow.counts()
         for b in self.marrow.lines:
-            self.out.blood_nadir_1e9_per_l[self.i, c, b] = self.low[b]
+            self.out.blood_nadir[self.i, c, b] = self.low[b]
             self.out.blood_nadir_day[self.i, c, b] = self.low_day[b] - self.last_admin
             self.out.blood_grade[self.i, c, b] = _grade(self.low[b], self.grade_below[b])
-            self.out.blood_end_1e9_per_l[self.i, c, b] = counts[b]
+            self.out.blood_end[self.i, c, b] = counts[b]
 
     def decide_mds(self) -> None:
         """MDS/AML onset and death (a linear-exponential risk in the cumulative marrow dose)."""
@@ -470,7 +470,8 @@ class Course:
         out.lesion_dose_gy[i, :, m:] = out.lesion_bed_gy[i, :, m:] = math.nan  # absent lesions
         for b in self.marrow.lines:
             out.blood_worst_grade[i, b] = max([_grade(p.blood_baseline[b], self.grade_below[b]),
-                                               *out.blood_grade[i, :k, b].tolist()])
+                                               *out.blood_grade[i, :k, b].tolist(),
+                                               *([3] if p.blood_background_day[b] <= out.os_time_days[i] else [])])
         mds = self.mds_onset < death_day and self.mds_onset <= self.censor
         out.mds_aml[i], out.mds_aml_day[i] = mds, self.mds_onset if mds else math.nan
         out.discontinued_for_toxicity[i] = self.discontinued

@@ -278,6 +278,9 @@ class Covariates(Strict):
     lymphocytes_1e9_per_l: Marginal = Field(
         Normal(dist="normal", mean=1.5, sd=0.0),
         description="Baseline lymphocyte count; read only when [marrow.lymphocytes] is given, which requires it.")
+    haemoglobin_g_dl: Marginal = Field(
+        Normal(dist="normal", mean=13.0, sd=0.0),
+        description="Baseline haemoglobin (g/dL); read only when [marrow.haemoglobin] is given, which requires it.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
@@ -478,13 +481,16 @@ class NaturalHistory(Strict):
 
 
 class BloodLineKinetics(Strict):
-    """The marrow model of a blood line besides the platelets (neutrophils, lymphocytes; docs/model.md 4.7)."""
+    """The marrow model of a blood line besides the platelets (neutrophils, lymphocytes, haemoglobin; docs/model.md
+    4.7, 4.8)."""
 
     mtt_days: Days
     lifespan_days: Days = Field(description="Mean residence time of the circulating compartment.")
     feedback_gamma: Annotated[float, Field(ge=0, le=1)]
     alpha_ratio: PositiveMultiplierOrZero = Field(
         description="Progenitor radiosensitivity relative to the platelet line.")
+    reserve_ratio: PositiveMultiplierOrZero = Field(
+        1.0, description="Permanent set-point loss per Gy relative to marrow.reserve_loss_per_gy.")
 
 
 class Marrow(Strict):
@@ -506,6 +512,11 @@ class Marrow(Strict):
     neutrophils: BloodLineKinetics
     lymphocytes: BloodLineKinetics | None = Field(
         None, description="Lymphocyte line (lymphopenia); omitted: not modelled (docs/model.md 4.7).")
+    haemoglobin: BloodLineKinetics | None = Field(
+        None, description="Red-cell line, in g/dL of haemoglobin (anaemia); omitted: not modelled (docs/model.md 4.8).")
+    background_grade3_per_year: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(
+        default_factory=dict, description="Per blood line (by name), the hazard of a grade >= 3 decrease of other "
+        "causes (disease, bleeding, other treatment), in every arm (docs/model.md 4.8).")
 
 
 class Kidney(Strict):
@@ -740,6 +751,14 @@ class Config(Strict):
         given = self.cohort.covariates.model_fields_set
         if self.marrow.lymphocytes is not None and "lymphocytes_1e9_per_l" not in given:
             raise ValueError("[marrow.lymphocytes] needs the baseline cohort.covariates.lymphocytes_1e9_per_l")
+        if self.marrow.haemoglobin is not None and "haemoglobin_g_dl" not in given:
+            raise ValueError("[marrow.haemoglobin] needs the baseline cohort.covariates.haemoglobin_g_dl")
+        lines = ["platelets", "neutrophils", *(n for n in ("lymphocytes", "haemoglobin")
+                                               if getattr(self.marrow, n) is not None)]
+        unknown = sorted(set(self.marrow.background_grade3_per_year) - set(lines))
+        if unknown:
+            raise ValueError(f"marrow.background_grade3_per_year names {unknown}: not a blood line of this scenario "
+                             f"(lines: {lines})")
         if self.uncertainty is not None:
             data = self.model_dump(mode="json")
             for param in self.uncertainty.parameters:

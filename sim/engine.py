@@ -26,7 +26,7 @@ KEEP_LEVELS = ("cycles", "patients", "summary")
 COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platelets_1e9_per_l": "1e9/L",
                    "neutrophils_1e9_per_l": "1e9/L", "tumour_volume_ml": "mL", "doubling_time_months": "month",
                    "new_lesion_rate_per_month": "1/month", "tumour_alpha_per_gy": "1/Gy",
-                   "lymphocytes_1e9_per_l": "1e9/L"}
+                   "lymphocytes_1e9_per_l": "1e9/L", "haemoglobin_g_dl": "g/dL"}
 
 
 def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort, out: kernel_outputs.Outputs) -> None:
@@ -103,6 +103,8 @@ def dataset(cfg: Config, axes: Axes, arrays: dict[str, np.ndarray], cohort: coho
         "blood_line": ("blood_line", [b.name for b in axes.blood_lines], {"long_name": "blood line"}),
         "adverse_event": ("blood_line", [b.adverse_event for b in axes.blood_lines],
                           {"long_name": "CTCAE term of the line's decrease"}),
+        "blood_line_units": ("blood_line", [b.units for b in axes.blood_lines],
+                             {"long_name": "units of the line's count (1e9/L; haemoglobin g/dL)"}),
     }
     if keep == "cycles":
         coords["cycle"] = ("cycle", np.arange(1, axes.cycles + 1, dtype=np.int16), {"long_name": "cycle number"})

@@ -157,7 +157,8 @@ def effect_streams(axes: Axes) -> list[tuple[str, int]]:
     return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in (*EFFECTS, *MEASUREMENT_EFFECTS)]
             + [("dosimetry/lesion/inter-patient", 0), ("lesion/discordant", 0)]
             + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS]
-            + [("marrow/alpha", 0), *((e, 0) for e in KIDNEY_EFFECTS)])
+            + [("marrow/alpha", 0), *((e, 0) for e in KIDNEY_EFFECTS)]
+            + [(f"blood/{b.name}/background", 0) for b in axes.blood_lines])
 
 
 def sigma_ln(cv: float) -> float:
@@ -348,6 +349,18 @@ def _acute_renal_day(c: Context) -> np.ndarray:
         return np.where(rate > 0.0, e / rate, math.inf)
 
 
+def _blood_background_day(c: Context) -> np.ndarray:
+    """Per blood line, the day of a grade >= 3 decrease of other causes: exponential at the line's
+    ``marrow.background_grade3_per_year`` (``inf`` without one), from the standard exponential ``-log Phi(-z)``."""
+    rates = c.cfg.marrow.background_grade3_per_year
+    days = []
+    for b in c.axes.blood_lines:
+        rate = rates.get(b.name, 0.0) / DAYS_PER_YEAR
+        e = -special.log_ndtr(-c.normal(f"blood/{b.name}/background"))
+        days.append(e / rate if rate > 0.0 else np.full(e.shape, math.inf))
+    return np.stack(days, axis=1)
+
+
 PATIENT_INPUTS = (
     Input("patient_id", "1", ("patient",), "global patient id (key of the patient's random streams)",
           lambda c: c.cohort.patient_ids, np.int64),
@@ -374,8 +387,10 @@ PATIENT_INPUTS = (
     Input("marrow_alpha_per_gy", "1/Gy", ("patient",),
           "marrow.alpha_per_gy x exp(alpha_sigma_ln z) x multipliers^(prior chemotherapy, bone metastases) x age",
           _marrow_alpha),
-    Input("blood_baseline", "1e9/L", ("patient", "blood_line"), "cohort.covariates.<line baseline covariate>",
+    Input("blood_baseline", "line units", ("patient", "blood_line"), "cohort.covariates.<line baseline covariate>",
           lambda c: np.stack([c.cov[b.baseline_covariate] for b in c.axes.blood_lines], axis=1)),
+    Input("blood_background_day", "day", ("patient", "blood_line"),
+          "exponential(marrow.background_grade3_per_year.<line>)", _blood_background_day),
     Input("gy_per_gbq", "Gy/GBq", ("patient", "organ"),
           "agents.<agent>.<organ>.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x uptake modifier x sink",
           _per_organ("dose")),
@@ -494,7 +509,8 @@ BLOOD_INPUTS = (
           _kinetics(1)),
     Input("gamma", "1", ("blood_line",), "marrow.feedback_gamma; marrow.<line>.feedback_gamma", _kinetics(2)),
     Input("alpha_ratio", "1", ("blood_line",), "1 for platelets; marrow.<line>.alpha_ratio", _kinetics(3)),
-    Input("grade_below", "1e9/L", ("blood_line", "grade"), "CTCAE v5.0 thresholds (sim/kernels/marrow.py)",
+    Input("reserve_ratio", "1", ("blood_line",), "1 for platelets; marrow.<line>.reserve_ratio", _kinetics(4)),
+    Input("grade_below", "line units", ("blood_line", "grade"), "CTCAE v5.0 thresholds (sim/kernels/marrow.py)",
           lambda c: [b.grade_below for b in c.axes.blood_lines]),
     Input("reserve_per_gy", "1/Gy", (), "marrow.reserve_loss_per_gy", lambda c: c.cfg.marrow.reserve_loss_per_gy),
     Input("first_step_days", "day", (), "marrow.max_step_days", lambda c: c.cfg.marrow.max_step_days),

@@ -54,6 +54,7 @@ from sim.kernels.marrow import (
     MARROW_MIN_STEP_DAYS,
     MARROW_MIN_STEP_FACTOR,
     MARROW_RTOL,
+    OTHER_CAUSE_GRADE,
 )
 from sim.rng import GOLDEN, M1, M2, STREAM_MULT
 from sim.units import DAYS_PER_YEAR, HOURS_PER_DAY
@@ -219,14 +220,14 @@ def grades(values: np.ndarray, thresholds_below: np.ndarray) -> np.ndarray:
 # The marrow model (docs/model.md 4.1, 4.7, sim/kernels/marrow.py), vectorised over rows.
 # --------------------------------------------------------------------------------------------------------
 class MarrowParams(NamedTuple):
-    """Blood-line constants per row (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``, feedback ``gamma``
-    (scalars or per-row arrays, one row per (patient, blood line)); the reserve loss per Gy and the first trial
-    step are shared by every line."""
+    """Blood-line constants per row (per day): ``k_tr = 4 / MTT``, ``k_circ = 1 / lifespan``, feedback ``gamma``,
+    the reserve loss per Gy ``beta`` (scalars or per-row arrays, one row per (patient, blood line)); the first trial
+    step is shared by every line."""
 
     k_tr: float | np.ndarray
     k_circ: float | np.ndarray
     gamma: float | np.ndarray
-    beta: float  # permanent set-point loss per Gy delivered
+    beta: float | np.ndarray  # permanent set-point loss per Gy delivered
     max_step: float  # first trial step of each interval (config max_step_days)
 
 
@@ -545,7 +546,8 @@ class _Arm:
             return mi, np.empty(0)
         m, lines, b = mi.size, self.n_lines, self.blood
         k_tr, k_circ, gamma = (np.tile(v, m) for v in self.line_kinetics)
-        mp = MarrowParams(k_tr, k_circ, gamma, float(b.reserve_per_gy), float(b.first_step_days))
+        beta = np.tile(b.reserve_per_gy * b.reserve_ratio, m)
+        mp = MarrowParams(k_tr, k_circ, gamma, beta, float(b.first_step_days))
         t0 = self.t_marrow[mi]
         shared = (np.repeat(a, lines) for a in (t0, t1, self.dose_rate[mi], self.committed[mi], self.lam[mi]))
         alpha = (self.P.marrow_alpha_per_gy[mi][:, None] * b.alpha_ratio[None, :]).reshape(-1)
@@ -571,10 +573,10 @@ class _Arm:
         """Cycle ``c`` (per patient) per blood line: running nadir, its day after the administration, its grade,
         and the count when the cycle's follow-up ended."""
         out = self.out
-        out.blood_nadir_1e9_per_l[idx, c] = self.run_nadir[idx]
+        out.blood_nadir[idx, c] = self.run_nadir[idx]
         out.blood_nadir_day[idx, c] = self.run_day[idx] - self.t_last[idx][:, None]
         out.blood_grade[idx, c] = grades(self.run_nadir[idx], self.blood.grade_below)
-        out.blood_end_1e9_per_l[idx, c] = self.y[_CIRC][idx]
+        out.blood_end[idx, c] = self.y[_CIRC][idx]
 
     def _decide_mds(self, idx: np.ndarray) -> None:
         """MDS/AML of treated patients whose cycles ended (docs/model.md 4.3); a death before progression first."""
@@ -1063,7 +1065,9 @@ class _Arm:
         out.cycles_given[:] = self.k_given
         out.discontinued_for_toxicity[:] = self.discontinued
         baseline = grades(self.P.blood_baseline, self.blood.grade_below)
-        out.blood_worst_grade[:] = np.maximum(baseline, out.blood_grade.max(axis=1, initial=0))
+        worst = np.maximum(baseline, out.blood_grade.max(axis=1, initial=0))
+        other_cause = self.P.blood_background_day <= out.os_time_days[:, None]  # docs/model.md 4.8
+        out.blood_worst_grade[:] = np.where(other_cause, np.maximum(worst, OTHER_CAUSE_GRADE), worst)
 
 
 def simulate_arm_oracle(seed, patients, organs, lesions, blood, kidney, events, regimen, scans,  # noqa: ANN001

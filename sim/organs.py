@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.kernels.marrow import LYMPHOCYTE_GRADE_BELOW, NEUTROPHIL_GRADE_BELOW, PLATELET_GRADE_BELOW
+from sim.kernels.marrow import (
+    HAEMOGLOBIN_GRADE_BELOW,
+    LYMPHOCYTE_GRADE_BELOW,
+    NEUTROPHIL_GRADE_BELOW,
+    PLATELET_GRADE_BELOW,
+)
 
 
 def has_kidney_risk_factor(covariates: dict[str, np.ndarray]) -> np.ndarray:
@@ -62,6 +67,7 @@ class BloodLine:
 
     name: str
     adverse_event: str  # CTCAE term of its decrease; the summary's grade3plus_<adverse_event>_rate
+    units: str  # of its count, baseline covariate and thresholds
     baseline_covariate: str
     grade_below: tuple[float, float, float, float]
     kinetics: Callable[..., tuple[float, float, float, float] | None]
@@ -69,18 +75,27 @@ class BloodLine:
     reduce_rule: str | None
 
 
+def _kinetics(table) -> tuple[float, float, float, float, float] | None:  # noqa: ANN001 - BloodLineKinetics
+    """A line's ``(mtt_days, lifespan_days, feedback_gamma, alpha_ratio, reserve_ratio)`` from its config table."""
+    if table is None:
+        return None
+    return table.mtt_days, table.lifespan_days, table.feedback_gamma, table.alpha_ratio, table.reserve_ratio
+
+
 BLOOD_LINES: tuple[BloodLine, ...] = (
-    BloodLine("platelets", "thrombocytopenia", "platelets_1e9_per_l", PLATELET_GRADE_BELOW,
-              lambda m: (m.mtt_days, m.platelet_lifespan_days, m.feedback_gamma, 1.0),
+    BloodLine("platelets", "thrombocytopenia", "1e9/L", "platelets_1e9_per_l", PLATELET_GRADE_BELOW,
+              lambda m: (m.mtt_days, m.platelet_lifespan_days, m.feedback_gamma, 1.0, 1.0),
               "withhold_platelet_grade", "reduce_after_platelet_grade"),
-    BloodLine("neutrophils", "neutropenia", "neutrophils_1e9_per_l", NEUTROPHIL_GRADE_BELOW,
-              lambda m: (m.neutrophils.mtt_days, m.neutrophils.lifespan_days, m.neutrophils.feedback_gamma,
-                         m.neutrophils.alpha_ratio),
+    BloodLine("neutrophils", "neutropenia", "1e9/L", "neutrophils_1e9_per_l", NEUTROPHIL_GRADE_BELOW,
+              lambda m: _kinetics(m.neutrophils),
               "withhold_neutrophil_grade", "reduce_after_neutrophil_grade"),
     # optional (docs/model.md 4.7); no dose-modification rules: the Lutathera and Pluvicto labels name none for it
-    BloodLine("lymphocytes", "lymphopenia", "lymphocytes_1e9_per_l", LYMPHOCYTE_GRADE_BELOW,
-              lambda m: None if m.lymphocytes is None else (m.lymphocytes.mtt_days, m.lymphocytes.lifespan_days,
-                                                            m.lymphocytes.feedback_gamma, m.lymphocytes.alpha_ratio),
+    BloodLine("lymphocytes", "lymphopenia", "1e9/L", "lymphocytes_1e9_per_l", LYMPHOCYTE_GRADE_BELOW,
+              lambda m: _kinetics(m.lymphocytes),
+              None, None),
+    # optional (docs/model.md 4.8): red cells as haemoglobin; no rule (the labels withhold for none)
+    BloodLine("haemoglobin", "anaemia", "g/dL", "haemoglobin_g_dl", HAEMOGLOBIN_GRADE_BELOW,
+              lambda m: _kinetics(m.haemoglobin),
               None, None),
 )
 FATAL_LINE = "platelets"  # a fatal grade-4 nadir is tied to thrombocytopenia (docs/model.md 4.1)

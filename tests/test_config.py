@@ -171,6 +171,16 @@ def test_scenario_overrides_table(tmp_path):
         config.load(child)
 
 
+def test_background_blood_hazards_name_lines_of_the_scenario():
+    config.load(CONFIGS / "vision.toml", {"marrow.background_grade3_per_year.neutrophils": 0.01})
+    with pytest.raises(ConfigError, match=r"background_grade3_per_year names \['lymphocytes'\]: not a blood line"):
+        config.load(CONFIGS / "vision.toml", {"marrow.background_grade3_per_year.lymphocytes": 0.01})
+    with pytest.raises(ConfigError, match=r"\[marrow.haemoglobin\] needs .*haemoglobin_g_dl"):
+        data = config.read_scenario(CONFIGS / "vision.toml")
+        del data["cohort"]["covariates"]["haemoglobin_g_dl"]
+        config.validate(data, "x")
+
+
 def test_marrow_sensitivity_product_is_bounded():
     """Each factor within its range, their product not: refused, naming the product and the bound."""
     overrides = {"marrow.alpha_per_gy": 100.0, "marrow.prior_chemotherapy_multiplier": 100.0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pytest
@@ -112,7 +114,7 @@ def test_untreated_growth_progresses_at_first_scan_past_threshold():
     assert o.pfs_time_days == 84.0 * np.ceil(t_star / 84.0) and o.pfs_event == 1
     assert o.progression_type == tumour.PROGRESSION_TARGET
     assert o.best_response == SD and o.cycles_given == 0
-    assert np.all(np.isnan(o.cycle_time_days)) and np.all(np.isnan(o.blood_nadir_1e9_per_l))
+    assert np.all(np.isnan(o.cycle_time_days)) and np.all(np.isnan(o.blood_nadir))
     assert np.all(o.activity_gbq == 0) and np.all(o.bed_gy == 0)
     assert np.all(o.blood_worst_grade == 0) and o.mds_aml == 0
 
@@ -200,7 +202,7 @@ def test_more_marrow_dose_deepens_the_nadir():
     nadirs = []
     for gy_per_gbq in (0.01, 0.03, 0.1, 0.3):
         o = run_one(P(gy_per_gbq=[0.5, gy_per_gbq], growth_per_day=1e-6))
-        nadirs.append(o.blood_nadir_1e9_per_l[:4, PLATELETS])
+        nadirs.append(o.blood_nadir[:4, PLATELETS])
         day = o.blood_nadir_day[:4, PLATELETS]
         assert np.all((day > 14) & (day <= 112))
     nadirs = np.array(nadirs)
@@ -237,7 +239,7 @@ def test_neutrophil_rules_act_alone():
     # more marrow dose, deeper neutrophil nadir
     deeper = run_one(P(gy_per_gbq=[0.5, 0.2], growth_per_day=1e-6, blood_baseline=[250.0, 2.0]),
                      blood_params=sensitive)
-    assert deeper.blood_nadir_1e9_per_l[0, NEUTROPHILS] < plain.blood_nadir_1e9_per_l[0, NEUTROPHILS]
+    assert deeper.blood_nadir[0, NEUTROPHILS] < plain.blood_nadir[0, NEUTROPHILS]
 
 
 def test_discontinue_after_max_delay_and_after_reductions():
@@ -506,3 +508,20 @@ def test_retreatment_within_the_known_kidney_budget():
     assert one.cycles_given == 5 and one.retreatment_day == t1
     none = _retreat(t1, measured_cycles=4, retreat_kidney_limit_gy=beds[:4].sum())  # budget spent: not eligible
     assert none.cycles_given == 4 and np.isnan(none.retreatment_day)
+
+
+def test_blood_decrease_of_other_causes_is_a_grade_3_by_the_end_of_follow_up():
+    # a grade >= 3 decrease of other causes (docs/model.md 4.8) counts in the line's worst grade when it comes before
+    # the end of follow-up, in a treated or an untreated patient, and changes nothing else
+    base = dict(growth_per_day=1e-7, admin_censor_day=1000.0)
+    for cycles in (4, 0):
+        plain = run_one(P(**base), n_cycles=cycles)
+        within = run_one(P(**base, blood_background_day=[math.inf, 999.0]), n_cycles=cycles)
+        after = run_one(P(**base, blood_background_day=[1001.0, math.inf]), n_cycles=cycles)
+        assert plain.blood_worst_grade[NEUTROPHILS] < 3 and plain.blood_worst_grade[PLATELETS] < 3
+        assert within.blood_worst_grade[NEUTROPHILS] == 3
+        assert within.blood_worst_grade[PLATELETS] == plain.blood_worst_grade[PLATELETS]
+        for name in kernel_outputs.Outputs._fields:
+            if name != "blood_worst_grade":
+                np.testing.assert_array_equal(getattr(within, name), getattr(plain, name), err_msg=name)
+            np.testing.assert_array_equal(getattr(after, name), getattr(plain, name), err_msg=name)

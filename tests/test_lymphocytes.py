@@ -21,7 +21,7 @@ from .test_numpy_oracle import _first_cycle_platelets, _reference_nadir
 PLT, NEU, LYM = 0, 1, 2
 # The three lines of the shipped scenarios' [marrow], [marrow.neutrophils] and [marrow.lymphocytes] (netter1.toml).
 LINES = dict(mtt_days=[20.0, 5.2, 14.0], lifespan_days=[5.0, 1.3, 30.0], gamma=[0.3, 0.16, 0.1],
-             alpha_ratio=[1.0, 0.55, 1.7],
+             alpha_ratio=[1.0, 0.55, 1.7], reserve_ratio=[1.0, 1.0, 1.0],
              grade_below=(marrow.PLATELET_GRADE_BELOW, marrow.NEUTROPHIL_GRADE_BELOW, marrow.LYMPHOCYTE_GRADE_BELOW))
 NEVER3 = [policy.NEVER_GRADE] * 3
 
@@ -49,10 +49,11 @@ def _three_line_run(marrow_gy_per_gbq, ids=None, cycles: int = 4, interval: floa
 
 
 def test_lymphocytes_are_on_the_blood_line_axis_of_the_scenarios_that_model_them(netter1_run):
-    assert list(netter1_run.blood_line.values) == ["platelets", "neutrophils", "lymphocytes"]
-    assert list(netter1_run.adverse_event.values) == ["thrombocytopenia", "neutropenia", "lymphopenia"]
+    assert list(netter1_run.blood_line.values) == ["platelets", "neutrophils", "lymphocytes", "haemoglobin"]
+    assert list(netter1_run.adverse_event.values) == ["thrombocytopenia", "neutropenia", "lymphopenia", "anaemia"]
+    assert list(netter1_run.blood_line_units.values) == ["1e9/L", "1e9/L", "1e9/L", "g/dL"]
     axes = kernel_inputs.axes_of(without_lymphocytes("netter1", 100))
-    assert [b.name for b in axes.blood_lines] == ["platelets", "neutrophils"]
+    assert [b.name for b in axes.blood_lines] == ["platelets", "neutrophils", "haemoglobin"]
 
 
 def test_nadir_and_grade_deepen_with_marrow_dose():
@@ -64,13 +65,13 @@ def test_nadir_and_grade_deepen_with_marrow_dose():
         np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-11, atol=0, equal_nan=True,
                                    err_msg=name)
     assert (got.cycles_given == 4).all()
-    nadir = np.nanmin(got.blood_nadir_1e9_per_l[:, :, LYM], axis=1)
+    nadir = np.nanmin(got.blood_nadir[:, :, LYM], axis=1)
     worst = got.blood_worst_grade[:, LYM]
     assert nadir[0] == 1.8 and worst[0] == 0
     assert np.all(np.diff(nadir) < 0) and np.all(np.diff(worst) >= 0)
     assert worst[-1] >= 3 and len(set(worst.tolist())) >= 3  # from grade 0 to grade >= 3 over these doses
     # the lymphocyte line is more sensitive than the platelet one: a deeper relative nadir at every dose
-    plt_relative = np.nanmin(got.blood_nadir_1e9_per_l[1:, :, PLT], axis=1) / 250.0
+    plt_relative = np.nanmin(got.blood_nadir[1:, :, PLT], axis=1) / 250.0
     assert np.all(nadir[1:] / 1.8 < plt_relative)
 
 
@@ -82,7 +83,7 @@ def test_first_cycle_lymphocyte_nadir_matches_solve_ivp():
     lam = math.log(2.0) / (60.0 / 24.0)
     circ = _first_cycle_platelets(dose, 1.8, 1.5 * 1.7, lam, t_end=112.0, mtt=14.0, lifespan=30.0, gamma=0.1)
     nadir, day = _reference_nadir(circ, 112.0)
-    assert got.blood_nadir_1e9_per_l[0, 0, LYM] == pytest.approx(nadir, rel=1e-4)
+    assert got.blood_nadir[0, 0, LYM] == pytest.approx(nadir, rel=1e-4)
     assert abs(got.blood_nadir_day[0, 0, LYM] - day) < 0.5  # a flat nadir: its day is less sharply defined
     assert got.blood_grade[0, 0, LYM] == marrow.line_grade(nadir, marrow.LYMPHOCYTE_GRADE_BELOW)
 
@@ -115,20 +116,21 @@ def test_adding_the_line_changes_no_other_output():
     """The line reads the marrow forcing and feeds nothing back, and its covariate is appended with a stream of its
     own: every other output and covariate, to the last bit, is what it was without them."""
     # last: a correlation given to it leaves the earlier rows of the copula's Cholesky factor as they were
-    assert config.COVARIATE_NAMES[-1] == "lymphocytes_1e9_per_l"
+    assert config.COVARIATE_NAMES[-2:] == ("lymphocytes_1e9_per_l", "haemoglobin_g_dl")
     for name in ("netter1", "guided_vs_fixed"):
         with_line = engine.run(load_small(name, patients=300))
         without = engine.run(without_lymphocytes(name, 300))
-        assert list(without.blood_line.values) == ["platelets", "neutrophils"]
+        others = list(without.blood_line.values)
+        assert others == ["platelets", "neutrophils", "haemoglobin"]
         for var in without.data_vars:
             if var == "lymphocytes_1e9_per_l":  # the line's own covariate (the default constant without it)
                 continue
             a = with_line[var]
             if "blood_line" in a.dims:
-                a = a.sel(blood_line=["platelets", "neutrophils"])
+                a = a.sel(blood_line=others)
             np.testing.assert_array_equal(a.values, without[var].values, err_msg=f"{name}: {var}")
         assert set(with_line.data_vars) == set(without.data_vars)
-        low = with_line.blood_nadir_1e9_per_l.sel(blood_line="lymphocytes")
+        low = with_line.blood_nadir.sel(blood_line="lymphocytes")
         assert np.nanmin(low.values) < 0.5  # the line is live, not a constant
 
 

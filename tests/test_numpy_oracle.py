@@ -294,11 +294,11 @@ def test_zero_marrow_dose_stays_at_baseline(line, baseline):
     out = _run(p, _regimen(3, 42.0, activities=np.full(3, 7.4)), [56.0, 112.0], 4, 3)
     given = int(out.cycles_given[0])
     assert given >= 1
-    np.testing.assert_array_equal(out.blood_nadir_1e9_per_l[0, :given, line], baseline[line])
+    np.testing.assert_array_equal(out.blood_nadir[0, :given, line], baseline[line])
     np.testing.assert_array_equal(out.blood_nadir_day[0, :given, line], 0.0)
     np.testing.assert_array_equal(out.blood_grade[0, :given, line], 1)
     assert out.blood_worst_grade[0, line] == 1
-    assert np.isnan(out.blood_nadir_1e9_per_l[0, given:, line]).all()
+    assert np.isnan(out.blood_nadir[0, given:, line]).all()
     assert not out.blood_grade[0, given:, line].any()
 
 
@@ -320,7 +320,7 @@ def test_first_cycle_nadir_matches_solve_ivp():
     # Reference: DOP853 at rtol 1e-10.
     out = _one_cycle_run()
     nadir, day = _reference_nadir(_first_cycle_platelets(1.2), 84.0)  # ~49.4 at day ~39.7
-    assert out.blood_nadir_1e9_per_l[0, 0, PLT] == pytest.approx(nadir, rel=1e-4)
+    assert out.blood_nadir[0, 0, PLT] == pytest.approx(nadir, rel=1e-4)
     assert abs(out.blood_nadir_day[0, 0, PLT] - day) < 0.05
     assert 50.0 - nadir > 0.5  # grade 3, clear of the threshold
     assert out.blood_grade[0, 0, PLT] == 3 == out.blood_worst_grade[0, PLT]
@@ -333,7 +333,7 @@ def test_fatal_grade4_at_the_nadir_day(p_fatal):
     p = _stable_patient(ids=(pid,), gy_per_gbq=[0.6, 2.5 / 7.4])
     out = _run(p, _regimen(2, 84.0, activities=np.full(2, 7.4)), [30.0, 90.0, 180.0], 2, seed,
                blood=_blood(fatal_grade4_probability=p_fatal))
-    nadir, day = out.blood_nadir_1e9_per_l[0, 0, PLT], out.blood_nadir_day[0, 0, PLT]
+    nadir, day = out.blood_nadir[0, 0, PLT], out.blood_nadir_day[0, 0, PLT]
     ref_nadir, ref_day = _reference_nadir(_first_cycle_platelets(2.5), 84.0)
     assert nadir == pytest.approx(ref_nadir, rel=1e-3) and abs(day - ref_day) < 0.05  # RK4 at 0.5 d: 3e-4
     assert nadir < 25.0 and out.blood_grade[0, 0, PLT] == 4
@@ -507,13 +507,13 @@ def test_first_cycle_neutrophil_nadir_matches_solve_ivp():
     # and ended by the window (84 d); neutrophil kinetics MTT 5.2 d, lifespan 1.3 d, gamma 0.16, ratio 1.
     out = _one_cycle_run()
     nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2), 84.0)  # ~1.079 at day ~13.2
-    assert out.blood_nadir_1e9_per_l[0, 0, NEU] == pytest.approx(nadir, rel=1e-3)
+    assert out.blood_nadir[0, 0, NEU] == pytest.approx(nadir, rel=1e-3)
     assert 1.5 - nadir > 0.1 and nadir - 1.0 > 0.05  # grade 2, clear of the thresholds
     assert out.blood_grade[0, 0, NEU] == 2 == out.blood_worst_grade[0, NEU]
     # The ratio scales the radiosensitivity: half as sensitive, a shallower nadir (grade 1).
     out = _one_cycle_run(_blood(alpha_ratio=[1.0, 0.5]), scans=(30.0, 60.0))
     nadir, _ = _reference_nadir(_first_cycle_neutrophils(1.2, alpha=0.75), 84.0)
-    assert out.blood_nadir_1e9_per_l[0, 0, NEU] == pytest.approx(nadir, rel=1e-3)
+    assert out.blood_nadir[0, 0, NEU] == pytest.approx(nadir, rel=1e-3)
     assert out.blood_grade[0, 0, NEU] == 1 == out.blood_worst_grade[0, NEU]
 
 
@@ -561,7 +561,7 @@ def test_neutrophils_leave_platelets_unchanged():
         if "blood_line" in o.dims:
             a, b = a[..., PLT], b[..., PLT]
         np.testing.assert_array_equal(a, b, err_msg=o.name)
-    assert (runs[0].blood_nadir_1e9_per_l[..., NEU] != runs[1].blood_nadir_1e9_per_l[..., NEU]).all()
+    assert (runs[0].blood_nadir[..., NEU] != runs[1].blood_nadir[..., NEU]).all()
 
 
 # ----------------------------------------------------------------------------------------------------------

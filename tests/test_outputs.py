@@ -19,17 +19,18 @@ from .conftest import load_small
 def test_dataset_schema(netter1_dataset):
     ds = netter1_dataset
     lesions = json.loads(ds.attrs["config_json"])["lesions"]["max_lesions"]
-    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4, "organ": 2, "lesion": lesions, "blood_line": 3}
+    assert dict(ds.sizes) == {"arm": 2, "patient": 400, "cycle": 4, "organ": 2, "lesion": lesions, "blood_line": 4}
     assert list(ds.organ.values) == ["kidney", "marrow"]
-    assert list(ds.blood_line.values) == ["platelets", "neutrophils", "lymphocytes"]
-    assert list(ds.adverse_event.values) == ["thrombocytopenia", "neutropenia", "lymphopenia"]
+    assert list(ds.blood_line.values) == ["platelets", "neutrophils", "lymphocytes", "haemoglobin"]
+    assert list(ds.adverse_event.values) == ["thrombocytopenia", "neutropenia", "lymphopenia", "anaemia"]
+    assert ds.blood_nadir.attrs["units"] == "blood_line_units" and list(ds.blood_line_units.values)[-1] == "g/dL"
     for name in ("activity_gbq", "cycle_time_days", "delay_days"):
         assert ds[name].dims == ("arm", "patient", "cycle") and ds[name].attrs["units"]
     for name in ("dose_gy", "dose_measured_gy", "bed_gy"):
         assert ds[name].dims == ("arm", "patient", "cycle", "organ") and ds[name].attrs["units"] == "Gy"
     for name in ("lesion_dose_gy", "lesion_bed_gy"):
         assert ds[name].dims == ("arm", "patient", "cycle", "lesion")
-    for name in ("blood_nadir_1e9_per_l", "blood_grade", "blood_end_1e9_per_l"):
+    for name in ("blood_nadir", "blood_grade", "blood_end"):
         assert ds[name].dims == ("arm", "patient", "cycle", "blood_line")
     assert ds.blood_worst_grade.dims == ("arm", "patient", "blood_line")
     for name in ("pfs_time_days", "pfs_event", "os_time_days", "os_event", "death_cause", "best_response",
@@ -52,13 +53,13 @@ def test_physical_consistency(netter1_dataset):
     assert np.array_equal(np.isnan(ds.cycle_time_days), ~given)
     assert float(ds.activity_gbq.sel(arm="control").sum()) == 0.0
     # blood nadirs exist exactly for the cycles given, and their grades follow CTCAE v5 thresholds
-    assert np.array_equal(np.isnan(ds.blood_nadir_1e9_per_l), ~given.broadcast_like(ds.blood_nadir_1e9_per_l))
-    assert np.array_equal(np.isnan(ds.blood_end_1e9_per_l), ~given.broadcast_like(ds.blood_end_1e9_per_l))
-    assert np.all((ds.blood_end_1e9_per_l >= ds.blood_nadir_1e9_per_l - 1e-9).where(given, True))
-    nadir = ds.blood_nadir_1e9_per_l.sel(blood_line="platelets").where(given)
+    assert np.array_equal(np.isnan(ds.blood_nadir), ~given.broadcast_like(ds.blood_nadir))
+    assert np.array_equal(np.isnan(ds.blood_end), ~given.broadcast_like(ds.blood_end))
+    assert np.all((ds.blood_end >= ds.blood_nadir - 1e-9).where(given, True))
+    nadir = ds.blood_nadir.sel(blood_line="platelets").where(given)
     expected_grade = (nadir < 150).astype(int) + (nadir < 75) + (nadir < 50) + (nadir < 25)
     assert np.array_equal(expected_grade.where(given, 0), ds.blood_grade.sel(blood_line="platelets"))
-    anc = ds.blood_nadir_1e9_per_l.sel(blood_line="neutrophils").where(given)
+    anc = ds.blood_nadir.sel(blood_line="neutrophils").where(given)
     anc_grade = (anc < 2.0).astype(int) + (anc < 1.5) + (anc < 1.0) + (anc < 0.5)
     assert np.array_equal(anc_grade.where(given, 0), ds.blood_grade.sel(blood_line="neutrophils"))
     assert np.all(ds.blood_worst_grade >= ds.blood_grade.max("cycle"))

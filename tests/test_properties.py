@@ -61,7 +61,7 @@ def test_invariants_of_one_course(p, regimen):
     assert np.all(o.dose_gy >= 0) and np.all(o.lesion_dose_gy >= 0)  # so cumulative doses never fall
     assert o.pfs_time_days <= o.os_time_days and o.cycles_given == given_.sum() <= n
     assert np.all(np.diff(o.cycle_time_days[given_]) >= interval)  # delays only lengthen intervals
-    assert np.all(o.blood_nadir_1e9_per_l[given_] > 0) and 0 <= o.egfr_end_ml_min <= p["egfr_baseline_ml_min"]
+    assert np.all(o.blood_nadir[given_] > 0) and 0 <= o.egfr_end_ml_min <= p["egfr_baseline_ml_min"]
 
 
 @SETTINGS
@@ -74,8 +74,8 @@ def test_more_activity_never_spares_an_organ(p, regimen, extra):
     high = outcomes(p, None, n, activity * extra, interval)
     assert np.all(high.dose_gy[0] > low.dose_gy[0]) and np.all(high.bed_gy[0] > low.bed_gy[0])
     assert high.lesion_dose_gy[0, 0] > low.lesion_dose_gy[0, 0]
-    assert high.blood_nadir_1e9_per_l[0, PLATELETS] <= low.blood_nadir_1e9_per_l[0, PLATELETS] + 1e-9
-    assert high.blood_nadir_1e9_per_l[0, NEUTROPHILS] <= low.blood_nadir_1e9_per_l[0, NEUTROPHILS] + 1e-12
+    assert high.blood_nadir[0, PLATELETS] <= low.blood_nadir[0, PLATELETS] + 1e-9
+    assert high.blood_nadir[0, NEUTROPHILS] <= low.blood_nadir[0, NEUTROPHILS] + 1e-12
     given_both = int(min(np.sum(~np.isnan(low.cycle_time_days)), np.sum(~np.isnan(high.cycle_time_days))))
     b_low, b_high = low.bed_gy[:given_both, KIDNEY].sum(), high.bed_gy[:given_both, KIDNEY].sum()
     rf = p["kidney_risk_factor"]

@@ -38,9 +38,10 @@ scalars: the current dose rate ``r = Rdot(t)`` and the committed dose ``Dsum = s
 to ``Dsum`` (``marrow_after_cycle``). The caller must split integration at each administration day (the dose
 rate jumps there), which it does anyway as cycles are events of the patient loop.
 
-Blood lines. The model runs once per blood line (platelets, neutrophils, lymphocytes: the ``blood_line`` axis),
-each with its own kinetics (``mtt_days``, ``lifespan_days``, ``gamma``), baseline count and radiosensitivity
-``alpha_i x alpha_ratio``, and the same dose-rate forcing and reserve loss (docs/model.md 4.1, 4.7). Lymphocytes
+Blood lines. The model runs once per blood line (platelets, neutrophils, lymphocytes, haemoglobin: the
+``blood_line`` axis), each with its own kinetics (``mtt_days``, ``lifespan_days``, ``gamma``), baseline count (in
+g/dL for haemoglobin) and radiosensitivity ``alpha_i x alpha_ratio``, reserve loss ``beta_reserve x reserve_ratio``,
+and the same dose-rate forcing (docs/model.md 4.1, 4.7, 4.8). Lymphocytes
 (optional) use the same five compartments with slow lymphopoiesis, a circulating residence of weeks, weak feedback
 and a radiosensitivity above the platelet line's: an effective model, driven by the marrow dose rate, of a depletion
 that in patients also comes from the blood, spleen and lymph-node dose (docs/model.md 4.7).
@@ -139,6 +140,10 @@ NEUTROPHIL_GRADE_BELOW = (2.0, 1.5, 1.0, 0.5)  # neutrophil count decreased (LLN
 # lymphocyte count decreased: grade 1 below the LLN, 2 < 0.8, 3 < 0.5, 4 < 0.2 (LLN 1.0: a typical laboratory's; CTCAE
 # grades grade 1 against the local LLN)
 LYMPHOCYTE_GRADE_BELOW = (1.0, 0.8, 0.5, 0.2)
+# anaemia, haemoglobin in g/dL: grade 1 below the LLN (12.0: the lower of the usual female and male limits), 2 < 10.0,
+# 3 < 8.0; grade 4 is "life-threatening consequences" with no laboratory value (never from a count here)
+HAEMOGLOBIN_GRADE_BELOW = (12.0, 10.0, 8.0, -math.inf)
+OTHER_CAUSE_GRADE = 3  # the grade recorded for a decrease of other causes (docs/model.md 4.8)
 GRADE4 = 3  # index of the grade-4 threshold
 
 FATAL_GRADE4_STREAM = stream_id("marrow/fatal-grade4")  # counter: cycle
@@ -309,7 +314,8 @@ def blood_advance(i, t0, t1, dose_rate, committed, lam, alpha, baseline, blood, 
     for b in range(state.shape[1]):
         low, low_day = marrow_advance(state[i, b], t0, t1, dose_rate, committed, lam, baseline[i, b],
                                       blood.mtt_days[b], blood.gamma[b], blood.lifespan_days[b],
-                                      alpha * blood.alpha_ratio[b], blood.reserve_per_gy, blood.first_step_days)
+                                      alpha * blood.alpha_ratio[b], blood.reserve_per_gy * blood.reserve_ratio[b],
+                                      blood.first_step_days)
         if low < nadir[i, b]:
             nadir[i, b], nadir_day[i, b] = low, low_day
         if b == blood.fatal_line:
@@ -329,7 +335,7 @@ def record_blood_cycle(i, c, admin_day, blood, state, nadir, nadir_day, out):
     """Cycle ``c``'s nadir per blood line, its day after the administration, its grade, and the count when the
     cycle's follow-up ended (next administration, end of the marrow window, death or censoring)."""
     for b in range(state.shape[1]):
-        out.blood_nadir_1e9_per_l[i, c, b] = nadir[i, b]
+        out.blood_nadir[i, c, b] = nadir[i, b]
         out.blood_nadir_day[i, c, b] = nadir_day[i, b] - admin_day
         out.blood_grade[i, c, b] = line_grade(nadir[i, b], blood.grade_below[b])
-        out.blood_end_1e9_per_l[i, c, b] = state[i, b, CIRC]
+        out.blood_end[i, c, b] = state[i, b, CIRC]
