@@ -38,6 +38,7 @@ ROWS = [
     ("Marrow dose, median (Gy)", lambda a: _fmt(a["marrow_dose_gy_median"], 2)),
     ("Index-lesion dose, median (Gy)", lambda a: _fmt(a["tumour_dose_gy_median"], 0)),
     ("Grade >=3 thrombocytopenia", lambda a: f"{a['grade3plus_thrombocytopenia_rate']:.1%}"),
+    ("Grade >=3 haematological (any line)", lambda a: f"{a['grade3plus_haematological_rate']:.1%}"),
     ("Renal grade >=3 (any cause)", lambda a: f"{a['grade3plus_renal_rate']:.1%}"),
     ("MDS/AML", lambda a: f"{a['mds_aml_rate']:.1%}"),
     ("Delayed / reduced / stopped (toxicity)",
