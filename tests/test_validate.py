@@ -75,3 +75,23 @@ def test_validate_writes_no_figure_unless_asked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["validate", "--config", "netter1.toml", "--patients", "200", "--json"]) in (0, 1)
     assert json.loads(capsys.readouterr().out) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_scenarios_and_targets(tmp_path):
+    """Installed from a wheel, outside the repository, validation finds the shipped scenarios and their targets."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True)
+    site = tmp_path / "site"
+    zipfile.ZipFile(next(tmp_path.glob("rptsim-*.whl"))).extractall(site)
+    code = ("from sim import validate; names = [t.config for t in validate.load_targets()]; "
+            "print(validate.CONFIGS); print(validate.target_scenario(validate.CONFIGS / 'iluminet.toml', names).name)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)}, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == [str(site / "sim" / "configs"), "netter1.toml"]
+    assert sorted(p.name for p in (site / "sim" / "configs").glob("*.toml")) == sorted(
+        p.name for p in (ROOT / "configs").glob("*.toml"))
