@@ -6,7 +6,6 @@ start-up); it imports only the parts of ``sim`` that every measurement needs.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import numpy as np
 
 from sim import cohort as cohort_mod
 from sim import config, kernel_outputs
-from sim.kernel_inputs import Axes, KernelInputs, Patients, axes_of, translate
+from sim.kernel_inputs import Axes, KernelInputs, axes_of, translate
 from sim.kernels.patient import run_arm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +59,7 @@ class ArmInputs:
 
     def subset(self, rows: np.ndarray) -> ArmInputs:
         """The same arm for the patients ``rows`` only: every per-patient input sliced along its first axis."""
-        patients = Patients(*(values[rows] for values in self.inputs.patients))
-        return ArmInputs(dataclasses.replace(self.inputs, patients=patients), self.axes)
+        return ArmInputs(self.inputs.patients_at(rows), self.axes)
 
 
 def kernel_inputs(cfg: config.Config, arm_name: str = LU_ARM) -> ArmInputs:

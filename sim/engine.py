@@ -29,14 +29,26 @@ COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platele
                    "lymphocytes_1e9_per_l": "1e9/L", "haemoglobin_g_dl": "g/dL"}
 
 
-def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort, out: kernel_outputs.Outputs) -> None:
-    """Simulate one arm on the given patients (a whole cohort or any chunk of it) into ``out``."""
-    run_arm(*translate(cfg, arm_name, patients).args(), out)
+PROGRESS_ROWS = 10_000  # patients per kernel call: progress is reported at least this often
+
+
+def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort, out: kernel_outputs.Outputs,
+             progress: Callable[[int], None] | None = None) -> None:
+    """Simulate one arm on the given patients (a whole cohort or any chunk of it) into ``out``, in kernel calls of
+    ``PROGRESS_ROWS`` patients, each followed by ``progress(patients done)`` (every patient's result is its own, so
+    the calls change nothing)."""
+    inputs, n = translate(cfg, arm_name, patients), len(patients)
+    for start in range(0, n, PROGRESS_ROWS):
+        part = slice(start, min(n, start + PROGRESS_ROWS))
+        run_arm(*inputs.patients_at(part).args(), kernel_outputs.rows(out, (part,)))
+        if progress is not None:
+            progress(part.stop - part.start)
 
 
 def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None,
         keep: str = "cycles") -> xr.Dataset:
-    """Simulate every arm of ``cfg`` on the same patients; ``progress(n)`` is called per finished chunk-arm."""
+    """Simulate every arm of ``cfg`` on the same patients; ``progress(n)`` is called per ``n`` patient-arms done
+    (at most ``PROGRESS_ROWS`` at a time)."""
     if keep not in KEEP_LEVELS:
         raise ValueError(f"keep = {keep!r}: must be one of {', '.join(KEEP_LEVELS)}")
     n, axes, names = cfg.trial.patients, axes_of(cfg), [arm.name for arm in cfg.arms]
@@ -50,16 +62,14 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
             cohorts.append(chunk)
         for a, name in enumerate(names):
             if full is not None:
-                simulate(cfg, name, chunk, kernel_outputs.rows(full, (a, part)))
+                simulate(cfg, name, chunk, kernel_outputs.rows(full, (a, part)), progress)
             else:
                 out = kernel_outputs.allocate(axes.sizes(len(chunk)))
-                simulate(cfg, name, chunk, out)
+                simulate(cfg, name, chunk, out, progress)
                 for var, values in kernel_outputs.patient_values(out, summary_only=keep == "summary").items():
                     if var not in kept:
                         kept[var] = np.empty((len(names), n, *values.shape[1:]), values.dtype)
                     kept[var][a, part] = values
-            if progress is not None:
-                progress(len(chunk))
     arrays = full._asdict() if full is not None else kept
     return dataset(cfg, axes, arrays, cohort_mod.concat(cohorts) if cohorts else None, keep, n)
 

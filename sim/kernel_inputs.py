@@ -16,6 +16,7 @@ and the kernel reads them by name (``patients.age_years[i]``, ``organs.alpha_bet
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import namedtuple
@@ -710,6 +711,11 @@ class KernelInputs:
     def args(self) -> tuple:
         return (self.seed, self.patients, self.organs, self.lesions, self.blood, self.kidney, self.events,
                 self.regimen, self.scans)
+
+    def patients_at(self, rows: slice | np.ndarray) -> KernelInputs:
+        """The same arm for some of its patients: every per-patient input indexed along its first axis (a slice
+        gives views)."""
+        return dataclasses.replace(self, patients=Patients(*(values[rows] for values in self.patients)))
 
 
 def translate(cfg: Config, arm_name: str, cohort: Cohort) -> KernelInputs:

@@ -82,6 +82,17 @@ def test_chunked_run_equals_single_run(netter1_small, netter1_run):
         np.testing.assert_array_equal(chunked[name].values, netter1_run[name].values, err_msg=name)
 
 
+def test_progress_in_kernel_calls_changes_no_result(netter1_small, netter1_run, monkeypatch):
+    """Progress comes every PROGRESS_ROWS patients of an arm (smaller calls than a chunk); the result is the same."""
+    monkeypatch.setattr(engine, "PROGRESS_ROWS", 97)
+    steps = []
+    ds = engine.run(netter1_small, progress=steps.append)
+    assert max(steps) == 97 and sum(steps) == netter1_small.trial.patients * len(netter1_small.arms)
+    assert len(steps) == len(netter1_small.arms) * -(-netter1_small.trial.patients // 97)
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(ds[name].values, netter1_run[name].values, err_msg=name)
+
+
 def test_common_random_numbers_across_arms(netter1_run):
     """Patients who die of other causes before any treatment effect could matter die on the same day in both arms."""
     lu, ctl = netter1_run.sel(arm="lu177_dotatate"), netter1_run.sel(arm="control")
