@@ -362,6 +362,7 @@ def summary(ds: xr.Dataset) -> dict:
         "rptsim_version": ds.attrs["rptsim_version"],
         "reference_arm": reference,
         "rmst_horizon_months": cfg.trial.rmst_horizon_months,
+        "pfs_name": cfg.trial.pfs_name,
         "arms": {str(arm): arm_summary(ds, str(arm), cfg) for arm in ds.arm.values},
         "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference, cfg)
                         for arm in ds.arm.values if arm != reference},

@@ -125,6 +125,9 @@ class Trial(Strict):
     reference_arm: str | None = Field(None, description="Comparator of the summary's hazard ratios (default: the "
                                       "first control arm, else the last arm).")
     rmst_horizon_months: Months = Field(24.0, description="Horizon of restricted mean survival time.")
+    pfs_name: Literal["PFS", "rPFS"] = Field(
+        "PFS", description="The trial's name for its progression end point in tables and figures (rPFS: "
+        "radiographic, as VISION).")
     randomised_patients: int | None = Field(None, ge=2, le=2_000_000, description="Patients randomised in the "
                                             "published trial, both arms: the default size of rptsim trial.")
     allocation: tuple[Annotated[int, Field(ge=1, le=100)], Annotated[int, Field(ge=1, le=100)]] = Field(

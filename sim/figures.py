@@ -6,6 +6,7 @@ Matplotlib is imported only when a figure is drawn, so ``import sim`` and ``rpts
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +130,9 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
 
     plt = _pyplot()
     arms, labels = _arms(ds), _labels(ds)
-    name = {"pfs": "Progression-free survival", "os": "Overall survival"}[endpoint]
+    radiographic = json.loads(ds.attrs["config_json"])["trial"].get("pfs_name") == "rPFS"
+    name = {"pfs": ("Radiographic p" if radiographic else "P") + "rogression-free survival",
+            "os": "Overall survival"}[endpoint]
     times = ds[f"{endpoint}_time_days"].values / DAYS_PER_MONTH
     events = ds[f"{endpoint}_event"].values
     t_max = float(np.nanmax(times)) if np.isfinite(times).any() else 1.0

@@ -89,7 +89,8 @@ EFFECT_ROWS = [  # per compared arm, from its entry in summary["comparisons"]; p
 
 def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's), its label
-    and one formatted cell per arm, then the :data:`EFFECT_ROWS` against the reference arm."""
+    (PFS named as the trial names it) and one formatted cell per arm, then the :data:`EFFECT_ROWS` against the
+    reference arm; rows that are "-" for every arm are left out."""
     arms = summary["arms"]
     header = [arm["label"] or name for name, arm in arms.items()]
     after = [label for label, _ in ROWS].index("Marrow dose, median (Gy)") + 1
@@ -100,7 +101,9 @@ def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]
         effects = {name: summary["comparisons"].get(f"{name} vs {reference}") for name in arms}
         cells += [(label, [cell(c) if c is not None else "reference" for c in effects.values()])
                   for label, cell in EFFECT_ROWS]
-    return header, cells
+    pfs = summary.get("pfs_name", "PFS")  # rPFS where the trial's end point is radiographic
+    return header, [(re.sub(r"\bPFS\b", pfs, label), row) for label, row in cells
+                    if any(c != "-" for c in row)]  # a row that means nothing for every arm is left out
 
 
 def _title(summary: dict) -> str:

@@ -87,7 +87,7 @@ def test_page_has_table_comparisons_and_every_figure(netter1_h5, netter1_report)
     assert "|  | " + " | ".join(header) + " |" in page
     for label, cells in rows:  # the same rows as the terminal table
         assert f"| {label} | " + " | ".join(cells) + " |" in page
-    assert len(rows) == len(report.ROWS) + len(report.EFFECT_ROWS)
+    assert len(rows) == len(report.ROWS) + len(report.EFFECT_ROWS) - 2  # no dosimetry target, no cost here
     assert "PFS HR" in page and "RMST PFS (months)" in page and "Newcombe's paired interval" in page
     comparison = summ["comparisons"]["lu177_dotatate vs control"]
     assert f"{comparison['pfs_hr']:.2f} (" in page
@@ -200,3 +200,15 @@ def test_effect_figures_draw_the_summary_values(guided_h5):
         assert y == pytest.approx(c["rmst_pfs_difference_months"])
     plt.close(forest)
     plt.close(tradeoff)
+
+
+def test_summary_rows_name_the_trials_end_point_and_skip_empty_rows(netter1_run):
+    """VISION's progression end point is radiographic (rPFS) in every row label; rows that say "-" for every arm
+    (no guided arm: no dosimetry target; no [costs]: no cost) are left out, those that mean something are kept."""
+    summary = analysis.summary(netter1_run)
+    labels = [label for label, _ in report.summary_cells(summary)[1]]
+    assert "Median PFS (months)" in labels and "PFS HR vs reference (95 % CI)" in labels
+    assert "Reached dosimetry target" not in labels and "Cost per patient, mean" not in labels
+    assert "Kidney BED spread (CV)" in labels  # "-" for the control arm only
+    radiographic = report.summary_cells({**summary, "pfs_name": "rPFS"})[1]
+    assert [label for label, _ in radiographic] == [label.replace("PFS", "rPFS") for label in labels]
