@@ -194,11 +194,22 @@ def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
 INCIDENCE_MONTHS = (24, 60)  # horizons of the cumulative incidences: arms with different follow-up compare
 
 
-def incidence_at(time_days: np.ndarray, event: np.ndarray, died: np.ndarray) -> dict[str, float | None]:
-    """Cumulative incidence of an event at ``INCIDENCE_MONTHS`` with death before it as a competing risk
-    (Aalen-Johansen; ``time_days``: the event's day, else the end of follow-up, where ``died`` says whether it
-    ended in death); None beyond the arm's longest follow-up."""
-    cause = np.where(event, 1, np.where(died, 2, 0))
+def competing_events(a: xr.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per cumulative-incidence end point (renal grade >= 3, MDS/AML), each patient's day and cause: 1 the event,
+    2 death before it (the competing risk), 0 censored at the end of follow-up."""
+    died = a.os_event.values == 1
+    mds = a.mds_aml.values == 1
+
+    def cause(event: np.ndarray) -> np.ndarray:
+        return np.where(event, 1, np.where(died, 2, 0))
+
+    return {"renal_grade3plus": (a.renal_grade3_time_days.values, cause(a.renal_grade3_event.values == 1)),
+            "mds_aml": (np.where(mds, a.mds_aml_day.values, a.os_time_days.values), cause(mds))}
+
+
+def incidence_at(time_days: np.ndarray, cause: np.ndarray) -> dict[str, float | None]:
+    """Cumulative incidence of cause 1 at ``INCIDENCE_MONTHS`` with cause 2 (death) competing (Aalen-Johansen);
+    None beyond the arm's longest follow-up."""
     cif = aalen_johansen(time_days, cause, 2)
     longest = float(np.max(time_days)) if time_days.size else 0.0
     return {str(m): (round(float(cif.at(m * DAYS_PER_MONTH)[0]), 4) if m * DAYS_PER_MONTH <= longest else None)
@@ -213,16 +224,10 @@ def incidence_summary(a: xr.Dataset) -> dict:
     """Renal grade >= 3 (eGFR < 30 or an acute event) and MDS/AML as cumulative incidences at 24 and 60 months,
     death a competing risk, so that arms and scenarios with different follow-up compare; and the fraction of
     4-year survivors (followed to 48 months) who lost >= 30 % of their baseline eGFR (None without any)."""
-    died = a.os_event.values == 1
-    mds = a.mds_aml.values == 1
     change = a.egfr_change_48_months.values
     followed = ~np.isnan(change)
-    return {
-        "egfr_loss_30pct_4y_rate": _rate(change[followed] <= -EGFR_LOSS_FRACTION) if followed.any() else None,
-        "renal_grade3plus_incidence": incidence_at(a.renal_grade3_time_days.values, a.renal_grade3_event.values == 1,
-                                                   died),
-        "mds_aml_incidence": incidence_at(np.where(mds, a.mds_aml_day.values, a.os_time_days.values), mds, died),
-    }
+    return {"egfr_loss_30pct_4y_rate": _rate(change[followed] <= -EGFR_LOSS_FRACTION) if followed.any() else None,
+            **{f"{name}_incidence": incidence_at(*events) for name, events in competing_events(a).items()}}
 
 
 def toxicity_summary(a: xr.Dataset) -> dict:

@@ -124,8 +124,12 @@ def _tick_step(max_months: float) -> int:
     return 6 if max_months <= 48 else 12
 
 
+CENSOR_MARKS = 150  # censoring marks per arm on a KM curve: enough to show where follow-up ends, not a smear
+
+
 def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN201
-    """Kaplan-Meier curves per arm with the log-log 95 % band, medians, and the numbers at risk below."""
+    """Kaplan-Meier curves per arm with the log-log 95 % band, censoring marks, medians, and the numbers at risk
+    below."""
     from sim.survival import kaplan_meier
 
     plt = _pyplot()
@@ -160,6 +164,10 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
                                                      else "not reached)"), 58)
         ax.fill_between(t, lo, hi, step="post", color=colours[arm], alpha=band_alpha, lw=0, zorder=2)
         ax.step(t, s, where="post", color=colours[arm], lw=1.8, label=legend, zorder=3)
+        censored = np.sort(times[i][events[i] == 0])
+        if censored.size:  # censoring marks on the curve, at most CENSOR_MARKS per arm (evenly by rank)
+            censored = censored[np.unique(np.linspace(0, censored.size - 1, CENSOR_MARKS).astype(int))]
+            ax.plot(censored, km.at(censored), ls="none", marker="|", ms=5, mew=0.7, color=colours[arm], zorder=4)
         if median is not None:
             ax.plot([median, median], [0, 0.5], color=colours[arm], lw=1.0, ls="--", zorder=2)
     ax.set_xlim(0, x_max)
@@ -188,6 +196,39 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
     for spine in table.spines.values():
         spine.set_visible(False)
     table.set_title("Number at risk", loc="left", fontsize=10, fontweight="bold")
+    return fig
+
+
+def incidence_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Cumulative incidence of renal grade >= 3 and of MDS/AML per arm (Aalen-Johansen, death competing), the
+    summary's 24- and 60-month horizons marked."""
+    from sim.analysis import INCIDENCE_MONTHS, competing_events
+    from sim.survival import aalen_johansen
+
+    plt = _pyplot()
+    level, labels = patient_level(ds), _labels(ds)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.0), layout="constrained")
+    titles = {"renal_grade3plus": "Renal grade ≥ 3 (eGFR < 30 or acute, any cause)", "mds_aml": "MDS/AML"}
+    for ax, (name, title) in zip(axes, titles.items(), strict=True):
+        top = 0.0
+        for arm in _arms(ds):
+            time, cause = competing_events(level.sel(arm=arm))[name]
+            cif = aalen_johansen(time, cause, 2)
+            t = np.concatenate(([0.0], cif.time, [time.max()])) / DAYS_PER_MONTH
+            f = np.concatenate(([0.0], cif.cif[0], [cif.cif[0, -1] if cif.time.size else 0.0]))
+            ax.step(t, f, where="post", color=colours[arm], lw=1.8, label=_wrap(labels[arm], 40))
+            top = max(top, float(f.max()))
+        for m in INCIDENCE_MONTHS:
+            ax.axvline(m, color="0.6", lw=0.8, ls=":")
+        ax.set_ylim(0, max(0.01, top * 1.15))
+        ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.1%}")
+        ax.set_xlabel("Months since randomisation")
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, color="0.9", lw=0.6)
+    axes[0].set_ylabel("Cumulative incidence (% of patients)")
+    axes[1].legend(frameon=False, fontsize=8.5, loc="upper left")
+    fig.suptitle(f"Cumulative incidence with death as a competing risk (Aalen-Johansen), {ds.attrs['scenario']}",
+                 fontsize=12)
     return fig
 
 
@@ -442,6 +483,8 @@ FIGURE_CAPTIONS = {
     "doses.png": "Cumulative kidney BED and the absorbed doses of the other organs at risk and of the index lesion of "
                  "treated patients, with the Bodei 2008 kidney BED "
                  "limits (40 Gy; 28 Gy with risk factors) and the 2 Gy marrow limit.",
+    "incidence.png": "Cumulative incidence of renal grade ≥ 3 and MDS/AML per arm, death as a competing risk "
+                     "(Aalen-Johansen); dotted: the summary's 24- and 60-month horizons.",
     "toxicity.png": "Grade ≥ 3 toxicities, MDS/AML, dose reductions, delays and objective response per arm, with "
                     "Wilson 95 % CIs.",
     "swimmer.png": "Swimmer plot of {n} randomly drawn treated patients of {arm}: administrations, progression, "
@@ -479,6 +522,7 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
         out["waterfall.png"] = lambda: waterfall_figure(ds)
         out["lesion_dose_response.png"] = lambda: lesion_dose_response_figure(ds, colours)
     out["toxicity.png"] = lambda: toxicity_figure(ds, colours)
+    out["incidence.png"] = lambda: incidence_figure(ds, colours)
     per_cycle = "cycle" in ds.dims  # files written with --keep patients hold totals only
     if treated and per_cycle:
         out["swimmer.png"] = lambda: swimmer_figure(ds, treated[0], colours)

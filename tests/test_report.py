@@ -17,6 +17,7 @@ from sim import analysis, cli, effect_figures, figures, outcomes, report
 from .conftest import ROOT, load_small
 
 BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "waterfall.png", "lesion_dose_response.png", "toxicity.png",
+                "incidence.png",
                 "swimmer.png", "effects_forest.png",
                 "effects_tradeoff.png", "individual_gains.png", "benefit_by_covariate.png"}
 
@@ -212,3 +213,21 @@ def test_summary_rows_name_the_trials_end_point_and_skip_empty_rows(netter1_run)
     assert "Kidney BED spread (CV)" in labels  # "-" for the control arm only
     radiographic = report.summary_cells({**summary, "pfs_name": "rPFS"})[1]
     assert [label for label, _ in radiographic] == [label.replace("PFS", "rPFS") for label in labels]
+
+
+def test_incidence_figure_draws_the_summary_incidences(netter1_run):
+    """Each arm's curve in incidence.png is the summary's cumulative incidence at the 24- and 60-month horizons."""
+    import matplotlib.pyplot as plt
+
+    summary = analysis.summary(netter1_run)
+    fig = figures.incidence_figure(netter1_run, figures.arm_colours(netter1_run))
+    for ax, key in zip(fig.axes, ("renal_grade3plus_incidence", "mds_aml_incidence"), strict=True):
+        curves = [line for line in ax.lines if len(line.get_xdata()) > 2]
+        assert len(curves) == 2
+        for line, arm in zip(curves, netter1_run.arm.values, strict=True):
+            x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+            for months, expected in summary["arms"][str(arm)][key].items():
+                if expected is not None:
+                    assert y[np.searchsorted(x, float(months), side="right") - 1] == pytest.approx(expected, abs=1e-4)
+    assert max(line.get_ydata().max() for line in fig.axes[0].lines if len(line.get_xdata()) > 2) > 0
+    plt.close(fig)
