@@ -222,6 +222,17 @@ class Course:
         self.n_reductions, self.last_admin, self.uptake_decline = 0, 0.0, 1.0
         self.mds_decided, self.mds_onset, self.t_mds = False, math.inf, math.inf
 
+    def _other_cause_day(self, b: int) -> float:
+        """Day of line ``b``'s decrease of other causes: its hazard, raised after progression, reaches its
+        standard exponential (no re-treatment here: the progression is the first)."""
+        rate, e = float(self.p.blood_background_per_day[b]), float(self.p.blood_background_e[b])
+        t_p = self.progression_day if self.progressed else math.inf
+        if not rate > 0.0:
+            return math.inf
+        if e <= rate * t_p:
+            return e / rate
+        return t_p + (e - rate * t_p) / (rate * float(self.blood.background_after_progression))
+
     def egfr(self, t: float, nephropathy_day: float = math.inf) -> float:
         kid = self.kidney
         return _egfr(t, self.p.egfr_baseline_ml_min, self.p.egfr_decline_ml_min_per_year, self.decline,
@@ -471,7 +482,7 @@ class Course:
         for b in self.marrow.lines:
             out.blood_worst_grade[i, b] = max([_grade(p.blood_baseline[b], self.grade_below[b]),
                                                *out.blood_grade[i, :k, b].tolist(),
-                                               *([3] if p.blood_background_day[b] <= out.os_time_days[i] else [])])
+                                               *([3] if self._other_cause_day(b) <= out.os_time_days[i] else [])])
         mds = self.mds_onset < death_day and self.mds_onset <= self.censor
         out.mds_aml[i], out.mds_aml_day[i] = mds, self.mds_onset if mds else math.nan
         out.discontinued_for_toxicity[i] = self.discontinued

@@ -519,7 +519,12 @@ class Marrow(Strict):
         None, description="Red-cell line, in g/dL of haemoglobin (anaemia); omitted: not modelled (docs/model.md 4.8).")
     background_grade3_per_year: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(
         default_factory=dict, description="Per blood line (by name), the hazard of a grade >= 3 decrease of other "
-        "causes (disease, bleeding, other treatment), in every arm (docs/model.md 4.8).")
+        "causes (disease, bleeding, other treatment), in every arm, without bone metastases and before progression "
+        "(docs/model.md 4.8).")
+    background_bone_metastases_multiplier: Multiplier = Field(
+        1.0, description="That hazard's multiplier with bone metastases (marrow infiltration).")
+    background_after_progression_multiplier: Multiplier = Field(
+        1.0, description="That hazard's multiplier after the first progression (progressive bone disease).")
 
 
 class Kidney(Strict):

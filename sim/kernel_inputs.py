@@ -350,16 +350,13 @@ def _acute_renal_day(c: Context) -> np.ndarray:
         return np.where(rate > 0.0, e / rate, math.inf)
 
 
-def _blood_background_day(c: Context) -> np.ndarray:
-    """Per blood line, the day of a grade >= 3 decrease of other causes: exponential at the line's
-    ``marrow.background_grade3_per_year`` (``inf`` without one), from the standard exponential ``-log Phi(-z)``."""
-    rates = c.cfg.marrow.background_grade3_per_year
-    days = []
-    for b in c.axes.blood_lines:
-        rate = rates.get(b.name, 0.0) / DAYS_PER_YEAR
-        e = -special.log_ndtr(-c.normal(f"blood/{b.name}/background"))
-        days.append(e / rate if rate > 0.0 else np.full(e.shape, math.inf))
-    return np.stack(days, axis=1)
+def _blood_background_rate(c: Context) -> np.ndarray:
+    """Per blood line, the patient's hazard (per day) of a grade >= 3 decrease of other causes before progression:
+    ``marrow.background_grade3_per_year`` times the bone-metastasis multiplier where the patient has them."""
+    m = c.cfg.marrow
+    bone = m.background_bone_metastases_multiplier ** c.cov["bone_metastases"]
+    return np.stack([m.background_grade3_per_year.get(b.name, 0.0) / DAYS_PER_YEAR * bone
+                     for b in c.axes.blood_lines], axis=1)
 
 
 PATIENT_INPUTS = (
@@ -390,8 +387,13 @@ PATIENT_INPUTS = (
           _marrow_alpha),
     Input("blood_baseline", "line units", ("patient", "blood_line"), "cohort.covariates.<line baseline covariate>",
           lambda c: np.stack([c.cov[b.baseline_covariate] for b in c.axes.blood_lines], axis=1)),
-    Input("blood_background_day", "day", ("patient", "blood_line"),
-          "exponential(marrow.background_grade3_per_year.<line>)", _blood_background_day),
+    Input("blood_background_per_day", "1/day", ("patient", "blood_line"),
+          "marrow.background_grade3_per_year.<line> x background_bone_metastases_multiplier^bone_metastases",
+          _blood_background_rate),
+    Input("blood_background_e", "1", ("patient", "blood_line"),
+          "standard exponential -log Phi(-z), z from stream 'blood/<line>/background'",
+          lambda c: np.stack([-special.log_ndtr(-c.normal(f"blood/{b.name}/background")) for b in c.axes.blood_lines],
+                             axis=1)),
     Input("gy_per_gbq", "Gy/GBq", ("patient", "organ"),
           "agents.<agent>.<organ>.gy_per_gbq_median x exp(inter_patient_sigma_ln z) x uptake modifier x sink",
           _per_organ("dose")),
@@ -505,6 +507,8 @@ def _kinetics(column: int) -> Callable[[Context], list[float]]:
 
 BLOOD_INPUTS = (
     Input("organ", "1", (), "index of the marrow on the organ axis", lambda c: c.axes.organ("marrow"), np.int64),
+    Input("background_after_progression", "1", (), "marrow.background_after_progression_multiplier",
+          lambda c: c.cfg.marrow.background_after_progression_multiplier),
     Input("mtt_days", "day", ("blood_line",), "marrow.mtt_days; marrow.<line>.mtt_days", _kinetics(0)),
     Input("lifespan_days", "day", ("blood_line",), "marrow.platelet_lifespan_days; marrow.<line>.lifespan_days",
           _kinetics(1)),

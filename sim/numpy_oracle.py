@@ -1066,7 +1066,11 @@ class _Arm:
         out.discontinued_for_toxicity[:] = self.discontinued
         baseline = grades(self.P.blood_baseline, self.blood.grade_below)
         worst = np.maximum(baseline, out.blood_grade.max(axis=1, initial=0))
-        other_cause = self.P.blood_background_day <= out.os_time_days[:, None]  # docs/model.md 4.8
+        rate, e, tp = self.P.blood_background_per_day, self.P.blood_background_e, self.t_first_prog[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):  # docs/model.md 4.8
+            day = np.where(e <= rate * tp, e / rate,
+                           tp + (e - rate * tp) / (rate * self.blood.background_after_progression))
+        other_cause = (rate > 0.0) & (day <= out.os_time_days[:, None])
         out.blood_worst_grade[:] = np.where(other_cause, np.maximum(worst, OTHER_CAUSE_GRADE), worst)
 
 

@@ -43,7 +43,8 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
     # dosimetry without a systematic error, knowing the true half-lives
     exact = dict(measurement_bias=np.ones_like(np.asarray(base["gy_per_gbq"], dtype=float)),
                  known_teff_h=base["teff_h"])
-    no_other_cause = dict(blood_background_day=np.full(np.shape(base["blood_baseline"]), math.inf))
+    no_other_cause = dict(blood_background_per_day=np.zeros(np.shape(base["blood_baseline"])),
+                          blood_background_e=np.ones(np.shape(base["blood_baseline"])))
     base = lesion_defaults | exact | no_other_cause | base
     out = {}
     for q in kernel_inputs.PATIENT_INPUTS:
@@ -70,7 +71,8 @@ def lesions(**values) -> kernel_inputs.Lesions:
 
 
 def blood(**values) -> kernel_inputs.Blood:
-    base = dict(organ=1, mtt_days=[20.0, 5.2], lifespan_days=[5.0, 1.3], gamma=[0.3, 0.16], alpha_ratio=[1.0, 1.0],
+    base = dict(organ=1, background_after_progression=1.0, mtt_days=[20.0, 5.2], lifespan_days=[5.0, 1.3],
+                gamma=[0.3, 0.16], alpha_ratio=[1.0, 1.0],
                 reserve_ratio=[1.0, 1.0],
                 grade_below=LINES, reserve_per_gy=0.15, first_step_days=0.5, window_days=112.0,
                 fatal_grade4_probability=0.0, fatal_line=0)

@@ -522,13 +522,14 @@ def test_retreatment_within_the_known_kidney_budget():
 
 
 def test_blood_decrease_of_other_causes_is_a_grade_3_by_the_end_of_follow_up():
-    # a grade >= 3 decrease of other causes (docs/model.md 4.8) counts in the line's worst grade when it comes before
-    # the end of follow-up, in a treated or an untreated patient, and changes nothing else
-    base = dict(growth_per_day=1e-7, admin_censor_day=1000.0)
+    # a grade >= 3 decrease of other causes (docs/model.md 4.8) counts in the line's worst grade when its day, where
+    # the hazard (1/1000 per day here) has used up the patient's exponential, comes before the end of follow-up
+    # (day 1000, no progression), in a treated or an untreated patient, and changes nothing else
+    base = dict(growth_per_day=1e-7, admin_censor_day=1000.0, blood_background_per_day=[0.0, 1e-3])
     for cycles in (4, 0):
-        plain = run_one(P(**base), n_cycles=cycles)
-        within = run_one(P(**base, blood_background_day=[math.inf, 999.0]), n_cycles=cycles)
-        after = run_one(P(**base, blood_background_day=[1001.0, math.inf]), n_cycles=cycles)
+        plain = run_one(P(**base, blood_background_e=[1.0, 10.0]), n_cycles=cycles)
+        within = run_one(P(**base, blood_background_e=[1.0, 0.999]), n_cycles=cycles)
+        after = run_one(P(**base, blood_background_e=[1.0, 1.001]), n_cycles=cycles)
         assert plain.blood_worst_grade[NEUTROPHILS] < 3 and plain.blood_worst_grade[PLATELETS] < 3
         assert within.blood_worst_grade[NEUTROPHILS] == 3
         assert within.blood_worst_grade[PLATELETS] == plain.blood_worst_grade[PLATELETS]
@@ -536,3 +537,21 @@ def test_blood_decrease_of_other_causes_is_a_grade_3_by_the_end_of_follow_up():
             if name != "blood_worst_grade":
                 np.testing.assert_array_equal(getattr(within, name), getattr(plain, name), err_msg=name)
             np.testing.assert_array_equal(getattr(after, name), getattr(plain, name), err_msg=name)
+
+
+def test_other_cause_hazard_rises_after_progression():
+    from sim.kernels.marrow import other_cause_day
+
+    assert other_cause_day(0.5, 1e-3, 1000.0, 4.0) == 500.0  # before progression
+    assert other_cause_day(1.5, 1e-3, 1000.0, 4.0) == pytest.approx(1000.0 + 0.5 / 4e-3, rel=1e-15)
+    assert other_cause_day(1.5, 1e-3, math.inf, 4.0) == 1500.0 and other_cause_day(9.0, 0.0, 10.0, 4.0) == math.inf
+    # in the kernel: a patient who progresses gets the raised hazard from the progression on
+    grows = dict(growth_per_day=math.log(2) / 30.0, admin_censor_day=1000.0, post_progression_death_per_day=0.0,
+                 blood_background_per_day=[0.0, 1e-3])
+    t_p = run_one(P(**grows, blood_background_e=[1.0, 100.0]), n_cycles=0).pfs_time_days
+    e = 1e-3 * t_p + 4e-3 * (900.0 - t_p)  # the hazard raised 4-fold from t_p reaches e at day 900
+    raised = run_one(P(**grows, blood_background_e=[1.0, e]), n_cycles=0,
+                     blood_params=H.blood(background_after_progression=4.0))
+    flat = run_one(P(**grows, blood_background_e=[1.0, e]), n_cycles=0)  # day e / 1e-3 > 1000: none
+    assert t_p < 900.0 < e / 1e-3 and raised.os_time_days == 1000.0
+    assert raised.blood_worst_grade[NEUTROPHILS] == 3 and flat.blood_worst_grade[NEUTROPHILS] < 3

@@ -150,6 +150,19 @@ FATAL_GRADE4_STREAM = stream_id("marrow/fatal-grade4")  # counter: cycle
 
 
 @njit(inline="always", **KERNEL)
+def other_cause_day(e, rate, progression_day, after_progression):
+    """Day of a decrease of other causes (docs/model.md 4.8): the cumulative hazard, ``rate`` per day and
+    ``rate x after_progression`` from ``progression_day``, reaches the standard exponential ``e``; ``inf`` if
+    ``rate`` is 0."""
+    if not rate > 0.0:
+        return math.inf
+    before = rate * progression_day
+    if e <= before:
+        return e / rate
+    return progression_day + (e - before) / (rate * after_progression)
+
+
+@njit(inline="always", **KERNEL)
 def line_grade(count, grade_below_row):
     """CTCAE v5.0 grade of a blood count against its line's thresholds (0 normal to 4)."""
     return grade_below(count, grade_below_row)

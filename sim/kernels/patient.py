@@ -392,7 +392,9 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
         worst = marrow.line_grade(P.blood_baseline[i, b], blood.grade_below[b])
         for c in range(s.k):
             worst = max(worst, out.blood_grade[i, c, b])
-        if P.blood_background_day[i, b] <= out.os_time_days[i]:  # a decrease of other causes (docs/model.md 4.8)
+        day = marrow.other_cause_day(P.blood_background_e[i, b], P.blood_background_per_day[i, b],
+                                     s.first_progression_day, blood.background_after_progression)
+        if day <= out.os_time_days[i]:  # a decrease of other causes (docs/model.md 4.8)
             worst = max(worst, marrow.OTHER_CAUSE_GRADE)
         out.blood_worst_grade[i, b] = worst
 
