@@ -61,7 +61,17 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         **incidence_summary(a),
         **resource_summary(a, cfg, arm),
         **retreatment_summary(a),
+        **psa_summary(a),
     }
+
+
+def psa_summary(a: xr.Dataset) -> dict:
+    """PCWG3 PSA end points of the first course (docs/model.md 3.6): PSA50 rate (confirmed), median best PSA change
+    among patients with a value after baseline; empty where PSA is not modelled."""
+    best = a.psa_best_change.values
+    if np.isnan(best).all():
+        return {}
+    return {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)])}
 
 
 def retreatment_summary(a: xr.Dataset) -> dict:

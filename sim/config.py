@@ -284,6 +284,9 @@ class Covariates(Strict):
     haemoglobin_g_dl: Marginal = Field(
         Normal(dist="normal", mean=13.0, sd=0.0),
         description="Baseline haemoglobin (g/dL); read only when [marrow.haemoglobin] is given, which requires it.")
+    psa_ng_ml: Marginal = Field(
+        Normal(dist="normal", mean=10.0, sd=0.0),
+        description="Baseline serum PSA (ng/mL); read only when [psa] is given, which requires it.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
@@ -425,6 +428,17 @@ class Tumour(Strict):
         description="New-lesion hazard x (viable burden / baseline)^exponent; 0 = independent of burden.")
     response_confirmation: bool = Field(
         False, description="CR/PR must be confirmed at the next scan (RECIST 1.1, Eisenhauer 2009).")
+
+
+class Psa(Strict):
+    """Serum PSA secreted by the viable tumour and cleared at a first-order rate (docs/model.md 3.6); PCWG3 end
+    points."""
+
+    half_life_days: Annotated[float, Field(gt=0, le=60)] = Field(description="Serum PSA clearance half-life.")
+    negative_secretion_ratio: Annotated[float, Field(ge=0, le=10)] = Field(
+        description="PSA secretion of receptor-negative cells per mL relative to receptor-positive ones.")
+    dead_secretion_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="PSA secretion of lethally irradiated cells, until they are cleared, relative to viable ones.")
 
 
 class Lesions(Strict):
@@ -718,6 +732,7 @@ class Config(Strict):
     radiobiology: Radiobiology
     tumour: Tumour
     lesions: Lesions = SINGLE_LESION
+    psa: Psa | None = None
     natural_history: NaturalHistory
     marrow: Marrow
     kidney: Kidney
@@ -761,6 +776,8 @@ class Config(Strict):
             raise ValueError("[marrow.lymphocytes] needs the baseline cohort.covariates.lymphocytes_1e9_per_l")
         if self.marrow.haemoglobin is not None and "haemoglobin_g_dl" not in given:
             raise ValueError("[marrow.haemoglobin] needs the baseline cohort.covariates.haemoglobin_g_dl")
+        if self.psa is not None and "psa_ng_ml" not in given:
+            raise ValueError("[psa] needs the baseline cohort.covariates.psa_ng_ml")
         lines = ["platelets", "neutrophils", *(n for n in ("lymphocytes", "haemoglobin")
                                                if getattr(self.marrow, n) is not None)]
         unknown = sorted(set(self.marrow.background_grade3_per_year) - set(lines))

@@ -26,7 +26,8 @@ KEEP_LEVELS = ("cycles", "patients", "summary")
 COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platelets_1e9_per_l": "1e9/L",
                    "neutrophils_1e9_per_l": "1e9/L", "tumour_volume_ml": "mL", "doubling_time_months": "month",
                    "new_lesion_rate_per_month": "1/month", "tumour_alpha_per_gy": "1/Gy",
-                   "lymphocytes_1e9_per_l": "1e9/L", "haemoglobin_g_dl": "g/dL"}
+                   "lymphocytes_1e9_per_l": "1e9/L", "haemoglobin_g_dl": "g/dL",
+                   "psa_ng_ml": "ng/mL"}
 
 
 PROGRESS_ROWS = 10_000  # patients per kernel call: progress is reported at least this often

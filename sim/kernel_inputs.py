@@ -370,6 +370,7 @@ PATIENT_INPUTS = (
     Input("post_progression_death_per_day", "1/day", ("patient",),
           "natural_history.post_progression_death_per_month x (growth / median growth)^"
           "post_progression_growth_exponent", _post_progression),
+    Input("psa0_ng_ml", "ng/mL", ("patient",), "cohort.covariates.psa_ng_ml", lambda c: c.cov["psa_ng_ml"]),
     Input("egfr_baseline_ml_min", "mL/min/1.73m2", ("patient",), "cohort.covariates.egfr_ml_min",
           lambda c: c.cov["egfr_ml_min"]),
     Input("kidney_risk_factor", "1", ("patient",), "cohort.covariates.hypertension or diabetes",
@@ -490,6 +491,13 @@ LESION_INPUTS = (
     Input("stroma_relax_per_day", "1/day", (), "ln 2 / lesions.stroma_half_life_days (0: constant stroma)",
           lambda c: 0.0 if c.cfg.lesions.stroma_half_life_days is None
           else math.log(2.0) / c.cfg.lesions.stroma_half_life_days),
+    Input("psa_modelled", "1", (), "a [psa] section is given", lambda c: c.cfg.psa is not None, np.bool_),
+    Input("psa_clearance_per_day", "1/day", (), "ln 2 / psa.half_life_days (0: no PSA)",
+          lambda c: math.log(2.0) / c.cfg.psa.half_life_days if c.cfg.psa is not None else 0.0),
+    Input("psa_negative_ratio", "1", (), "psa.negative_secretion_ratio",
+          lambda c: c.cfg.psa.negative_secretion_ratio if c.cfg.psa is not None else 1.0),
+    Input("psa_dead_ratio", "1", (), "psa.dead_secretion_ratio",
+          lambda c: c.cfg.psa.dead_secretion_ratio if c.cfg.psa is not None else 0.0),
     Input("disappeared_ml", "mL", (), "volume of a sphere of lesions.disappeared_diameter_mm",
           lambda c: math.pi / 6.0 * (c.cfg.lesions.disappeared_diameter_mm / 10.0) ** 3),
     Input("progression_absolute_mm", "mm", (), "lesions.progression_absolute_mm",

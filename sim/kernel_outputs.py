@@ -88,6 +88,11 @@ OUTPUTS = (
     Output("renal_grade3_event", ("patient",), "i1", "1", "1 = a renal grade >= 3 event, 0 = censored"),
     Output("renal_grade3_acute", ("patient",), "i1", "1",
            "1 = the first renal grade >= 3 event was acute (other cause), 0 = eGFR < 30 or none"),
+    Output("psa_best_change", ("patient",), "f8", "1",
+           "lowest PSA of the first course / baseline - 1 (NaN: no value after baseline, or no PSA model)", NAN),
+    Output("psa50", ("patient",), "i1", "1", "1 = PSA fell to <= 50 % of baseline, confirmed >= 3 weeks later (PCWG3)"),
+    Output("psa_progression_day", ("patient",), "f8", "day", "PCWG3 PSA progression, dated at the first rising value "
+           "(NaN: none)", NAN),
     Output("retreatment_day", ("patient",), "f8", "day", "day the re-treatment course started (NaN: none)", NAN),
     Output("retreatment_pfs_time_days", ("patient",), "f8", "day",
            "from re-treatment to the next progression or death, else to the last scan (NaN: no re-treatment)", NAN),

@@ -455,6 +455,41 @@ class _Arm:
         self.last_scan_day = np.zeros(n)
         self.prev_level = np.full(n, recist.RESPONSE_SD)  # baseline counts as SD for confirmation
         self.best = np.full(n, recist.RESPONSE_NE)
+        self._init_psa()
+
+    def _init_psa(self) -> None:
+        """Serum PSA at its steady state, ``s = PSA0 k / W0`` with ``W0`` the secreting volume (docs/model.md 3.6),
+        and the PCWG3 readings' state."""
+        les, n = self.lesions, self.n
+        self.psa = self.P.psa0_ng_ml.astype(np.float64).copy()
+        source = np.where(self.present, self.p_vol + les.psa_negative_ratio * self.n_vol, 0.0).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.psa_secretion = np.where(source > 0.0, self.psa * les.psa_clearance_per_day / source, 0.0)
+        self.psa_nadir = self.psa.copy()
+        self.psa_best, self.psa_low_since, self.psa_rise_since, self.psa_progression = (np.full(n, np.inf)
+                                                                                        for _ in range(4))
+        self.psa50 = np.zeros(n, dtype=bool)
+
+    def _read_psa(self, idx: np.ndarray, t: np.ndarray) -> None:
+        """PCWG3 reading of the PSA at ``t`` (docs/model.md 3.6): best value, confirmed PSA50, confirmed progression
+        dated at its first rising value."""
+        if not self.lesions.psa_modelled or idx.size == 0:
+            return
+        psa, psa0, nadir = self.psa[idx], self.P.psa0_ng_ml[idx], self.psa_nadir[idx]
+        self.psa_best[idx] = np.minimum(self.psa_best[idx], psa)
+        low, since = psa <= recist.PSA50_RATIO * psa0, self.psa_low_since[idx]
+        self.psa50[idx[low & np.isfinite(since) & (t - since >= recist.PSA_CONFIRM_DAYS)]] = True
+        self.psa_low_since[idx] = np.where(low, np.where(np.isinf(since), t, since), np.inf)
+        still = np.isinf(self.psa_progression[idx])
+        declined = nadir < psa0
+        reference = np.where(declined, nadir, psa0)
+        rising = ((psa >= recist.PSA_RISE_RATIO * reference) & (psa - reference >= recist.PSA_RISE_NG_ML)
+                  & (declined | (t >= recist.PSA_NO_DECLINE_DAYS)))
+        rise = self.psa_rise_since[idx]
+        done = still & rising & np.isfinite(rise) & (t - rise >= recist.PSA_CONFIRM_DAYS)
+        self.psa_progression[idx[done]] = rise[done]
+        self.psa_rise_since[idx] = np.where(still, np.where(rising, np.where(np.isinf(rise), t, rise), np.inf), rise)
+        self.psa_nadir[idx] = np.minimum(nadir, psa)
 
     def _init_course(self) -> None:
         """Cycles, dose modification, and dosimetry as the regimen sees it (sections 4.5, 5.1)."""
@@ -521,6 +556,17 @@ class _Arm:
             g_mean = np.where(viable > 0.0, (g * viable_j).sum(axis=1) / viable, 0.0)
         self.hazard_nl[idx] += _new_lesion_increment(P.new_lesion_per_day[idx], ratio, float(les.new_lesion_exponent),
                                                      g_mean, dt)
+        if les.psa_modelled:  # dPSA/dt = s W(t) - k PSA, each lesion's source growing as exp(g_j t) (exact)
+            kc = float(les.psa_clearance_per_day)
+            decay = np.exp(-kc * dt)
+            present = self.present[idx]
+            viable = np.where(present, self.p_vol[idx] + les.psa_negative_ratio * self.n_vol[idx], 0.0)
+            dead = np.where(present, les.psa_dead_ratio * self.d_vol[idx], 0.0)
+            secreted = np.zeros(idx.size)
+            for source, rate in ((viable, g + kc), (dead, np.full_like(g, kc - float(les.dead_clearance_per_day)))):
+                safe = np.where(rate == 0.0, 1.0, rate)
+                secreted += (source * np.where(rate == 0.0, dt[:, None], np.expm1(rate * dt[:, None]) / safe)).sum(1)
+            self.psa[idx] = (self.psa[idx] + self.psa_secretion[idx] * secreted) * decay
         k = float(les.stroma_relax_per_day)
         if k > 0.0:
             f = P.lesion_stroma_fraction[idx]
@@ -648,6 +694,7 @@ class _Arm:
         new lesion; else the response level. Lesion volume ratios are kept at the smallest target sum."""
         les, P = self.lesions, self.P
         self.j_scan[idx] += 1
+        self._read_psa(idx[~self.retreated[idx]], t[~self.retreated[idx]])
         target_sum, non_target, gone, vol = self._reading(idx)
         has_target = self.sum0[idx] > 0.0
         value = np.where(has_target, target_sum, vol)
@@ -798,6 +845,8 @@ class _Arm:
             return
         r, out, b = self.regimen, self.out, self.blood
         k = self.k_given[idx]
+        drawn = (k > 0) & ~self.retreated[idx]  # PSA is drawn before each later cycle of the first course
+        self._read_psa(idx[drawn], t[drawn])
         nominal = r.activities_gbq[np.minimum(k, r.activities_gbq.shape[0] - 1)] if self.rule == policy.RULE_FIXED \
             else self.activity_next[idx]
         nominal = np.where(self.retreated[idx], float(r.retreat_activity_gbq), nominal)
@@ -991,6 +1040,10 @@ class _Arm:
         again = self.retreated
         end = np.where(prog, self.t_prog, np.where(died, death, np.maximum(self.last_scan_day, self.t_retreat)))
         out.retreatment_day[:] = self.t_retreat
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.psa_best_change[:] = np.where(np.isfinite(self.psa_best), self.psa_best / P.psa0_ng_ml - 1.0, np.nan)
+        out.psa50[:] = self.psa50
+        out.psa_progression_day[:] = np.where(np.isfinite(self.psa_progression), self.psa_progression, np.nan)
         out.retreatment_pfs_time_days[:] = np.where(again, end - self.t_retreat, np.nan)
         out.retreatment_pfs_event[:] = again & (prog | died)
         out.os_time_days[:] = np.where(died, death, censor)

@@ -27,7 +27,8 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
     base = dict(
         patient_id=np.arange(3, 3 + n) if ids is None else ids, age_years=60.0, admin_censor_day=3000.0,
         growth_per_day=math.log(2) / 300.0, new_lesion_per_day=0.0, post_progression_death_per_day=1e-3,
-        tumour_alpha_per_gy=0.0, egfr_baseline_ml_min=90.0, kidney_risk_factor=0.0, egfr_decline_ml_min_per_year=1.0,
+        tumour_alpha_per_gy=0.0, psa0_ng_ml=10.0,
+        egfr_baseline_ml_min=90.0, kidney_risk_factor=0.0, egfr_decline_ml_min_per_year=1.0,
         acute_renal_day=math.inf, prior_chemotherapy=0.0,
         marrow_alpha_per_gy=1.5, blood_baseline=[250.0, 4.0], gy_per_gbq=[0.5, 0.03], teff_h=[55.0, 40.0],
         lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
@@ -65,7 +66,8 @@ def lesions(**values) -> kernel_inputs.Lesions:
     base = dict(alpha_beta_gy=10.0, repair_h=1.5, intra_sigma=0.0, measurement_sigma=0.0, dose_decline=0.0,
                 dead_clearance_per_day=math.log(2) / 30, new_lesion_exponent=0.0, confirm_response=False,
                 stroma_relax_per_day=0.0, disappeared_ml=math.pi / 6 * 0.5**3, progression_absolute_mm=5.0,
-                non_target_progression_ratio=2.0)
+                non_target_progression_ratio=2.0, psa_modelled=False, psa_clearance_per_day=0.0,
+                psa_negative_ratio=1.0, psa_dead_ratio=0.0)
     base.update(values)
     return kernel_inputs.make("Lesions", **base)
 

@@ -555,3 +555,47 @@ def test_other_cause_hazard_rises_after_progression():
     flat = run_one(P(**grows, blood_background_e=[1.0, e]), n_cycles=0)  # day e / 1e-3 > 1000: none
     assert t_p < 900.0 < e / 1e-3 and raised.os_time_days == 1000.0
     assert raised.blood_worst_grade[NEUTROPHILS] == 3 and flat.blood_worst_grade[NEUTROPHILS] < 3
+
+
+PSA_K = math.log(2.0) / 2.5  # serum PSA half-life 2.5 days
+
+
+def _psa_lesions(**kw):
+    return H.lesions(psa_modelled=True, psa_clearance_per_day=PSA_K, **kw)
+
+
+def test_psa_is_at_its_steady_state_under_a_constant_burden():
+    # no growth, no treatment: s W0 / k = PSA0 at every reading (the closed form of the steady state)
+    o = run_one(P(growth_per_day=0.0, psa0_ng_ml=37.0, admin_censor_day=1000.0), n_cycles=0, lesion=_psa_lesions())
+    assert o.psa_best_change == pytest.approx(0.0, abs=1e-12) and o.psa50 == 0 and np.isnan(o.psa_progression_day)
+
+
+def test_psa_of_a_growing_tumour_and_the_pcwg3_progression_rule():
+    # W(t) = W0 e^(gt): PSA(t)/PSA0 = (k e^(gt) + g e^(-kt)) / (g + k). Scans every 12 weeks (no cycles): at day 84
+    # the rise (+21 %) is below 25 %, at 168 (+47 %, +4.7 ng/mL) it qualifies, at 252 it is confirmed (>= 21 days
+    # later): progression dated 168 (PCWG3, no decline: over baseline, from 12 weeks on); RECIST PD comes at 336.
+    g = math.log(2.0) / 300.0
+    o = run_one(P(psa0_ng_ml=10.0, admin_censor_day=3000.0), n_cycles=0, lesion=_psa_lesions())
+
+    def ratio(t):
+        return (PSA_K * math.exp(g * t) + g * math.exp(-PSA_K * t)) / (g + PSA_K)
+
+    assert 1.0 < ratio(84.0) < 1.25 < ratio(168.0) and 10.0 * (ratio(168.0) - 1.0) >= 2.0
+    assert o.psa_best_change == pytest.approx(ratio(84.0) - 1.0, rel=1e-12)  # the lowest reading
+    assert o.psa_progression_day == 168.0 and o.pfs_time_days == 336.0
+    # +2 ng/mL is needed too: from a baseline of 2 ng/mL the same rises are 0.9 and 1.6 ng/mL at 168 and 252, and
+    # the qualifying value at 336 is also the RECIST progression, with no later value to confirm it
+    low = run_one(P(psa0_ng_ml=2.0, admin_censor_day=3000.0), n_cycles=0, lesion=_psa_lesions())
+    assert 2.0 * (ratio(252.0) - 1.0) < 2.0 <= 2.0 * (ratio(336.0) - 1.0)
+    assert np.isnan(low.psa_progression_day) and low.pfs_time_days == 336.0
+
+
+def test_psa50_needs_confirmation_three_weeks_later():
+    # one cycle that kills almost every viable cell (no PSA from dead cells): the PSA falls below half at the next
+    # readings; confirmed at the second reading (84 and 168: >= 21 days apart)
+    kill = dict(tumour_alpha_per_gy=1.0, lesion_gy_per_gbq=[10.0], growth_per_day=0.0, admin_censor_day=3000.0)
+    o = run_one(P(**kill), n_cycles=1, lesion=_psa_lesions())
+    assert o.psa50 == 1 and o.psa_best_change < -0.5
+    # censored after one reading below half: not confirmed
+    once = run_one(P(**{**kill, "admin_censor_day": 100.0}), n_cycles=1, lesion=_psa_lesions())
+    assert once.psa50 == 0 and once.psa_best_change < -0.5

@@ -46,6 +46,9 @@ STATE = np.dtype([
     ("t_marrow", np.float64), ("horizon", np.float64), ("dose_rate", np.float64), ("committed", np.float64),
     ("lam_marrow", np.float64), ("fatal_checked", np.bool_),
     ("mds_decided", np.bool_), ("mds_onset", np.float64), ("t_mds", np.float64),
+    ("psa", np.float64), ("psa_secretion", np.float64), ("psa_best", np.float64), ("psa_nadir", np.float64),
+    ("psa_low_since", np.float64), ("psa50", np.bool_), ("psa_rise_since", np.float64),
+    ("psa_progression_day", np.float64),  # serum PSA and the PCWG3 readings of the first course (docs/model.md 3.6)
 ])
 
 # Workspaces of one call: rows are patients.
@@ -133,9 +136,48 @@ def start(i, s, seed, P, lesions, blood, ev, regimen, w):
     s.cycle_limit = regimen.n_cycles
     s.uptake_decline = 1.0
     s.mds_onset = s.t_mds = s.horizon = math.inf
+    psa_start(i, s, P, lesions, w)
     teff = P.teff_h[i, blood.organ]
     s.lam_marrow = LN2 / (teff / HOURS_PER_DAY) if teff > 0.0 else 0.0  # no agent (control arm): never used
     marrow.blood_start(i, P.blood_baseline, w.marrow, w.nadir, w.nadir_day)
+
+
+@njit(inline="always", **KERNEL)
+def psa_start(i, s, P, lesions, w):
+    """Baseline PSA at its steady state: secretion ``s = PSA0 k / W0`` (docs/model.md 3.6)."""
+    s.psa = P.psa0_ng_ml[i]
+    source = tumour.psa_source(i, P, lesions.psa_negative_ratio, w.positive, w.negative)
+    s.psa_secretion = s.psa * lesions.psa_clearance_per_day / source if source > 0.0 else 0.0
+    s.psa_nadir = s.psa
+    s.psa_best = s.psa_low_since = s.psa_rise_since = s.psa_progression_day = math.inf
+
+
+@njit(inline="always", **KERNEL)
+def read_psa(i, s, t, P):
+    """A PSA value at ``t`` during the first course, read by PCWG3 (docs/model.md 3.6): the best value, PSA50
+    (<= 50 % of baseline, confirmed >= 3 weeks later), progression (>= 25 % and >= 2 ng/mL over the nadir, or over
+    baseline from 12 weeks without a decline, confirmed >= 3 weeks later, dated at the first rising value)."""
+    psa, psa0 = s.psa, P.psa0_ng_ml[i]
+    s.psa_best = min(s.psa_best, psa)
+    if psa <= tumour.PSA50_RATIO * psa0:
+        if s.psa_low_since == math.inf:
+            s.psa_low_since = t
+        elif t - s.psa_low_since >= tumour.PSA_CONFIRM_DAYS:
+            s.psa50 = True
+    else:
+        s.psa_low_since = math.inf
+    if s.psa_progression_day == math.inf:
+        declined = s.psa_nadir < psa0
+        reference = s.psa_nadir if declined else psa0
+        rising = (psa >= tumour.PSA_RISE_RATIO * reference and psa - reference >= tumour.PSA_RISE_NG_ML
+                  and (declined or t >= tumour.PSA_NO_DECLINE_DAYS))
+        if not rising:
+            s.psa_rise_since = math.inf
+        elif s.psa_rise_since == math.inf:
+            s.psa_rise_since = t
+        elif t - s.psa_rise_since >= tumour.PSA_CONFIRM_DAYS:
+            s.psa_progression_day = s.psa_rise_since
+    s.psa_nadir = min(s.psa_nadir, psa)
 
 
 @njit(inline="always", **KERNEL)
@@ -164,6 +206,9 @@ def advance(i, s, t, P, lesions, blood, w):
     viable, growth = tumour.viable_and_growth(i, P, w.positive, w.negative)
     s.new_lesion_h += tumour.new_lesion_hazard(P.new_lesion_per_day[i], viable / s.viable0,
                                                lesions.new_lesion_exponent, growth, t - s.t)
+    if lesions.psa_modelled:
+        s.psa = tumour.psa_after(s.psa, s.psa_secretion, lesions.psa_clearance_per_day, i, P, lesions, w.positive,
+                                 w.negative, w.dead, t - s.t)
     tumour.lesions_grow(i, P, lesions.dead_clearance_per_day, lesions.stroma_relax_per_day, t - s.t, w.stroma,
                         w.positive, w.negative, w.dead)
     s.t = t
@@ -181,6 +226,8 @@ def read_scan(i, s, t, P, lesions, out, w):
     """RECIST 1.1 reading of a scan at ``t`` (docs/model.md 3.4); ``True`` at progression. The lesions' volume
     ratios are recorded at the scan with the smallest target sum (tumour volume for a patient without targets)."""
     s.next_scan += 1
+    if lesions.psa_modelled and not s.retreated:
+        read_psa(i, s, t, P)
     target_sum, non_target, gone, volume = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
     value = target_sum if s.sum0 > 0.0 else volume
     if value < s.best_value and not s.retreated:  # response end points describe the first course
@@ -292,6 +339,8 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
 def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     """Give cycle ``k = s.k`` at day ``t``: doses per organ and lesion, tumour kill, marrow forcing; record it."""
     k = s.k
+    if k > 0 and lesions.psa_modelled and not s.retreated:  # PSA is drawn before each later cycle
+        read_psa(i, s, t, P)
     measured = k < regimen.measured_cycles
     out.cycle_time_days[i, k] = t
     out.activity_gbq[i, k] = activity
@@ -371,6 +420,10 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
         marrow.record_blood_cycle(i, s.k - 1, s.last_admin, blood, w.marrow, w.nadir, w.nadir_day, out)
     record_survival(i, s, death_day, cause, out)
     record_retreatment(i, s, death_day, out)
+    if s.psa_best < math.inf:
+        out.psa_best_change[i] = s.psa_best / P.psa0_ng_ml[i] - 1.0
+    out.psa50[i] = s.psa50
+    out.psa_progression_day[i] = s.psa_progression_day if s.psa_progression_day < math.inf else math.nan
     e_end, e_landmark, renal_day, acute = kidney.kidney_outcomes(
         s.pkey, P.egfr_baseline_ml_min[i], P.egfr_decline_ml_min_per_year[i], P.kidney_risk_factor[i],
         kidney.radiation_decline(kid, P.kidney_risk_factor[i]), P.acute_renal_day[i], out.cycle_time_days[i],

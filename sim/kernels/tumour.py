@@ -34,6 +34,15 @@ LESION_MEASUREMENT_STREAM = stream_id("dosimetry/lesion/measurement")
 NEW_LESION_STREAM = stream_id("tumour/new-lesion")
 NEW_LESION_RETREATMENT_STREAM = stream_id("tumour/new-lesion-after-retreatment")
 
+# PCWG3 PSA end points (Scher HI et al. J Clin Oncol 2016;34:1402): PSA50 a fall to <= 50 % of baseline, confirmed by a
+# value >= 3 weeks later; progression a rise of >= 25 % and >= 2 ng/mL over the nadir (over baseline, from 12 weeks
+# on, without a decline), confirmed >= 3 weeks later and dated at the first rising value.
+PSA50_RATIO = 0.5
+PSA_RISE_RATIO = 1.25
+PSA_RISE_NG_ML = 2.0
+PSA_CONFIRM_DAYS = 21.0
+PSA_NO_DECLINE_DAYS = 84.0
+
 
 @njit(inline="always", **KERNEL)
 def lesions_start(i, P, stroma, positive, negative, dead):
@@ -81,6 +90,38 @@ def lesions_grow(i, P, clearance_per_day, relax_per_day, dt, stroma, positive, n
         positive[i, j] *= grow
         negative[i, j] *= grow
         dead[i, j] *= clear
+
+
+@njit(inline="always", **KERNEL)
+def psa_source(i, P, negative_ratio, positive, negative):
+    """Patient ``i``'s viable PSA-secreting volume (mL): receptor-positive cells plus ``negative_ratio`` x
+    receptor-negative ones (stroma secretes none)."""
+    total = 0.0
+    for j in range(P.lesion_count[i]):
+        total += positive[i, j] + negative_ratio * negative[i, j]
+    return total
+
+
+@njit(inline="always", **KERNEL)
+def _secreted(source, rate_per_day, clearance, decay, dt):
+    """``int_0^dt source e^(r tau) e^(-k (dt - tau)) dtau`` (exact)."""
+    rate = rate_per_day + clearance
+    return source * decay * (math.expm1(rate * dt) / rate if rate != 0.0 else dt)
+
+
+@njit(inline="always", **KERNEL)
+def psa_after(psa, secretion, clearance, i, P, lesions, positive, negative, dead, dt):
+    """Serum PSA after ``dt`` days of ``dPSA/dt = s W(t) - k PSA``: each lesion's viable source ``P + r_n N`` grows
+    as ``exp(g_j t)`` and its lethally irradiated cells ``r_d D`` clear as ``exp(-k_c t)`` (exact):
+    ``PSA e^(-k dt) + s sum_j [W_j (e^(g_j dt) - e^(-k dt)) / (g_j + k) + ...]``."""
+    decay = math.exp(-clearance * dt)
+    out = psa * decay
+    for j in range(P.lesion_count[i]):
+        out += secretion * _secreted(positive[i, j] + lesions.psa_negative_ratio * negative[i, j],
+                                     P.lesion_growth_per_day[i, j], clearance, decay, dt)
+        out += secretion * _secreted(lesions.psa_dead_ratio * dead[i, j], -lesions.dead_clearance_per_day,
+                                     clearance, decay, dt)
+    return out
 
 
 @njit(inline="always", **KERNEL)
