@@ -491,6 +491,8 @@ FIGURE_CAPTIONS = {
                    "death or censoring.",
     "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
                               "adapt the activity to the kidney.",
+    "psa_waterfall.png": "Waterfall of the best PSA change of the first course per treated arm, coloured by "
+                         "confirmed PSA50 (PCWG3).",
     "waterfall.png": "Waterfall of the best change of the target-lesion sum of diameters per treated arm, coloured by "
                      "best overall response (RECIST 1.1).",
     "lesion_dose_response.png": "Lesion volume at best response against first-cycle lesion dose, and the fraction "
@@ -516,10 +518,12 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
         "km_os.png": lambda: km_figure(ds, "os", colours),
     }
     if treated:
-        from sim.lesion_figures import lesion_dose_response_figure, waterfall_figure
+        from sim.lesion_figures import lesion_dose_response_figure, psa_waterfall_figure, waterfall_figure
 
         out["doses.png"] = lambda: dose_figure(ds, colours)
         out["waterfall.png"] = lambda: waterfall_figure(ds)
+        if np.isfinite(patient_level(ds).psa_best_change.values).any():  # scenarios that model PSA
+            out["psa_waterfall.png"] = lambda: psa_waterfall_figure(ds)
         out["lesion_dose_response.png"] = lambda: lesion_dose_response_figure(ds, colours)
     out["toxicity.png"] = lambda: toxicity_figure(ds, colours)
     out["incidence.png"] = lambda: incidence_figure(ds, colours)

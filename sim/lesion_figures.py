@@ -1,5 +1,5 @@
-"""Lesion-level figures of a run: the waterfall of the best change in the target sum, and lesion dose against lesion
-response (docs/model.md 3.4 and 3.5)."""
+"""Tumour-response figures of a run: the waterfalls of the best change in the target sum and in PSA, and lesion dose
+against lesion response (docs/model.md 3.4-3.6)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,41 @@ def waterfall_figure(ds):  # noqa: ANN001, ANN201
     fig.suptitle(_wrap(f"Best change of the target sum (RECIST 1.1: dashed -30 %, partial response; dotted +20 %, "
                        f"progression over the nadir; beyond +100 % drawn at 100 %): {ds.attrs['scenario']}", 110),
                  fontsize=11)
+    return fig
+
+
+def psa_waterfall_figure(ds):  # noqa: ANN001, ANN201
+    """Per treated arm, every patient's best PSA change of the first course (PCWG3), sorted, coloured by confirmed
+    PSA50, with the -50 % and +25 % lines."""
+    plt = _pyplot()
+    arms, labels = treated_arms(ds), _labels(ds)
+    level = patient_level(ds)
+    fig, axes = plt.subplots(len(arms), 1, figsize=(11, 2.6 + 2.4 * len(arms)), squeeze=False, sharey=True,
+                             layout="constrained")
+    for ax, arm in zip(axes[:, 0], arms, strict=True):
+        a = level.sel(arm=arm)
+        change = 100 * a.psa_best_change.values
+        psa50 = a.psa50.values == 1
+        keep = np.isfinite(change)
+        order = np.argsort(-change[keep])
+        change, psa50 = change[keep][order], psa50[keep][order]
+        for responded, colour, name in ((True, RESPONSE_COLOURS["PR"], "PSA50, confirmed"),
+                                        (False, RESPONSE_COLOURS["SD"], "no confirmed PSA50")):
+            at = psa50 == responded
+            if at.any():
+                ax.bar(np.flatnonzero(at), np.clip(change[at], -100, 100), width=1.0, color=colour, linewidth=0,
+                       label=f"{name} ({at.mean():.0%})")
+        for y, style in ((-50, "--"), (25, ":")):
+            ax.axhline(y, color="black", lw=1.0, ls=style)
+        ax.set_xlim(-0.5, max(1, change.size) - 0.5)
+        ax.set_ylim(-105, 105)
+        ax.set_xticks([])
+        ax.set_ylabel("Best PSA change (%)")
+        ax.set_title(_wrap(f"{labels[arm]}: {change.size:,} patients with a PSA value after baseline", 100),
+                     fontsize=10)
+        ax.legend(loc="upper right", ncols=2, frameon=False, fontsize=8.5)
+    fig.suptitle(_wrap(f"Best PSA change of the first course (PCWG3: dashed -50 %, PSA50; dotted +25 %; beyond +100 % "
+                       f"drawn at 100 %): {ds.attrs['scenario']}", 110), fontsize=11)
     return fig
 
 

@@ -231,3 +231,21 @@ def test_incidence_figure_draws_the_summary_incidences(netter1_run):
                     assert y[np.searchsorted(x, float(months), side="right") - 1] == pytest.approx(expected, abs=1e-4)
     assert max(line.get_ydata().max() for line in fig.axes[0].lines if len(line.get_xdata()) > 2) > 0
     plt.close(fig)
+
+
+def test_psa_waterfall_only_where_psa_is_modelled(netter1_run):
+    """VISION models PSA: its report draws one bar per patient with a PSA value after baseline; NETTER-1 has none."""
+    import matplotlib.pyplot as plt
+
+    from sim import engine
+    from sim.lesion_figures import psa_waterfall_figure
+
+    from .conftest import load_small
+
+    assert "psa_waterfall.png" not in figures.figures(netter1_run)
+    ds = engine.run(load_small("vision", patients=150))
+    assert "psa_waterfall.png" in figures.figures(ds)
+    fig = psa_waterfall_figure(ds)
+    bars = sum(len(c.patches) for c in fig.axes[0].containers)
+    assert bars == int(np.isfinite(ds.psa_best_change.sel(arm="lu177_psma617").values).sum()) > 100
+    plt.close(fig)
