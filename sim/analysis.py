@@ -191,6 +191,11 @@ def toxicity_flags(a: xr.Dataset) -> dict[str, np.ndarray]:
     flags = {f"grade3plus_{ae}_rate": worst.sel(blood_line=line).values >= 3
              for line, ae in zip(worst.blood_line.values, worst.adverse_event.values, strict=True)}
     flags["grade3plus_renal_rate"] = a.renal_grade3_event.values == 1
+    for organ, event in zip(a.organ.values, a.organ_adverse_event.values, strict=True):
+        if event:  # an optional organ's late toxicity (docs/model.md 4.9)
+            grade = a.organ_toxicity_grade.sel(organ=organ).values
+            flags[f"grade1plus_{event}_rate"] = grade >= 1
+            flags[f"grade2plus_{event}_rate"] = grade >= 2
     flags["renal_grade3plus_chronic_rate"] = a.ckd_grade.values >= 3  # eGFR < 30 by the end of follow-up
     flags["mds_aml_rate"] = a.mds_aml.values == 1
     flags["dose_reductions_rate"] = a.dose_reduced_any.values == 1

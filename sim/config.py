@@ -420,6 +420,19 @@ class Radiobiology(Strict):
     salivary: Tissue | None = None  # needed when an agent gives salivary dosimetry
 
 
+class OrganToxicity(Strict):
+    """A late toxicity of an organ at risk, graded 0-2 from the organ's cumulative BED by LKB (docs/model.md 4.9)."""
+
+    adverse_event: str = Field(pattern=r"^[a-z][a-z_]*$", max_length=40,
+                               description="Its name in the summary keys (grade2plus_<adverse_event>_rate).")
+    bed50_gy: DoseGy = Field(description="BED with a 50 % probability of grade >= 1.")
+    lkb_m: Annotated[float, Field(gt=0, le=10)]
+    grade2_bed50_ratio: Annotated[float, Field(ge=1, le=10)] = Field(
+        description="BED50 of grade >= 2 relative to grade >= 1's (same slope).")
+    other_cause_probability: Probability = Field(
+        0.0, description="Grade 1 of other causes, in every arm (e.g. the control arm's rate).")
+
+
 class Tumour(Strict):
     """Tumour kinetics not carried by covariates."""
 
@@ -733,6 +746,8 @@ class Config(Strict):
     tumour: Tumour
     lesions: Lesions = SINGLE_LESION
     psa: Psa | None = None
+    organ_toxicity: dict[str, OrganToxicity] = Field(
+        default_factory=dict, description="Per optional organ at risk (salivary), its late toxicity.")
     natural_history: NaturalHistory
     marrow: Marrow
     kidney: Kidney
@@ -778,6 +793,10 @@ class Config(Strict):
             raise ValueError("[marrow.haemoglobin] needs the baseline cohort.covariates.haemoglobin_g_dl")
         if self.psa is not None and "psa_ng_ml" not in given:
             raise ValueError("[psa] needs the baseline cohort.covariates.psa_ng_ml")
+        for organ in self.organ_toxicity:
+            if organ in ("kidney", "marrow") or not any(getattr(a, organ, None) for a in self.agents.values()):
+                raise ValueError(f"organ_toxicity.{organ}: not an optional organ that an agent of this scenario "
+                                 "doses (the kidney and the marrow have models of their own)")
         lines = ["platelets", "neutrophils", *(n for n in ("lymphocytes", "haemoglobin")
                                                if getattr(self.marrow, n) is not None)]
         unknown = sorted(set(self.marrow.background_grade3_per_year) - set(lines))

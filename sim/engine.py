@@ -109,6 +109,9 @@ def dataset(cfg: Config, axes: Axes, arrays: dict[str, np.ndarray], cohort: coho
                     {"long_name": "global patient id (random-stream key)"}),
         "organ": ("organ", [o.name for o in axes.organs], {"long_name": "organ at risk"}),
         "organ_label": ("organ", [o.label for o in axes.organs]),
+        "organ_adverse_event": ("organ", [cfg.organ_toxicity[o.name].adverse_event if o.name in cfg.organ_toxicity
+                                          else "" for o in axes.organs],
+                                {"long_name": "late toxicity of the organ (organ_toxicity_grade); empty: none"}),
         "lesion": ("lesion", np.arange(1, axes.lesions + 1, dtype=np.int16),
                    {"long_name": "lesion number (1: the index lesion)"}),
         "blood_line": ("blood_line", [b.name for b in axes.blood_lines], {"long_name": "blood line"}),

@@ -470,7 +470,22 @@ ORGAN_INPUTS = (
           lambda c: [rng.stream_id(f"dosimetry/{o.name}/intra-patient") for o in c.axes.organs], np.uint64),
     Input("measurement_stream", "1", ("organ",), "stream 'dosimetry/<organ>/measurement' (counter: cycle)",
           lambda c: [rng.stream_id(f"dosimetry/{o.name}/measurement") for o in c.axes.organs], np.uint64),
+    Input("toxicity_bed50_gy", "Gy", ("organ",), "organ_toxicity.<organ>.bed50_gy (inf: no such model)",
+          lambda c: [_toxicity(c, o, "bed50_gy", math.inf) for o in c.axes.organs]),
+    Input("toxicity_m", "1", ("organ",), "organ_toxicity.<organ>.lkb_m",
+          lambda c: [_toxicity(c, o, "lkb_m", 1.0) for o in c.axes.organs]),
+    Input("toxicity_grade2_ratio", "1", ("organ",), "organ_toxicity.<organ>.grade2_bed50_ratio",
+          lambda c: [_toxicity(c, o, "grade2_bed50_ratio", 1.0) for o in c.axes.organs]),
+    Input("toxicity_other_cause", "1", ("organ",), "organ_toxicity.<organ>.other_cause_probability",
+          lambda c: [_toxicity(c, o, "other_cause_probability", 0.0) for o in c.axes.organs]),
+    Input("toxicity_stream", "1", ("organ",), "stream '<organ>/toxicity'",
+          lambda c: [rng.stream_id(f"{o.name}/toxicity") for o in c.axes.organs], np.uint64),
 )
+
+
+def _toxicity(c: Context, organ: Organ, field: str, none: float) -> float:
+    table = c.cfg.organ_toxicity.get(organ.name)
+    return none if table is None else getattr(table, field)
 
 LESION_INPUTS = (
     Input("alpha_beta_gy", "Gy", (), "radiobiology.tumour.alpha_beta_gy",

@@ -79,6 +79,8 @@ OUTPUTS = (
            "lesion volume / baseline at the scan of the smallest target sum (NaN: absent or no scan)", NAN),
     Output("blood_worst_grade", ("patient", "blood_line"), "i1", "1",
            "worst CTCAE v5 grade of the blood line: its nadirs, or 3 after a decrease of other causes"),
+    Output("organ_toxicity_grade", ("patient", "organ"), "i1", "1",
+           "late toxicity grade of the organ, 0-2 (0 where it has no such model; organ_adverse_event names it)"),
     Output("egfr_end_ml_min", ("patient",), "f8", "mL/min/1.73m2", "eGFR at the end of follow-up"),
     Output("egfr_change_48_months", ("patient",), "f8", "1",
            "eGFR 4 years after the start / baseline - 1 (NaN: died or censored before)", NAN),

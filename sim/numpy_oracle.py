@@ -369,6 +369,7 @@ class _Arm:
         self.rule = int(regimen.rule)
         self._check(sizes)
         self.out = kernel_outputs.allocate(sizes)
+        self.seed = seed
         self._init_streams(seed)
         self._init_events()
         self._init_tumour()
@@ -1027,6 +1028,7 @@ class _Arm:
         self._record_blood(ti, self.k_given[ti] - 1)
         self._record_survival(death, cause)
         self._record_kidney()
+        self._record_organ_toxicity()
         self._record_regimen()
         return self.out
 
@@ -1066,6 +1068,24 @@ class _Arm:
         mds = (self.mds_onset < death) & (self.mds_onset <= censor)
         out.mds_aml[:] = mds
         out.mds_aml_day[:] = np.where(mds, self.mds_onset, np.nan)
+
+    def _record_organ_toxicity(self) -> None:
+        """Late toxicity grade 0-2 of each optional organ with a model: one uniform against LKB on the cumulative
+        BED (grade >= 2 at ``r BED50``), with other causes for grade 1 (docs/model.md 4.9)."""
+        o_, out = self.organs, self.out
+        given = np.arange(self.k_max)[None, :] < self.k_given[:, None]
+        for o in range(self.n_organs):
+            b50 = float(o_.toxicity_bed50_gy[o])
+            if not np.isfinite(b50):
+                continue
+            bed = np.where(given, out.bed_gy[:, :, o], 0.0).sum(axis=1)
+            m = float(o_.toxicity_m[o])
+            u = uniforms_np(self.seed, self.P.patient_id, o_.toxicity_stream[o], 0, 1)[:, 0]
+            b2 = float(o_.toxicity_grade2_ratio[o]) * b50
+            p2 = np.where(bed > 0.0, ndtr((bed - b2) / (m * b2)), 0.0)
+            p1 = 1.0 - (1.0 - np.where(bed > 0.0, ndtr((bed - b50) / (m * b50)), 0.0)) * (
+                1.0 - float(o_.toxicity_other_cause[o]))
+            out.organ_toxicity_grade[:, o] = np.where(u < p2, 2, np.where(u < p1, 1, 0))
 
     def _record_kidney(self) -> None:
         """LKB nephropathy on the cumulative kidney BED (treated patients), eGFR at the end of follow-up and at 4

@@ -57,7 +57,9 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
 def organs(**values) -> kernel_inputs.Organs:
     base = dict(alpha_beta_gy=[2.6, 10.0], repair_h=[2.8, 0.5], intra_sigma=[0.0, 0.0], measurement_sigma=[0.0, 0.0],
                 intra_stream=[rng.stream_id(f"dosimetry/{o}/intra-patient") for o in ORGANS],
-                measurement_stream=[rng.stream_id(f"dosimetry/{o}/measurement") for o in ORGANS])
+                measurement_stream=[rng.stream_id(f"dosimetry/{o}/measurement") for o in ORGANS],
+                toxicity_bed50_gy=[math.inf, math.inf], toxicity_m=[1.0, 1.0], toxicity_grade2_ratio=[1.0, 1.0],
+                toxicity_other_cause=[0.0, 0.0], toxicity_stream=[rng.stream_id(f"{o}/toxicity") for o in ORGANS])
     base.update(values)
     return kernel_inputs.make("Organs", **base)
 

@@ -181,6 +181,13 @@ def test_background_blood_hazards_name_lines_of_the_scenario():
         config.validate(data, "x")
 
 
+def test_organ_toxicity_needs_an_optional_organ_of_the_scenario():
+    table = {"adverse_event": "x", "bed50_gy": 30.0, "lkb_m": 0.4, "grade2_bed50_ratio": 2.0}
+    for organ in ("kidney", "salivary"):  # a model of its own; no agent of NETTER-1 doses the salivary glands
+        with pytest.raises(ConfigError, match=rf"organ_toxicity.{organ}: not an optional organ"):
+            config.load(CONFIGS / "netter1.toml", {f"organ_toxicity.{organ}": table})
+
+
 def test_marrow_sensitivity_product_is_bounded():
     """Each factor within its range, their product not: refused, naming the product and the bound."""
     overrides = {"marrow.alpha_per_gy": 100.0, "marrow.prior_chemotherapy_multiplier": 100.0}

@@ -438,7 +438,11 @@ def test_an_extra_organ_gets_dose_and_bed_and_changes_nothing_else():
                             intra_stream=[rng.stream_id(f"dosimetry/{o}/intra-patient") for o in ("kidney", "marrow",
                                                                                                    "salivary")],
                             measurement_stream=[rng.stream_id(f"dosimetry/{o}/measurement")
-                                                for o in ("kidney", "marrow", "salivary")], **organ3)
+                                                for o in ("kidney", "marrow", "salivary")],
+                            toxicity_bed50_gy=[math.inf] * 3, toxicity_m=[1.0] * 3, toxicity_grade2_ratio=[1.0] * 3,
+                            toxicity_other_cause=[0.0] * 3,
+                            toxicity_stream=[rng.stream_id(f"{o}/toxicity") for o in ("kidney", "marrow", "salivary")],
+                            **organ3)
     three = run_one(P(gy_per_gbq=[0.5, 0.03, 0.63], teff_h=[55.0, 40.0, 42.2], **STABLE), organ=three_organs,
                     measured_cycles=4)
     for name in kernel_outputs.Outputs._fields:
@@ -599,3 +603,18 @@ def test_psa50_needs_confirmation_three_weeks_later():
     # censored after one reading below half: not confirmed
     once = run_one(P(**{**kill, "admin_censor_day": 100.0}), n_cycles=1, lesion=_psa_lesions())
     assert once.psa50 == 0 and once.psa_best_change < -0.5
+
+
+def test_late_organ_toxicity_grades():
+    # LKB on the organ's cumulative BED (docs/model.md 4.9), here on the marrow slot of the hand-made organs: a tiny
+    # BED50 makes grade >= 1 certain for a treated patient, the grade-2 ratio decides grade 2; an untreated patient
+    # has only other causes; an organ without the model stays 0
+    def grade(n_cycles, bed50, ratio, other):
+        organs = H.organs(toxicity_bed50_gy=[math.inf, bed50], toxicity_m=[1.0, 0.01],
+                          toxicity_grade2_ratio=[1.0, ratio], toxicity_other_cause=[0.0, other])
+        o = run_one(P(growth_per_day=1e-7), n_cycles=n_cycles, organ=organs)
+        assert o.organ_toxicity_grade[KIDNEY] == 0
+        return o.organ_toxicity_grade[MARROW]
+
+    assert grade(4, 1e-3, 1.0, 0.0) == 2 and grade(4, 1e-3, 1e6, 0.0) == 1 and grade(4, 1e6, 10.0, 0.0) == 0
+    assert grade(0, 1e-3, 1.0, 0.0) == 0 and grade(0, 1e-3, 1.0, 1.0) == 1

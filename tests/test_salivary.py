@@ -15,6 +15,7 @@ from .conftest import CONFIGS, load_small
 def vision_without_salivary(patients: int) -> config.Config:
     data = config.read_scenario(CONFIGS / "vision.toml")
     del data["agents"]["psma617"]["salivary"]
+    del data["organ_toxicity"]["salivary"]  # xerostomia needs the organ
     data.pop("uncertainty")  # its priors include the salivary Gy/GBq
     config.set_dotted(data, "trial.patients", patients)
     return config.validate(data, "vision without salivary")

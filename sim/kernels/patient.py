@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from sim import rng
-from sim.kernels import KERNEL, events, kidney, marrow, policy, tumour
+from sim.kernels import KERNEL, events, kidney, marrow, organ_toxicity, policy, tumour
 from sim.kernels.dosimetry import administer_lesions, administer_organs
 from sim.kernels.radiobiology import LN2, bed, g_factor, surviving_fraction
 from sim.kernels.threads import block_range, run_rows
@@ -428,6 +428,13 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
         s.pkey, P.egfr_baseline_ml_min[i], P.egfr_decline_ml_min_per_year[i], P.kidney_risk_factor[i],
         kidney.radiation_decline(kid, P.kidney_risk_factor[i]), P.acute_renal_day[i], out.cycle_time_days[i],
         out.bed_gy[i, :, kid.organ], s.k, s.last_admin, out.os_time_days[i], kid)
+    for o in range(organs.alpha_beta_gy.shape[0]):  # late toxicities of optional organs (docs/model.md 4.9)
+        bed_total = 0.0
+        for c in range(s.k):
+            bed_total += out.bed_gy[i, c, o]
+        out.organ_toxicity_grade[i, o] = organ_toxicity.late_grade(
+            s.pkey, organs.toxicity_stream[o], bed_total, organs.toxicity_bed50_gy[o], organs.toxicity_m[o],
+            organs.toxicity_grade2_ratio[o], organs.toxicity_other_cause[o])
     out.egfr_end_ml_min[i] = e_end
     out.egfr_change_48_months[i] = e_landmark / P.egfr_baseline_ml_min[i] - 1.0
     out.ckd_grade[i] = kidney.ckd_grade(e_end)
