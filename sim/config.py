@@ -660,6 +660,8 @@ class FixedArm(ArmBase):
     dose_modification: DoseModification = Field(default_factory=DoseModification)
     dosimetry: ArmDosimetry | None = None
     retreatment: Retreatment | None = None
+    stop_at_psa_progression: bool = Field(
+        False, description="No further cycle after a confirmed PCWG3 PSA progression (needs [psa]).")
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -698,6 +700,8 @@ class GuidedArm(ArmBase):
     dose_modification: DoseModification = Field(default_factory=DoseModification)
     dosimetry: ArmDosimetry
     retreatment: Retreatment | None = None
+    stop_at_psa_progression: bool = Field(
+        False, description="No further cycle after a confirmed PCWG3 PSA progression (needs [psa]).")
 
     @model_validator(mode="after")
     def _rule_fields(self) -> GuidedArm:
@@ -793,6 +797,9 @@ class Config(Strict):
             raise ValueError("[marrow.haemoglobin] needs the baseline cohort.covariates.haemoglobin_g_dl")
         if self.psa is not None and "psa_ng_ml" not in given:
             raise ValueError("[psa] needs the baseline cohort.covariates.psa_ng_ml")
+        for arm in self.arms:
+            if getattr(arm, "stop_at_psa_progression", False) and self.psa is None:
+                raise ValueError(f"arm {arm.name!r}: stop_at_psa_progression needs a [psa] section")
         for organ in self.organ_toxicity:
             if organ in ("kidney", "marrow") or not any(getattr(a, organ, None) for a in self.agents.values()):
                 raise ValueError(f"organ_toxicity.{organ}: not an optional organ that an agent of this scenario "
@@ -1050,12 +1057,33 @@ def _layers(path: str | Path) -> list[tuple[Path, dict]]:
 
 def read_toml(path: str | Path) -> dict:
     """Read a scenario file. ``extends = "other.toml"`` (relative to the file) starts from that scenario:
-    tables are merged key by key, and anything else (numbers, lists such as ``arms``) replaces the base's."""
+    tables are merged key by key, and anything else (numbers, lists such as ``arms``) replaces the base's. An arm
+    with ``like = "NAME"`` starts from the arm NAME (an earlier arm of its file, else the base's) and changes what it
+    sets."""
     layers = _layers(path)
-    data = layers[-1][1]
-    for _, layer in reversed(layers[:-1]):
-        data = _merge(data, layer)
+    data = _arms_like(layers[-1][1], {}, layers[-1][0])
+    for holder, layer in reversed(layers[:-1]):
+        data = _merge(data, _arms_like(layer, data, holder))
     return data
+
+
+def _arms_like(layer: dict, base: dict, holder: Path) -> dict:
+    """``layer`` with each ``like = "NAME"`` arm resolved: a copy of arm NAME merged with the arm's own keys."""
+    arms = layer.get("arms")
+    if not isinstance(arms, list) or not any(isinstance(a, dict) and "like" in a for a in arms):
+        return layer
+    known = {a["name"]: a for a in base.get("arms", []) if isinstance(a, dict) and isinstance(a.get("name"), str)}
+    resolved = []
+    for arm in arms:
+        if isinstance(arm, dict) and "like" in arm:
+            name = arm["like"]
+            if not isinstance(name, str) or name not in known:
+                raise ConfigError(f"{holder}: arms: like{_shown(name)}: no such arm (known: {list(known)})")
+            arm = _merge(copy.deepcopy(known[name]), {k: v for k, v in arm.items() if k != "like"})
+        resolved.append(arm)
+        if isinstance(arm, dict) and isinstance(arm.get("name"), str):
+            known[arm["name"]] = arm
+    return {**layer, "arms": resolved}
 
 
 def extends_chain(path: str | Path) -> list[Path]:

@@ -654,6 +654,8 @@ REGIMEN_INPUTS = (
           lambda c: c.guided("reduce_last_cycle_to_limit", False), np.bool_),
     Input("measured_cycles", "1", (), "arms.dosimetry.measured_cycles (all cycles if unset; 0 without dosimetry)",
           _measured_cycles, np.int64),
+    Input("stop_at_psa_progression", "1", (), "arms.stop_at_psa_progression",
+          lambda c: getattr(c.arm, "stop_at_psa_progression", False), np.bool_),
     Input("retreat_cycles", "1", (), "arms.retreatment.cycles (0: no re-treatment)",
           lambda c: _retreatment(c, "cycles", 0), np.int64),
     Input("retreat_min_day", "day", (), "arms.retreatment.min_pfs_months",

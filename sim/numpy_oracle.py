@@ -789,6 +789,12 @@ class _Arm:
         """A due day or re-check: continue_after_cycle, then (cycles after the first) the guided rule's stop test
         and the dose-modification rules, then the administration."""
         r = self.regimen
+        drawn = (self.k_given[idx] > 0) & ~self.retreated[idx]  # PSA is drawn at each visit for a cycle
+        self._read_psa(idx[drawn], t[drawn])
+        if r.stop_at_psa_progression:
+            stop = np.isfinite(self.psa_progression[idx]) & ~self.retreated[idx]
+            self._end_cycles(idx[stop])
+            idx, t = idx[~stop], t[~stop]
         again = self.retreated[idx]
         if again.any():
             stop = again & ~self._retreatment_fits(idx)
@@ -846,8 +852,6 @@ class _Arm:
             return
         r, out, b = self.regimen, self.out, self.blood
         k = self.k_given[idx]
-        drawn = (k > 0) & ~self.retreated[idx]  # PSA is drawn before each later cycle of the first course
-        self._read_psa(idx[drawn], t[drawn])
         nominal = r.activities_gbq[np.minimum(k, r.activities_gbq.shape[0] - 1)] if self.rule == policy.RULE_FIXED \
             else self.activity_next[idx]
         nominal = np.where(self.retreated[idx], float(r.retreat_activity_gbq), nominal)

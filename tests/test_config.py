@@ -188,6 +188,28 @@ def test_organ_toxicity_needs_an_optional_organ_of_the_scenario():
             config.load(CONFIGS / "netter1.toml", {f"organ_toxicity.{organ}": table})
 
 
+def test_arms_like_another_arm(tmp_path):
+    """An arm with like = NAME copies arm NAME (of the base, or earlier in its file) and changes what it sets."""
+    cfg = config.load(CONFIGS / "lu_psma_extended.toml")
+    vision, extended = cfg.arm("lu177_psma617"), cfg.arm("extended")
+    assert extended.cycles == 10 and vision.cycles == 6
+    assert extended.dose_modification == vision.dose_modification and extended.continue_after_cycle == 4
+    child = tmp_path / "child.toml"
+    base = (CONFIGS / "netter1.toml").as_posix()
+    child.write_text(f'extends = "{base}"\n[[arms]]\nlike = "lu177_dotatate"\nname = "a"\ncycles = 2\n'
+                     '[[arms]]\nlike = "a"\nname = "b"\nactivity_gbq = 3.7\n')
+    a, b = config.load(child).arms
+    assert (a.cycles, b.cycles, b.activity_gbq, a.activity_gbq) == (2, 2, 3.7, 7.4)
+    child.write_text(f'extends = "{base}"\n[[arms]]\nlike = "nope"\nname = "a"\n')
+    with pytest.raises(ConfigError, match=r"child.toml: arms: like = 'nope': no such arm"):
+        config.load(child)
+
+
+def test_psa_stop_rule_needs_psa():
+    with pytest.raises(ConfigError, match="arm 'lu177_dotatate': stop_at_psa_progression needs a \\[psa\\] section"):
+        config.load(CONFIGS / "netter1.toml", {"arms.lu177_dotatate.stop_at_psa_progression": True})
+
+
 def test_marrow_sensitivity_product_is_bounded():
     """Each factor within its range, their product not: refused, naming the product and the bound."""
     overrides = {"marrow.alpha_per_gy": 100.0, "marrow.prior_chemotherapy_multiplier": 100.0}

@@ -46,6 +46,8 @@ def run_kernel(inp, sizes):
     ("guided_vs_fixed", "tumour_guided", {"arms.tumour_guided.dosimetry.measured_cycles": 2}),
     ("retreatment", "fixed_netter1", {}),
     ("retreatment", "iluminet", {"arms.iluminet.retreatment.kidney_bed_limit_gy": 30.0}),
+    ("lu_psma_real_world", "real_world", {}),
+    ("lu_psma_guided", "tumour_guided", {}),
 ])
 def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     cfg = load_small(scenario, patients=1500, **overrides)
@@ -55,7 +57,7 @@ def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     for name in kernel_outputs.Outputs._fields:
         a, b = getattr(got, name), getattr(ref, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name
-        if name == "target_sum_best_change":  # ratio - 1 cancels near 0: compare the ratio
+        if name in ("target_sum_best_change", "psa_best_change"):  # ratio - 1 cancels near 0: compare the ratio
             a, b = a + 1.0, b + 1.0
         if name in DISCRETE:
             np.testing.assert_array_equal(a, b, err_msg=name)
@@ -618,3 +620,15 @@ def test_late_organ_toxicity_grades():
 
     assert grade(4, 1e-3, 1.0, 0.0) == 2 and grade(4, 1e-3, 1e6, 0.0) == 1 and grade(4, 1e6, 10.0, 0.0) == 0
     assert grade(0, 1e-3, 1.0, 0.0) == 0 and grade(0, 1e-3, 1.0, 1.0) == 1
+
+
+def test_treatment_stops_at_a_confirmed_psa_progression():
+    # PSA of a tumour doubling in 300 days (no kill), read at each visit for a cycle (q6w) and scan (q12w): it first
+    # qualifies at day 126 (+34 %, +3.4 ng/mL, after 12 weeks), is confirmed at 168; the cycle due at 168 is not given.
+    # Without the rule, cycles go on to the radiographic progression at day 336.
+    common = dict(n_cycles=10, k_max=10, interval_days=42.0, lesion=_psa_lesions())
+    stopped = run_one(P(psa0_ng_ml=10.0, admin_censor_day=3000.0), stop_at_psa_progression=True, **common)
+    assert stopped.psa_progression_day == 126.0 and stopped.cycles_given == 4
+    assert stopped.discontinued_for_toxicity == 0 and stopped.pfs_time_days == 336.0
+    going = run_one(P(psa0_ng_ml=10.0, admin_censor_day=3000.0), **common)
+    assert going.psa_progression_day == 126.0 and going.cycles_given == 8  # days 0 to 294

@@ -302,8 +302,10 @@ def retreat_cycle_fits(i, s, P, organs, kid, regimen, w):
 def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
     """A cycle is due (or re-checked) at ``t``: decide the dose (continuation, guided rule, dose modification),
     administer it, and close the course when no cycle is left (docs/model.md 4.5, 5.2)."""
-    stop = (regimen.continue_after > 0 and s.k >= regimen.continue_after and not s.last_scan_volume < s.v0
-            and not s.retreated)
+    if s.k > 0 and lesions.psa_modelled and not s.retreated:  # PSA is drawn at each visit for a cycle
+        read_psa(i, s, t, P)
+    stop = ((regimen.continue_after > 0 and s.k >= regimen.continue_after and not s.last_scan_volume < s.v0
+             or regimen.stop_at_psa_progression and s.psa_progression_day < math.inf) and not s.retreated)
     activity = regimen.retreat_activity_gbq if s.retreated else regimen.guided_activity_gbq
     if s.retreated:
         stop = not retreat_cycle_fits(i, s, P, organs, kid, regimen, w)
@@ -339,8 +341,6 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
 def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     """Give cycle ``k = s.k`` at day ``t``: doses per organ and lesion, tumour kill, marrow forcing; record it."""
     k = s.k
-    if k > 0 and lesions.psa_modelled and not s.retreated:  # PSA is drawn before each later cycle
-        read_psa(i, s, t, P)
     measured = k < regimen.measured_cycles
     out.cycle_time_days[i, k] = t
     out.activity_gbq[i, k] = activity
