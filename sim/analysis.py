@@ -55,6 +55,7 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
         **response_summary(a),
         "cycles_median": float(np.median(cycles)),
         "cycles_mean": round(float(np.mean(cycles)), 4),
+        "cycles_distribution": {str(k): _rate(cycles == k) for k in range(int(cycles.max(initial=0)) + 1)},
         "cumulative_activity_gbq_median": _median(a.activity_gbq_total.values),
         **dose_summary(a),
         **toxicity_summary(a),

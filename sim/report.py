@@ -29,9 +29,11 @@ ROWS = [
     ("Median OS (months)", lambda a: _fmt(a["median_os_months"]) if a["median_os_months"] else "not reached"),
     ("OS at 12 / 24 months", lambda a: f"{a['os_at_months']['12']:.0%} / {a['os_at_months']['24']:.0%}"),
     ("Objective response rate", lambda a: f"{a['objective_response_rate']:.1%}"),
+    ("PSA50, confirmed (PCWG3)", lambda a: f"{a['psa50_rate']:.1%}" if "psa50_rate" in a else "-"),
     ("Best response CR / PR / SD / PD", lambda a: " / ".join(f"{a['best_response_rates'][k]:.0%}"
                                                              for k in ("CR", "PR", "SD", "PD"))),
     ("Cycles, median (mean)", lambda a: f"{a['cycles_median']:g} ({a['cycles_mean']:.2f})"),
+    ("Cycles given 1/2/3/4/5/6+ (%)", lambda a: _cycle_shares(a["cycles_distribution"])),
     ("Cumulative activity, median (GBq)", lambda a: _fmt(a["cumulative_activity_gbq_median"])),
     ("Kidney dose / BED, median (Gy)",
      lambda a: f"{a['kidney_dose_gy_median']:.1f} / {a['kidney_bed_gy_median']:.1f}"),
@@ -40,6 +42,8 @@ ROWS = [
     ("Grade >=3 thrombocytopenia", lambda a: f"{a['grade3plus_thrombocytopenia_rate']:.1%}"),
     ("Grade >=3 haematological (any line)", lambda a: f"{a['grade3plus_haematological_rate']:.1%}"),
     ("Renal grade >=3 (any cause)", lambda a: f"{a['grade3plus_renal_rate']:.1%}"),
+    ("Xerostomia any grade / grade >=2", lambda a: f"{a['grade1plus_xerostomia_rate']:.1%} / "
+     f"{a['grade2plus_xerostomia_rate']:.1%}" if "grade1plus_xerostomia_rate" in a else "-"),
     ("MDS/AML", lambda a: f"{a['mds_aml_rate']:.1%}"),
     ("Delayed / reduced / stopped (toxicity)",
      lambda a: f"{a['delays_rate']:.0%} / {a['dose_reductions_rate']:.0%} / {a['discontinued_for_toxicity_rate']:.0%}"),
@@ -52,6 +56,15 @@ ROWS = [
      lambda a: f"{a['spect_sessions_mean']:.1f} / {a['physicist_hours_mean']:.1f}"),
     ("Cost per patient, mean", lambda a: f"{a['cost_mean']:,.0f} {a['cost_currency']}" if "cost_mean" in a else "-"),
 ]
+
+
+def _cycle_shares(distribution: dict[str, float]) -> str:
+    """Percent of patients given 1, 2, 3, 4, 5 and 6 or more cycles ("-" for an arm that gives none)."""
+    share = {int(k): v for k, v in distribution.items()}
+    if not any(v for k, v in share.items() if k > 0):
+        return "-"
+    cells = [share.get(k, 0.0) for k in range(1, 6)] + [sum(v for k, v in share.items() if k >= 6)]
+    return "/".join(f"{100 * v:.0f}" for v in cells)
 
 
 SHOWN_DOSES = ("kidney", "marrow", "tumour")  # organs that ROWS show; any other organ gets a row of its own
