@@ -45,9 +45,14 @@ SCATTER_MAX_POINTS = 3000
 
 
 def _pyplot():
+    """pyplot, off-screen (Agg) in scripts and the command line; in a notebook (ipykernel) its own backend stays,
+    so figures display inline."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
