@@ -21,9 +21,11 @@ RESPONSE_COLOURS = {"CR": "#009E73", "PR": "#56B4E9", "SD": "#999999", "PD": "#D
 DOSE_BINS = 8  # quantile bins of first-cycle lesion dose for the response-rate line
 
 
-def waterfall_figure(ds):  # noqa: ANN001, ANN201
-    """Per treated arm, the best change of the target-lesion sum of diameters of every patient with target lesions
-    and a scan, sorted, coloured by best overall response, with RECIST's -30 % and +20 % lines."""
+def _waterfall(ds, change_of, category_of, categories: dict, lines, ylabel: str, subject: str, title: str,  # noqa: ANN001
+               legend_title: str | None = None):  # noqa: ANN202
+    """Per treated arm, every patient's best change (``change_of(arm dataset)``, a fraction; NaN: none), sorted, each
+    bar coloured by ``category_of(arm dataset)`` (``categories``: value -> (label, colour)), with horizontal ``lines``
+    ((value %, line style)); changes beyond +100 % drawn at 100 %."""
     plt = _pyplot()
     arms, labels = treated_arms(ds), _labels(ds)
     level = patient_level(ds)
@@ -31,65 +33,48 @@ def waterfall_figure(ds):  # noqa: ANN001, ANN201
                              layout="constrained")
     for ax, arm in zip(axes[:, 0], arms, strict=True):
         a = level.sel(arm=arm)
-        change = 100 * a.target_sum_best_change.values
-        best = a.best_response.values
+        change, category = 100 * change_of(a), category_of(a)
         keep = np.isfinite(change)
         order = np.argsort(-change[keep])
-        change, best = change[keep][order], best[keep][order]
-        for key, meaning in BEST_RESPONSE_KEYS.items():
-            at = best == code(a.best_response, meaning)
+        change, category = change[keep][order], category[keep][order]
+        for value, (label, colour) in categories.items():
+            at = category == value
             if at.any():
-                x = np.flatnonzero(at)
-                ax.bar(x, np.clip(change[at], -100, 100), width=1.0, color=RESPONSE_COLOURS[key],
-                       label=f"{key} ({at.mean():.0%})", linewidth=0)
-        for y, style in ((-30, "--"), (20, ":")):
+                ax.bar(np.flatnonzero(at), np.clip(change[at], -100, 100), width=1.0, color=colour, linewidth=0,
+                       label=f"{label} ({at.mean():.0%})")
+        for y, style in lines:
             ax.axhline(y, color="black", lw=1.0, ls=style)
         ax.set_xlim(-0.5, max(1, change.size) - 0.5)
         ax.set_ylim(-105, 105)
         ax.set_xticks([])
-        ax.set_ylabel("Best change of\ntarget sum (%)")
-        ax.set_title(_wrap(f"{labels[arm]}: {change.size:,} patients with target lesions", 100), fontsize=10)
-        ax.legend(loc="upper right", ncols=5, frameon=False, fontsize=8.5, title="best overall response",
+        ax.set_ylabel(ylabel)
+        ax.set_title(_wrap(f"{labels[arm]}: {change.size:,} {subject}", 100), fontsize=10)
+        ax.legend(loc="upper right", ncols=len(categories), frameon=False, fontsize=8.5, title=legend_title,
                   title_fontsize=8.5)
-    fig.suptitle(_wrap(f"Best change of the target sum (RECIST 1.1: dashed -30 %, partial response; dotted +20 %, "
-                       f"progression over the nadir; beyond +100 % drawn at 100 %): {ds.attrs['scenario']}", 110),
-                 fontsize=11)
+    fig.suptitle(_wrap(f"{title}: {ds.attrs['scenario']}", 110), fontsize=11)
     return fig
+
+
+def waterfall_figure(ds):  # noqa: ANN001, ANN201
+    """Per treated arm, the best change of the target-lesion sum of diameters of every patient with target lesions
+    and a scan, sorted, coloured by best overall response, with RECIST's -30 % and +20 % lines."""
+    codes = {code(ds.best_response, meaning): (key, RESPONSE_COLOURS[key])
+             for key, meaning in BEST_RESPONSE_KEYS.items()}
+    return _waterfall(ds, lambda a: a.target_sum_best_change.values, lambda a: a.best_response.values, codes,
+                      ((-30, "--"), (20, ":")), "Best change of\ntarget sum (%)", "patients with target lesions",
+                      "Best change of the target sum (RECIST 1.1: dashed -30 %, partial response; dotted +20 %, "
+                      "progression over the nadir; beyond +100 % drawn at 100 %)", "best overall response")
 
 
 def psa_waterfall_figure(ds):  # noqa: ANN001, ANN201
     """Per treated arm, every patient's best PSA change of the first course (PCWG3), sorted, coloured by confirmed
     PSA50, with the -50 % and +25 % lines."""
-    plt = _pyplot()
-    arms, labels = treated_arms(ds), _labels(ds)
-    level = patient_level(ds)
-    fig, axes = plt.subplots(len(arms), 1, figsize=(11, 2.6 + 2.4 * len(arms)), squeeze=False, sharey=True,
-                             layout="constrained")
-    for ax, arm in zip(axes[:, 0], arms, strict=True):
-        a = level.sel(arm=arm)
-        change = 100 * a.psa_best_change.values
-        psa50 = a.psa50.values == 1
-        keep = np.isfinite(change)
-        order = np.argsort(-change[keep])
-        change, psa50 = change[keep][order], psa50[keep][order]
-        for responded, colour, name in ((True, RESPONSE_COLOURS["PR"], "PSA50, confirmed"),
-                                        (False, RESPONSE_COLOURS["SD"], "no confirmed PSA50")):
-            at = psa50 == responded
-            if at.any():
-                ax.bar(np.flatnonzero(at), np.clip(change[at], -100, 100), width=1.0, color=colour, linewidth=0,
-                       label=f"{name} ({at.mean():.0%})")
-        for y, style in ((-50, "--"), (25, ":")):
-            ax.axhline(y, color="black", lw=1.0, ls=style)
-        ax.set_xlim(-0.5, max(1, change.size) - 0.5)
-        ax.set_ylim(-105, 105)
-        ax.set_xticks([])
-        ax.set_ylabel("Best PSA change (%)")
-        ax.set_title(_wrap(f"{labels[arm]}: {change.size:,} patients with a PSA value after baseline", 100),
-                     fontsize=10)
-        ax.legend(loc="upper right", ncols=2, frameon=False, fontsize=8.5)
-    fig.suptitle(_wrap(f"Best PSA change of the first course (PCWG3: dashed -50 %, PSA50; dotted +25 %; beyond +100 % "
-                       f"drawn at 100 %): {ds.attrs['scenario']}", 110), fontsize=11)
-    return fig
+    categories = {True: ("PSA50, confirmed", RESPONSE_COLOURS["PR"]),
+                  False: ("no confirmed PSA50", RESPONSE_COLOURS["SD"])}
+    return _waterfall(ds, lambda a: a.psa_best_change.values, lambda a: a.psa50.values == 1, categories,
+                      ((-50, "--"), (25, ":")), "Best PSA change (%)", "patients with a PSA value after baseline",
+                      "Best PSA change of the first course (PCWG3: dashed -50 %, PSA50; dotted +25 %; beyond +100 % "
+                      "drawn at 100 %)")
 
 
 def _lesions(a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - one arm, patient level

@@ -28,7 +28,7 @@ from sim.kernel_outputs import TOTALS, attributes, total
 
 SCHEMA = "rptsim-outcomes"
 # 2: organ, lesion and blood_line dims (kernel interface by name); 3: lesion layout, RECIST outputs; 4: background
-# kidney disease (acute renal events, eGFR change at 4 years)
+# kidney disease, blood lines in their own units (blood_nadir, blood_line_units), re-treatment, PSA, late organ toxicity
 SCHEMA_VERSION = 4
 
 
