@@ -36,6 +36,12 @@ from sim.organs import BLOOD_LINES, FATAL_LINE, ORGANS, BloodLine, Organ, has_ki
 from sim.units import DAYS_PER_MONTH, DAYS_PER_WEEK, DAYS_PER_YEAR
 
 
+def field_or(table: Any, field: str, default: Any) -> Any:  # noqa: ANN401 - config tables and values
+    """``table.field``, or ``default`` where the optional table is absent or the field unset (None)."""
+    value = getattr(table, field, None) if table is not None else None
+    return default if value is None else value
+
+
 @dataclass(frozen=True)
 class Input:
     """One kernel input: ``build(context)`` gives its value (array over ``dims``, or a scalar)."""
@@ -122,8 +128,7 @@ class Context:
 
     def guided(self, field: str, default: Any) -> Any:  # noqa: ANN401 - a config value
         """A field of a guided arm (``default`` for other arms, or when unset)."""
-        value = getattr(self.arm, field, None) if isinstance(self.arm, GuidedArm) else None
-        return default if value is None else value
+        return field_or(self.arm if isinstance(self.arm, GuidedArm) else None, field, default)
 
     @property
     def method(self) -> DosimetryMethod | None:
@@ -484,8 +489,7 @@ ORGAN_INPUTS = (
 
 
 def _toxicity(c: Context, organ: Organ, field: str, none: float) -> float:
-    table = c.cfg.organ_toxicity.get(organ.name)
-    return none if table is None else getattr(table, field)
+    return field_or(c.cfg.organ_toxicity.get(organ.name), field, none)
 
 LESION_INPUTS = (
     Input("alpha_beta_gy", "Gy", (), "radiobiology.tumour.alpha_beta_gy",
@@ -622,9 +626,7 @@ def _measured_cycles(c: Context) -> int:
 
 
 def _retreatment(c: Context, field: str, none: float) -> float:
-    r = getattr(c.arm, "retreatment", None)
-    value = getattr(r, field, None) if r is not None else None
-    return none if value is None else value
+    return field_or(getattr(c.arm, "retreatment", None), field, none)
 
 
 def _kidney_limits(c: Context) -> tuple[float, float]:
