@@ -152,7 +152,8 @@ def _add_calibrate_parser(sub) -> None:  # noqa: ANN001 - argparse's subparsers 
     """``rptsim calibrate``: the point fit and, with ``--posterior``, the posterior (docs/calibration.md)."""
     cal = sub.add_parser("calibrate", help="fit config parameters to published endpoints (common random numbers): "
                          "a point fit, or with --posterior the posterior of the declared uncertain parameters",
-                         description="Point fit (default): Nelder-Mead on --params, writes a config extending CONFIG. "
+                         description="Point fit (default): Brent (one parameter) or Nelder-Mead (several) on the "
+                         "log of --params, writes a config extending CONFIG. "
                          "--posterior: MCMC (emcee) on a synthetic likelihood of the published endpoints for the "
                          "config's [[uncertainty.parameters]], writes OUT.h5 (draws), OUT.toml (posterior-median "
                          "config), OUT.png (prior vs posterior) and OUT.json. See docs/calibration.md.")

@@ -106,3 +106,15 @@ def test_license_and_citation_agree_with_the_package():
     citation = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
     assert re.search(r'^license: BSD-3-Clause$', citation, re.M)
     assert re.search(r'^version: "(.+)"$', citation, re.M).group(1) == sim.__version__ == project["version"]
+
+
+def test_import_sim_gives_its_modules_on_first_use():
+    """``import sim`` alone loads none of its modules; ``sim.engine`` and friends work after it (notebook use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sim; assert 'sim.engine' not in sys.modules and 'sim.kernels' not in sys.modules; "
+            "assert {'engine', 'analysis', 'config', 'kernels'} <= set(dir(sim)); "
+            "assert sim.config.load and sim.engine.run and 'sim.engine' in sys.modules; "
+            "raised = False\ntry:\n    sim.nope\nexcept AttributeError:\n    raised = True\nassert raised")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
