@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a parameter sweep (grid, zipped axes, samples, replicates) on Dask")
     sw.add_argument("sweep", help="sweep TOML (e.g. configs/sweeps/kidney_target.toml)")
     sw.add_argument("-o", "--output", help="HDF5 output (default results/<sweep name>.h5)")
-    sw.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core); 0 runs the "
-                    "scenarios one after another in this process")
+    sw.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core; none on 2 cores "
+                    "or fewer); 0 runs the scenarios one after another in this process")
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler (tcp://host:8786)")
     where.add_argument("--cluster", choices=("slurm", "pbs"), help="submit Dask workers as batch jobs, as set in "
@@ -182,8 +182,8 @@ def _add_parallel_flags(p: argparse.ArgumentParser) -> None:
     """Cohort size and the sweep machinery's parallel, resumable execution, for commands that run many scenarios."""
     p.add_argument("--patients", type=int, help="override trial.patients in every scenario")
     p.add_argument("--seed", type=int, help="override trial.seed (the cohort's)")
-    p.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core); 0 runs the "
-                   "scenarios one after another in this process")
+    p.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core; none on 2 cores "
+                   "or fewer); 0 runs the scenarios one after another in this process")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler (tcp://host:8786)")
     where.add_argument("--cluster", choices=("slurm", "pbs"), help="submit Dask workers as batch jobs, as set in "

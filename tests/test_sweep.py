@@ -356,3 +356,24 @@ def test_report_recognises_a_sweep_file(clean_run, tmp_path, capsys):
     assert "PFS HR (95 % CI)" in page and "RMST PFS gain (mo)" in page and "arms.iluminet.kidney_bed_limit_gy" in page
     with sweep.read(clean_run) as ds:
         assert all(str(s) in page for s in ds.scenario.values)
+
+
+@pytest.mark.parametrize(("cores", "dask"), [(2, False), (3, True)])
+def test_default_runs_in_process_on_two_cores(small_file, clean_run, tmp_path, monkeypatch, cores, dask):
+    """Without --workers, a sweep starts Dask only with more than IN_PROCESS_CORES cores; the file is the same."""
+    started = []
+
+    def no_dask(*args, **kwargs):
+        started.append(args)
+        raise RuntimeError("Dask would start here")
+
+    monkeypatch.setattr(sweep, "available_cores", lambda: cores)
+    monkeypatch.setattr(sweep, "_client", no_dask)
+    out = tmp_path / "default.h5"
+    if dask:
+        with pytest.raises(RuntimeError, match="Dask would start here"):
+            sweep.run(sweep_config.load(small_file), out)
+        assert started
+        return
+    sweep.run(sweep_config.load(small_file), out)
+    assert not started and same_file(out, clean_run)
