@@ -142,8 +142,24 @@ def output_console(width: int, console: Console | None = None) -> Console:
     return console if console.is_terminal else Console(width=width, file=console.file)
 
 
+LABEL_COLUMNS, ARM_COLUMNS = 44, 30  # terminal columns the row labels and each arm's cells need
+
+
 def print_summary(summary: dict, console: Console | None = None) -> None:
-    output_console(44 + 30 * len(summary["arms"]), console).print(summary_table(summary))
+    """The summary table; a terminal too narrow for every arm gets one table per group of arms that fits, each with
+    the reference arm first (its effect rows compare with it)."""
+    arms = list(summary["arms"])
+    console = output_console(LABEL_COLUMNS + ARM_COLUMNS * len(arms), console)
+    fit = max(1, (console.width - LABEL_COLUMNS) // ARM_COLUMNS)
+    if fit >= len(arms):
+        console.print(summary_table(summary))
+        return
+    reference = summary["reference_arm"] if summary["reference_arm"] in arms else None
+    others = [a for a in arms if a != reference]
+    per = max(1, fit - 1) if reference is not None else fit
+    for start in range(0, len(others), per):
+        group = ([reference] if reference is not None else []) + others[start:start + per]
+        console.print(summary_table({**summary, "arms": {a: summary["arms"][a] for a in group}}))
 
 
 # ----------------------------------------------------------------------------------------------------------------

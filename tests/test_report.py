@@ -249,3 +249,24 @@ def test_psa_waterfall_only_where_psa_is_modelled(netter1_run):
     bars = sum(len(c.patches) for c in fig.axes[0].containers)
     assert bars == int(np.isfinite(ds.psa_best_change.sel(arm="lu177_psma617").values).sum()) > 100
     plt.close(fig)
+
+
+def test_summary_splits_into_tables_that_fit_a_narrow_terminal():
+    """Four arms in a 100-column terminal: tables of the reference arm and one more arm each, no line wider than
+    the terminal, every arm shown once beside the reference."""
+    import io
+
+    from rich.console import Console
+
+    from sim import engine
+
+    from .conftest import load_small
+
+    summary = analysis.summary(engine.run(load_small("guided_vs_fixed", patients=150)))
+    out = io.StringIO()
+    report.print_summary(summary, Console(file=out, width=100, force_terminal=True, color_system=None))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert text.count("virtual patients per arm") == 3  # 3 compared arms, one table each with the reference
+    for arm in summary["arms"].values():
+        assert arm["label"][:12] in text
