@@ -342,12 +342,26 @@ def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
     return header, rows
 
 
+def sweep_arms_caption(ds) -> str:  # noqa: ANN001
+    """Which arms the sweep table's columns describe: each compared arm against the reference arm."""
+    import json
+
+    from sim import config
+    from sim.figures import sweep_comparison_arms
+
+    labels = {str(a): str(lab) or str(a) for a, lab in zip(ds.arm.values, ds.arm_label.values, strict=True)}
+    reference = config.validate(json.loads(ds.attrs["base_config_json"]), "base_config_json").reference_arm()
+    compared = [labels[a] for a in sweep_comparison_arms(ds)]
+    return f"Columns: {', '.join(compared)}, each against {labels.get(reference, reference)} (same patients)."
+
+
 def print_sweep_table(ds, console: Console | None = None, max_rows: int = 60) -> None:  # noqa: ANN001
-    """The scenario table in the terminal (the first ``max_rows`` scenarios)."""
+    """The scenario table in the terminal (the first ``max_rows`` scenarios), captioned with the arms it compares."""
     header, rows = sweep_cells(ds)
     n = len(rows)
     table = Table(title=f"Sweep {ds.attrs['sweep_name']}: {n} scenarios" + (f", first {max_rows} shown"
-                  if n > max_rows else ""), title_justify="left")
+                  if n > max_rows else ""), title_justify="left", caption=escape(sweep_arms_caption(ds)),
+                  caption_justify="left")
     for i, h in enumerate(header):
         table.add_column(escape(h), justify="left" if i == 0 else "right")
     for row in rows[:max_rows]:

@@ -377,3 +377,22 @@ def test_default_runs_in_process_on_two_cores(small_file, clean_run, tmp_path, m
         return
     sweep.run(sweep_config.load(small_file), out)
     assert not started and same_file(out, clean_run)
+
+
+def test_sweep_table_says_which_arms_its_columns_compare(clean_run):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from sim import report
+
+    with sweep.read(clean_run) as ds:
+        out = io.StringIO()
+        report.print_sweep_table(ds, Console(file=out, width=400, color_system=None))
+        base = config.validate(json.loads(ds.attrs["base_config_json"]), "base")
+        reference = base.arm(base.reference_arm())
+        compared = [a for a in base.arms if a.name != reference.name]
+    text = out.getvalue()
+    assert "Columns: " in text and f"each against {reference.label or reference.name}" in text
+    assert all((a.label or a.name) in text for a in compared)
