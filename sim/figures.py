@@ -40,7 +40,8 @@ def toxicity_bars(ds) -> list[tuple[str, str]]:  # noqa: ANN001
     """(label, summary key) of each toxicity bar: grade >= 3 per blood line, then ``OTHER_TOXICITY_BARS``."""
     return [(f"Grade ≥3\n{ae}", f"grade3plus_{ae}_rate") for ae in ds.adverse_event.values] + OTHER_TOXICITY_BARS
 
-SWIMMER_PATIENTS = 30
+SWIMMER_PATIENTS = 30  # shown in the swimmer plot, shared among its treated arms ...
+SWIMMER_MIN_PATIENTS = 6  # ... at least this many per arm
 SCATTER_MAX_POINTS = 3000
 
 
@@ -368,61 +369,71 @@ def swimmer_patients(ds, arm: str, n: int = SWIMMER_PATIENTS) -> np.ndarray:  # 
     return np.sort(pick)
 
 
-def swimmer_figure(ds, arm: str, colours: dict[str, str]):  # noqa: ANN001, ANN201
-    """Swimmer plot: OS bar with the PFS part highlighted, administrations sized by activity, and events."""
+def swimmer_arm_patients(ds) -> tuple[list[str], np.ndarray]:  # noqa: ANN001
+    """The treated arms and the patients the swimmer plot shows in each: ``SWIMMER_PATIENTS`` shared among the
+    arms (at least ``SWIMMER_MIN_PATIENTS`` per arm), drawn from the first treated arm's treated patients."""
+    arms = treated_arms(ds)
+    return arms, swimmer_patients(ds, arms[0], max(SWIMMER_MIN_PATIENTS, SWIMMER_PATIENTS // len(arms)))
+
+
+def swimmer_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Swimmer plot, one panel per treated arm with the same patients in each (common random numbers): OS bar with
+    the PFS part highlighted, administrations sized by activity, and events."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     plt = _pyplot()
-    a = ds.sel(arm=arm)
-    idx = swimmer_patients(ds, arm)
-    os_t = a.os_time_days.values[idx] / DAYS_PER_MONTH
-    order = idx[np.argsort(os_t, kind="stable")]  # longest at the top
-    os_t = a.os_time_days.values[order] / DAYS_PER_MONTH
-    pfs_t = a.pfs_time_days.values[order] / DAYS_PER_MONTH
-    os_e = a.os_event.values[order] == 1
-    progressed = a.progression_type.values[order] > 0
-    mds = a.mds_aml.values[order] == 1
-    mds_t = a.mds_aml_day.values[order] / DAYS_PER_MONTH
-    cyc_t = a.cycle_time_days.values[order] / DAYS_PER_MONTH
-    act = a.activity_gbq.values[order]
-    ref_activity = float(np.nanmax(act)) if act.size and np.nanmax(act) > 0 else 1.0
+    arms, idx = swimmer_arm_patients(ds)
+    first = ds.sel(arm=arms[0])
+    order = idx[np.argsort(first.os_time_days.values[idx] / DAYS_PER_MONTH, kind="stable")]  # longest at the top
+    acts = ds.activity_gbq.values[:, order]
+    ref_activity = float(np.nanmax(acts)) if acts.size and np.nanmax(acts) > 0 else 1.0
     size = lambda g: 70.0 * g / ref_activity  # noqa: E731 - marker area proportional to activity
-    colour = colours[arm]
-
-    fig, ax = plt.subplots(figsize=(10.5, 0.27 * len(order) + 2.6), layout="constrained")
-    y = np.arange(len(order))
-    ax.barh(y, os_t, height=0.62, color=colour, alpha=0.28, zorder=1)
-    ax.barh(y, pfs_t, height=0.62, color=colour, alpha=0.85, zorder=2)
-    given = np.isfinite(cyc_t) & (act > 0)
-    rows = np.broadcast_to(y[:, None], cyc_t.shape)
-    ax.scatter(cyc_t[given], rows[given], s=size(act[given]), marker="v", color="white", edgecolors="black",
-               linewidths=0.8, zorder=4)
-    ax.scatter(pfs_t[progressed], y[progressed], s=55, marker="D", color="#F0E442", edgecolors="black",
-               linewidths=0.8, zorder=5)
-    ax.scatter(mds_t[mds], y[mds], s=60, marker="*", color="#CC79A7", edgecolors="black", linewidths=0.6,
-               zorder=5)
-    ax.scatter(os_t[os_e], y[os_e], s=55, marker="X", color="black", zorder=5)
-    ax.scatter(os_t[~os_e], y[~os_e], s=55, marker=">", color="white", edgecolors="black", linewidths=0.9,
-               zorder=5)
-    ax.set_yticks(y)
-    ax.set_yticklabels([str(p) for p in a.patient.values[order]], fontsize=8)
-    ax.set_ylim(-0.7, len(order) - 0.3)
-    ax.set_ylabel("Patient id")
-    ax.set_xlabel("Months since randomisation")
-    x_max = float(np.nanmax(os_t)) if os_t.size else 1.0
+    x_max = float(np.nanmax(ds.os_time_days.values[:, order])) / DAYS_PER_MONTH if order.size else 1.0
     step = _tick_step(x_max)
     right = step * np.ceil(x_max * 1.03 / step)
+    fig, axes = plt.subplots(len(arms), 1, figsize=(10.5, (0.24 * len(order) + 1.0) * len(arms) + 1.4), sharex=True,
+                             squeeze=False, layout="constrained")
+    y = np.arange(len(order))
+    for ax, arm in zip(axes[:, 0], arms, strict=True):
+        a, colour = ds.sel(arm=arm), colours[arm]
+        os_t = a.os_time_days.values[order] / DAYS_PER_MONTH
+        pfs_t = a.pfs_time_days.values[order] / DAYS_PER_MONTH
+        os_e = a.os_event.values[order] == 1
+        progressed = a.progression_type.values[order] > 0
+        mds = a.mds_aml.values[order] == 1
+        cyc_t = a.cycle_time_days.values[order] / DAYS_PER_MONTH
+        act = a.activity_gbq.values[order]
+        ax.barh(y, os_t, height=0.62, color=colour, alpha=0.28, zorder=1)
+        ax.barh(y, pfs_t, height=0.62, color=colour, alpha=0.85, zorder=2)
+        given = np.isfinite(cyc_t) & (act > 0)
+        rows = np.broadcast_to(y[:, None], cyc_t.shape)
+        ax.scatter(cyc_t[given], rows[given], s=size(act[given]), marker="v", color="white", edgecolors="black",
+                   linewidths=0.8, zorder=4)
+        ax.scatter(pfs_t[progressed], y[progressed], s=55, marker="D", color="#F0E442", edgecolors="black",
+                   linewidths=0.8, zorder=5)
+        ax.scatter(a.mds_aml_day.values[order][mds] / DAYS_PER_MONTH, y[mds], s=60, marker="*", color="#CC79A7",
+                   edgecolors="black", linewidths=0.6, zorder=5)
+        ax.scatter(os_t[os_e], y[os_e], s=55, marker="X", color="black", zorder=5)
+        ax.scatter(os_t[~os_e], y[~os_e], s=55, marker=">", color="white", edgecolors="black", linewidths=0.9,
+                   zorder=5)
+        ax.set_yticks(y)
+        ax.set_yticklabels([str(p) for p in a.patient.values[order]], fontsize=8)
+        ax.set_ylim(-0.7, len(order) - 0.3)
+        ax.set_ylabel("Patient id")
+        ax.grid(True, axis="x", color="0.9", lw=0.6, zorder=0)
+        ax.set_title(_wrap(_labels(ds)[arm], 90), fontsize=10.5)
+    ax = axes[-1, 0]
+    ax.set_xlabel("Months since randomisation")
     ax.set_xlim(-0.012 * right, right)  # a little room left of 0: the first administration's marker
     ax.set_xticks(np.arange(0, right + step / 2, step))
-    ax.grid(True, axis="x", color="0.9", lw=0.6, zorder=0)
-    ax.set_title(f"{_wrap(_labels(ds)[arm], 80)}: {len(order)} randomly drawn treated patients",
-                 fontsize=11)
 
-    sample = sorted({round(float(g), 1) for g in act[given]})
+    given = acts[np.isfinite(acts) & (acts > 0)]
+    sample = sorted({round(float(g), 1) for g in given})
     sample = sample if len(sample) <= 3 else [sample[0], sample[len(sample) // 2], sample[-1]]
-    handles = [Patch(color=colour, alpha=0.85, label="Progression-free"),
-               Patch(color=colour, alpha=0.28, label="After progression (to death or censoring)")]
+    grey = "0.45"
+    handles = [Patch(color=grey, alpha=0.85, label="Progression-free"),
+               Patch(color=grey, alpha=0.28, label="After progression (to death or censoring)")]
     handles += [Line2D([], [], ls="", marker="v", markerfacecolor="white", markeredgecolor="black",
                        markersize=np.sqrt(size(g)), label=f"Administration, {g:g} GBq") for g in sample]
     handles += [
@@ -434,9 +445,10 @@ def swimmer_figure(ds, arm: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
         Line2D([], [], ls="", marker=">", markerfacecolor="white", markeredgecolor="black", markersize=7,
                label="Alive, censored"),
     ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, labelspacing=0.9,
-              borderaxespad=0.0)
-    fig.suptitle(f"Swimmer plot: {ds.attrs['scenario']}", fontsize=12)
+    axes[0, 0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                      labelspacing=0.9, borderaxespad=0.0)
+    fig.suptitle(_wrap(f"Swimmer plot, {len(order)} randomly drawn treated patients, the same in every treated arm: "
+                       f"{ds.attrs['scenario']}", 110), fontsize=12)
     return fig
 
 
@@ -492,8 +504,8 @@ FIGURE_CAPTIONS = {
                      "(Aalen-Johansen); dotted: the summary's 24- and 60-month horizons.",
     "toxicity.png": "Grade ≥ 3 toxicities, MDS/AML, dose reductions, delays and objective response per arm, with "
                     "Wilson 95 % CIs.",
-    "swimmer.png": "Swimmer plot of {n} randomly drawn treated patients of {arm}: administrations, progression, "
-                   "death or censoring.",
+    "swimmer.png": "Swimmer plot of {n} randomly drawn patients treated in {arm}, in every treated arm (the same "
+                   "patients): administrations, progression, death or censoring.",
     "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
                               "adapt the activity to the kidney.",
     "psa_waterfall.png": "Waterfall of the best PSA change of the first course per treated arm, coloured by "
@@ -509,8 +521,8 @@ def caption(ds, name: str) -> str:  # noqa: ANN001
     """The one-line caption of figure ``name`` for this dataset."""
     text = FIGURE_CAPTIONS[name]
     if name == "swimmer.png":
-        arm = treated_arms(ds)[0]
-        text = text.format(n=len(swimmer_patients(ds, arm)), arm=_labels(ds)[arm])
+        arms, shown = swimmer_arm_patients(ds)
+        text = text.format(n=len(shown), arm=_labels(ds)[arms[0]])
     return text
 
 
@@ -534,7 +546,7 @@ def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
     out["incidence.png"] = lambda: incidence_figure(ds, colours)
     per_cycle = "cycle" in ds.dims  # files written with --keep patients hold totals only
     if treated and per_cycle:
-        out["swimmer.png"] = lambda: swimmer_figure(ds, treated[0], colours)
+        out["swimmer.png"] = lambda: swimmer_figure(ds, colours)
     if guided_arms(ds) and per_cycle:
         out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
     return out

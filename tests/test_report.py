@@ -270,3 +270,23 @@ def test_summary_splits_into_tables_that_fit_a_narrow_terminal():
     assert text.count("virtual patients per arm") == 3  # 3 compared arms, one table each with the reference
     for arm in summary["arms"].values():
         assert arm["label"][:12] in text
+
+
+def test_swimmer_shows_the_same_patients_in_every_treated_arm():
+    """One panel per treated arm, the same patient ids in each (common random numbers), within a legible size."""
+    import matplotlib.pyplot as plt
+
+    from sim import engine
+
+    from .conftest import load_small
+
+    ds = engine.run(load_small("guided_vs_fixed", patients=200))
+    fig = figures.swimmer_figure(ds, figures.arm_colours(ds))
+    panels = [ax for ax in fig.axes if ax.get_yticklabels()]
+    assert len(panels) == len(figures.treated_arms(ds)) == 4
+    ids = [[t.get_text() for t in ax.get_yticklabels()] for ax in panels]
+    assert all(i == ids[0] for i in ids) and len(ids[0]) == max(figures.SWIMMER_MIN_PATIENTS,
+                                                                  figures.SWIMMER_PATIENTS // 4)
+    width, height = fig.get_size_inches() * fig.dpi
+    assert height <= 1600
+    plt.close(fig)
