@@ -133,9 +133,9 @@ def _tick_step(max_months: float) -> int:
 CENSOR_MARKS = 150  # censoring marks per arm on a KM curve: enough to show where follow-up ends, not a smear
 
 
-def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN201
-    """Kaplan-Meier curves per arm with the log-log 95 % band, censoring marks, medians, and the numbers at risk
-    below."""
+def km_figure(ds, endpoint: str, colours: dict[str, str], effects: dict[str, str] | None = None):  # noqa: ANN001, ANN201
+    """Kaplan-Meier curves per arm with the log-log 95 % band, censoring marks, medians, each compared arm's hazard
+    ratio (``effects``: arm -> text) in its legend entry, and the numbers at risk below."""
     from sim.survival import kaplan_meier
 
     plt = _pyplot()
@@ -166,8 +166,9 @@ def km_figure(ds, endpoint: str, colours: dict[str, str]):  # noqa: ANN001, ANN2
         lo = np.concatenate(([1.0], km.lower, [km.lower[-1] if km.lower.size else 1.0]))
         hi = np.concatenate(([1.0], km.upper, [km.upper[-1] if km.upper.size else 1.0]))
         median = km.median()
-        legend = _wrap(f"{labels[arm]} (median " + (f"{median:.1f} months)" if median is not None
-                                                     else "not reached)"), 58)
+        effect = f"; {effects[arm]}" if effects and arm in effects else ""
+        legend = _wrap(f"{labels[arm]} (median " + (f"{median:.1f} months" if median is not None
+                                                     else "not reached") + f"{effect})", 58)
         ax.fill_between(t, lo, hi, step="post", color=colours[arm], alpha=band_alpha, lw=0, zorder=2)
         ax.step(t, s, where="post", color=colours[arm], lw=1.8, label=legend, zorder=3)
         censored = np.sort(times[i][events[i] == 0])
@@ -526,13 +527,26 @@ def caption(ds, name: str) -> str:  # noqa: ANN001
     return text
 
 
-def figures(ds) -> dict[str, Callable]:  # noqa: ANN001
-    """File name -> function drawing the figure, for the figures this dataset supports."""
+def hazard_ratio_texts(summary: dict | None, endpoint: str) -> dict[str, str]:
+    """Per compared arm of a summary, ``"HR 0.23 (0.22-0.24) vs reference"`` of the end point (robust 95 % CI)."""
+    if not summary:
+        return {}
+    out = {}
+    for key, c in summary["comparisons"].items():
+        hr, ci = c[f"{endpoint}_hr"], c[f"{endpoint}_hr_robust_ci"]
+        if hr is not None:
+            out[key.split(" vs ")[0]] = f"HR {hr:.2f} ({ci[0]:.2f}-{ci[1]:.2f}) vs reference"
+    return out
+
+
+def figures(ds, summary: dict | None = None) -> dict[str, Callable]:  # noqa: ANN001
+    """File name -> function drawing the figure, for the figures this dataset supports (with its ``summary``, the
+    KM legends carry each compared arm's hazard ratio)."""
     colours = arm_colours(ds)
     treated = treated_arms(ds)
     out = {
-        "km_pfs.png": lambda: km_figure(ds, "pfs", colours),
-        "km_os.png": lambda: km_figure(ds, "os", colours),
+        "km_pfs.png": lambda: km_figure(ds, "pfs", colours, hazard_ratio_texts(summary, "pfs")),
+        "km_os.png": lambda: km_figure(ds, "os", colours, hazard_ratio_texts(summary, "os")),
     }
     if treated:
         from sim.lesion_figures import lesion_dose_response_figure, psa_waterfall_figure, waterfall_figure

@@ -297,7 +297,7 @@ def write_report(ds, out_dir: str | Path, summary: dict | None = None) -> list[P
     from sim import analysis
 
     summary = summary if summary is not None else analysis.summary(ds)
-    return _write_page(Path(out_dir), {**figures(ds), **effect_figures(ds, summary)},
+    return _write_page(Path(out_dir), {**figures(ds, summary), **effect_figures(ds, summary)},
                        {**FIGURE_CAPTIONS, **EFFECT_FIGURE_CAPTIONS}, lambda names: markdown_page(ds, summary, names))
 
 

@@ -290,3 +290,18 @@ def test_swimmer_shows_the_same_patients_in_every_treated_arm():
     width, height = fig.get_size_inches() * fig.dpi
     assert height <= 1600
     plt.close(fig)
+
+
+def test_km_legend_carries_the_hazard_ratio_of_each_compared_arm(netter1_run):
+    import matplotlib.pyplot as plt
+
+    summary = analysis.summary(netter1_run)
+    c = summary["comparisons"]["lu177_dotatate vs control"]
+    fig = figures.figures(netter1_run, summary)["km_pfs.png"]()
+    texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    expected = f"HR {c['pfs_hr']:.2f} ({c['pfs_hr_robust_ci'][0]:.2f}-{c['pfs_hr_robust_ci'][1]:.2f})"
+    assert sum(expected in t.replace("\n", " ") for t in texts) == 1  # the compared arm; the reference has none
+    plt.close(fig)
+    bare = figures.figures(netter1_run)["km_pfs.png"]()
+    assert not any("HR" in t.get_text() for ax in bare.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+    plt.close(bare)
