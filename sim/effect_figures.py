@@ -106,7 +106,7 @@ def sweep_tradeoff_figure(ds):  # noqa: ANN001, ANN201
     """The trade-off of :func:`tradeoff_figure` for every scenario of a sweep: one colour per compared arm, or, with
     one compared arm, per level of the first swept parameter; with few scenarios each point is labelled with its
     swept values."""
-    from sim.figures import PALETTE, _fmt_level, sweep_axes, sweep_comparison_arms
+    from sim.figures import PALETTE, _fmt_level, readable, sweep_axes, sweep_comparison_arms
 
     labels = _labels(ds)
     coords = [c for a in sweep_axes(ds) for c in a["coords"]]
@@ -117,7 +117,7 @@ def sweep_tradeoff_figure(ds):  # noqa: ANN001, ANN201
     for arm in arms:
         for k in range(n):
             a = ds.sel(arm=arm).isel(scenario=k)
-            group = f"{coords[0]} = {_fmt_level(a[coords[0]].values.item())}" if by_level else labels[arm]
+            group = f"{readable(coords[0])} = {_fmt_level(a[coords[0]].values.item())}" if by_level else labels[arm]
             first = group not in groups
             colour = PALETTE[groups.setdefault(group, len(groups)) % len(PALETTE)]
             tag = ", ".join(_fmt_level(a[c].values.item()) for c in coords) if n <= 12 and coords else None

@@ -656,6 +656,26 @@ def _fmt_level(value) -> str:  # noqa: ANN001
     return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
 
 
+UNIT_WORDS = {("ml", "min"): "mL/min", ("per", "month"): "per month", ("per", "year"): "per year",
+              ("per", "gy"): "per Gy", ("gy",): "Gy", ("gbq",): "GBq", ("ml",): "mL", ("months",): "months",
+              ("weeks",): "weeks", ("days",): "days", ("h",): "h"}
+ACRONYMS = {"bed": "BED", "psa": "PSA", "egfr": "eGFR", "mds": "MDS", "aml": "AML", "rmst": "RMST", "hr": "HR",
+            "ntcp": "NTCP", "lkb": "LKB", "os": "OS", "pfs": "PFS", "spect": "SPECT"}
+
+
+def readable(name: str) -> str:
+    """A swept parameter's name for a figure: ``kidney_bed_limit_gy`` -> "Kidney BED limit (Gy)"."""
+    words, unit = name.split("_"), None
+    for n in (2, 1):
+        if len(words) > n and tuple(words[-n:]) in UNIT_WORDS:
+            unit, words = UNIT_WORDS[tuple(words[-n:])], words[:-n]
+            break
+    text = " ".join(ACRONYMS.get(w, w) for w in words)
+    if words[0] not in ACRONYMS:
+        text = text[:1].upper() + text[1:]
+    return f"{text} ({unit})" if unit else text
+
+
 def _geo_mean(x: np.ndarray) -> float:
     x = x[np.isfinite(x) & (x > 0)]
     return float(np.exp(np.log(x).mean())) if x.size else np.nan
@@ -725,7 +745,7 @@ def sweep_effect_figure(ds, effect: str = "pfs_hr"):  # noqa: ANN001, ANN201
                         pl = np.array([pool(low[sel & (xs == v)]) for v in present])
                         ph = np.array([pool(high[sel & (xs == v)]) for v in present])
                         style = {"fmt": "-o", "ms": 4.5, "lw": 1.5, "elinewidth": 0.9}
-                    name = None if lines is None else f"{lines['label']} = {_fmt_level(level)}"
+                    name = None if lines is None else _fmt_level(level)
                     if lines is not None and info["kind"] != "sample":  # dodge the lines' error bars
                         span = (len(x_levels) - 1) if categorical else float(np.ptp(xs.astype(float))) or 1.0
                         px = px + (g - (len(groups) - 1) / 2) * 0.012 * span
@@ -734,19 +754,21 @@ def sweep_effect_figure(ds, effect: str = "pfs_hr"):  # noqa: ANN001, ANN201
                 if categorical:
                     ax.set_xticks(range(len(x_levels)))
                     ax.set_xticklabels([str(v) for v in x_levels])
-                ax.set_xlabel(_wrap(label, 40))
-                fixed = [f"{o['label']} = {_fmt_level(held[o['label']])}" for o in others if o is not lines]
+                ax.set_xlabel(_wrap(readable(label), 40))
+                fixed = [f"{readable(o['label'])} = {_fmt_level(held[o['label']])}" for o in others if o is not lines]
                 if fixed:
                     ax.set_title(_wrap("at " + ", ".join(fixed), 55), fontsize=9)
-                if lines is not None:
-                    ax.legend(fontsize=8, frameon=False, loc="best")
+                if lines is not None:  # compact (values under the parameter's name), framed over what it covers
+                    ax.legend(fontsize=7.5, title=readable(lines["label"]), title_fontsize=7.5, loc="best",
+                              ncols=min(3, len(groups)), framealpha=0.85, columnspacing=1.0, handlelength=1.5)
             ax.axhline(null, color="0.5", lw=0.8, ls="--")
             ax.grid(True, color="0.9", lw=0.6)
-            if col == 0:
-                ax.set_ylabel(_wrap(f"{what}: {_short(labels[arm], 36)} vs "
-                                    f"{_short(labels.get(reference, reference), 30)}", 48))
+            if col == 0:  # with several compared arms, each row names its arm in full (no truncation)
+                ax.set_ylabel(what if len(arms) == 1 else
+                              _wrap(f"{labels[arm]} vs {labels.get(reference, reference)}", 50) + "\n" + what)
+    compared = (f"\n{labels[arms[0]]} vs {labels.get(reference, reference)}" if len(arms) == 1 else "")
     fig.suptitle(f"{what.split(' (')[0]} across the sweep {ds.attrs['sweep_name']} "
-                 f"({int(ds.sizes['scenario'])} scenarios; same patients in every arm)", fontsize=12)
+                 f"({int(ds.sizes['scenario'])} scenarios; same patients in every arm){compared}", fontsize=12)
     return fig
 
 

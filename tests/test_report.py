@@ -305,3 +305,11 @@ def test_km_legend_carries_the_hazard_ratio_of_each_compared_arm(netter1_run):
     bare = figures.figures(netter1_run)["km_pfs.png"]()
     assert not any("HR" in t.get_text() for ax in bare.axes if ax.get_legend() for t in ax.get_legend().get_texts())
     plt.close(bare)
+
+
+@pytest.mark.parametrize(("name", "label"), [("kidney_bed_limit_gy", "Kidney BED limit (Gy)"),
+                                             ("new_lesion_rate_per_month", "New lesion rate (per month)"),
+                                             ("egfr_ml_min", "eGFR (mL/min)"), ("dosimetry_error_scale",
+                                                                                 "Dosimetry error scale")])
+def test_sweep_parameters_read_as_words_with_units(name, label):
+    assert figures.readable(name) == label
