@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                     "missing from OUT.h5.parts")
     sw.add_argument("--patients", type=int, help="override trial.patients in every scenario")
     sw.add_argument("--seed", type=int, help="override trial.seed in every scenario")
+    sw.add_argument("--json", action="store_true", help="print the counts and the scenario table as JSON")
 
     _add_uncertainty_parsers(sub)
 
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="figures (PNG) and a Markdown page from a results file")
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
+    rep.add_argument("--json", action="store_true", help="print the page and figures written as JSON")
     for command in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps an absent one from
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # resetting one before it
                              help="show Python tracebacks")
@@ -372,7 +374,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not existed:  # a failed report leaves no folder behind
             shutil.rmtree(out, ignore_errors=True)
         raise
-    print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
+    if args.json:
+        print(json.dumps({"folder": str(out), "index": str(out / "index.md"),
+                          "figures": [p.name for p in written if p.suffix == ".png"]}, indent=2))
+    else:
+        print(f"Wrote {out / 'index.md'} and {len(written) - 1} figures in {out}")
     return 0
 
 
@@ -419,7 +425,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if counts is None:
         return EXIT_INTERRUPTED
     with sweep.read(out) as ds:
-        report.print_sweep_table(ds)
+        if args.json:
+            header, rows = report.sweep_cells(ds)
+            print(json.dumps({"output": str(out), **counts, "columns": report.sweep_arms_caption(ds),
+                              "rows": [dict(zip(header, row, strict=True)) for row in rows]}, indent=2))
+        else:
+            report.print_sweep_table(ds)
     _print_counts(out, counts)
     return 0
 

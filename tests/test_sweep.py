@@ -396,3 +396,17 @@ def test_sweep_table_says_which_arms_its_columns_compare(clean_run):
     text = out.getvalue()
     assert "Columns: " in text and f"each against {reference.label or reference.name}" in text
     assert all((a.label or a.name) in text for a in compared)
+
+
+def test_sweep_and_its_report_print_json(small_file, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "small.h5"
+    assert main(["sweep", str(small_file), "-o", str(out), "--workers", "0", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["output"] == str(out) and printed["run"] == printed["scenarios"] == len(printed["rows"]) > 1
+    assert printed["columns"].startswith("Columns: ") and "PFS HR (95 % CI)" in printed["rows"][0]
+    assert main(["report", str(out), "-o", str(tmp_path / "page"), "--json"]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert page["index"] == str(tmp_path / "page" / "index.md") and "sweep_pfs_hr.png" in page["figures"]
+    assert all((tmp_path / "page" / f).is_file() for f in page["figures"])
