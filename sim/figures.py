@@ -239,6 +239,59 @@ def incidence_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     return fig
 
 
+BLOOD_COURSE_PATIENTS = 8  # patients drawn in blood_course.png (the swimmer plot's first ones)
+
+
+def blood_course_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Blood counts of a few treated patients of the first treated arm (the swimmer plot's), one panel per blood
+    line: from the baseline through each cycle's nadir (at its day) to the count when the cycle's follow-up ended
+    (the next administration, or the end of the marrow window), with the line's CTCAE grade 3 threshold."""
+    from sim.organs import BLOOD_LINES
+
+    plt = _pyplot()
+    arms, idx = swimmer_arm_patients(ds)
+    arm = arms[0]
+    a = ds.sel(arm=arm)
+    shown = idx[:BLOOD_COURSE_PATIENTS]
+    window = json.loads(ds.attrs["config_json"])["marrow"]["window_after_last_cycle_days"]
+    grade3 = {b.name: b.grade_below[2] for b in BLOOD_LINES}
+    lines = [str(b) for b in ds.blood_line.values]
+    units = dict(zip(lines, (str(u) for u in ds.blood_line_units.values), strict=True))
+    baselines = {"platelets": "platelets_1e9_per_l", "neutrophils": "neutrophils_1e9_per_l",
+                 "lymphocytes": "lymphocytes_1e9_per_l", "haemoglobin": "haemoglobin_g_dl"}
+    cols = min(2, len(lines))
+    fig, axes = plt.subplots(int(np.ceil(len(lines) / cols)), cols, figsize=(11, 3.6 * np.ceil(len(lines) / cols) + 1),
+                             squeeze=False, layout="constrained")
+    palette = [PALETTE[k % len(PALETTE)] for k in range(len(shown))]
+    for ax, line in zip(axes.flat, lines, strict=False):
+        for colour, p in zip(palette, shown, strict=True):
+            given = np.flatnonzero(np.isfinite(a.cycle_time_days.values[p]))
+            start = a.cycle_time_days.values[p][given]
+            ends = np.append(start[1:], start[-1] + window) if given.size else start
+            t = [0.0]
+            y = [float(ds[baselines[line]].values[p])]
+            for k, t0, t1 in zip(given, start, ends, strict=True):
+                t += [t0 + float(a.blood_nadir_day.sel(blood_line=line).values[p, k]), t1]
+                y += [float(a.blood_nadir.sel(blood_line=line).values[p, k]),
+                      float(a.blood_end.sel(blood_line=line).values[p, k])]
+            ax.plot(np.array(t) / DAYS_PER_MONTH, y, "-o", ms=3, lw=1.2, color=colour,
+                    label=f"patient {int(a.patient.values[p])}")
+        if np.isfinite(grade3.get(line, np.nan)):
+            ax.axhline(grade3[line], color="#D55E00", lw=1.0, ls="--", label="grade 3 threshold")
+        ax.set_title(line.capitalize(), fontsize=10.5)
+        ax.set_ylabel(f"Count ({units[line]})")
+        ax.set_xlabel("Months since randomisation")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, color="0.9", lw=0.6)
+    for ax in axes.flat[len(lines):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7.5, ncols=2, frameon=False, loc="lower left")
+    fig.suptitle(_wrap(f"Blood counts of {len(shown)} treated patients (the swimmer plot's), {_labels(ds)[arm]}: "
+                       f"baseline, each cycle's nadir and the count when its follow-up ended; {ds.attrs['scenario']}",
+                       110), fontsize=11)
+    return fig
+
+
 def _cumulative(level, select: Callable, arm: str) -> np.ndarray:  # noqa: ANN001 - level: patient-level Dataset
     """``select(level)`` (a cumulative dose variable) of the treated patients of ``arm``."""
     a = level.sel(arm=arm)
@@ -507,6 +560,8 @@ FIGURE_CAPTIONS = {
                     "Wilson 95 % CIs.",
     "swimmer.png": "Swimmer plot of {n} randomly drawn patients treated in {arm}, in every treated arm (the same "
                    "patients): administrations, progression, death or censoring.",
+    "blood_course.png": "Blood counts of a few treated patients of the first treated arm: baseline, each cycle's "
+                        "nadir and the count when its follow-up ended, with the CTCAE grade 3 thresholds.",
     "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
                               "adapt the activity to the kidney.",
     "psa_waterfall.png": "Waterfall of the best PSA change of the first course per treated arm, coloured by "
@@ -561,6 +616,8 @@ def figures(ds, summary: dict | None = None) -> dict[str, Callable]:  # noqa: AN
     per_cycle = "cycle" in ds.dims  # files written with --keep patients hold totals only
     if treated and per_cycle:
         out["swimmer.png"] = lambda: swimmer_figure(ds, colours)
+        if "platelets_1e9_per_l" in ds:  # the baseline covariates (not kept with --keep summary)
+            out["blood_course.png"] = lambda: blood_course_figure(ds, colours)
     if guided_arms(ds) and per_cycle:
         out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
     return out

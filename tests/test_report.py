@@ -17,7 +17,7 @@ from sim import analysis, cli, effect_figures, figures, outcomes, report
 from .conftest import ROOT, load_small
 
 BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "waterfall.png", "lesion_dose_response.png", "toxicity.png",
-                "incidence.png",
+                "incidence.png", "blood_course.png",
                 "swimmer.png", "effects_forest.png",
                 "effects_tradeoff.png", "individual_gains.png", "benefit_by_covariate.png"}
 
@@ -313,3 +313,21 @@ def test_km_legend_carries_the_hazard_ratio_of_each_compared_arm(netter1_run):
                                                                                  "Dosimetry error scale")])
 def test_sweep_parameters_read_as_words_with_units(name, label):
     assert figures.readable(name) == label
+
+
+def test_blood_course_draws_each_line_through_the_recorded_nadirs(netter1_run):
+    """One panel per blood line; each patient's line passes through the baseline and every cycle's recorded nadir."""
+    import matplotlib.pyplot as plt
+
+    fig = figures.blood_course_figure(netter1_run, figures.arm_colours(netter1_run))
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == [str(b).capitalize() for b in netter1_run.blood_line.values]
+    a = netter1_run.sel(arm=figures.treated_arms(netter1_run)[0])
+    line = panels[0].lines[0]  # platelets, the first patient shown
+    patient = int(line.get_label().split()[-1])
+    p = int(np.flatnonzero(a.patient.values == patient)[0])
+    y = np.asarray(line.get_ydata())
+    given = np.isfinite(a.cycle_time_days.values[p])
+    assert y[0] == float(netter1_run.platelets_1e9_per_l.values[p])
+    np.testing.assert_array_equal(y[1::2], a.blood_nadir.sel(blood_line="platelets").values[p][given])
+    plt.close(fig)
