@@ -256,7 +256,6 @@ def read_scan(i, s, t, P, lesions, out, w):
             counted = max(level, s.prev_level)
         s.best = counted if s.best == tumour.RESPONSE_NE else min(s.best, counted)
         s.prev_level = level
-    if not s.retreated:
         s.nadir = min(s.nadir, volume)
     s.sum_nadir = min(s.sum_nadir, target_sum)
     s.non_target_nadir = min(s.non_target_nadir, non_target)
