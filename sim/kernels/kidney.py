@@ -28,12 +28,16 @@ def normal_cdf(x):
 
 
 @njit(inline="always", **KERNEL)
+def lkb(bed_gy, bed50_gy, m):
+    """Lyman-Kutcher-Burman NTCP ``Phi((BED - BED50)/(m BED50))`` (Burman C et al. IJROBP 1991;21:123)."""
+    return normal_cdf((bed_gy - bed50_gy) / (m * bed50_gy))
+
+
+@njit(inline="always", **KERNEL)
 def nephropathy_probability(bed_gy, bed50_gy, m, risk_factor, ratio):
-    """Lyman-Kutcher-Burman NTCP on cumulative kidney BED: ``Phi((BED - BED50)/(m BED50))`` with BED50 multiplied
-    by ``ratio`` for hypertension/diabetes (Burman C et al. IJROBP 1991;21:123; Bodei L et al. EJNMMI
-    2008;35:1847: BED thresholds 28 Gy with, 40 Gy without risk factors, a ratio of 0.7)."""
-    b50 = bed50_gy * (ratio if risk_factor > 0.0 else 1.0)
-    return normal_cdf((bed_gy - b50) / (m * b50))
+    """LKB NTCP on cumulative kidney BED with BED50 multiplied by ``ratio`` for hypertension/diabetes (Bodei L et al.
+    EJNMMI 2008;35:1847: BED thresholds 28 Gy with, 40 Gy without risk factors, a ratio of 0.7)."""
+    return lkb(bed_gy, bed50_gy * (ratio if risk_factor > 0.0 else 1.0), m)
 
 
 @njit(**KERNEL)

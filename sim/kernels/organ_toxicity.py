@@ -6,14 +6,13 @@ import math
 from numba import njit
 
 from sim import rng
-from sim.kernels import KERNEL
-from sim.kernels.kidney import normal_cdf
+from sim.kernels import KERNEL, kidney
 
 
 @njit(inline="always", **KERNEL)
 def lkb(bed_gy, bed50_gy, m):
-    """``Phi((BED - BED50) / (m BED50))`` for a treated organ (BED > 0), else 0 (Burman C et al. IJROBP 1991;21:123)."""
-    return normal_cdf((bed_gy - bed50_gy) / (m * bed50_gy)) if bed_gy > 0.0 else 0.0
+    """The LKB NTCP of a treated organ (BED > 0), else 0."""
+    return kidney.lkb(bed_gy, bed50_gy, m) if bed_gy > 0.0 else 0.0
 
 
 @njit(inline="always", **KERNEL)
