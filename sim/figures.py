@@ -292,6 +292,70 @@ def blood_course_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     return fig
 
 
+KIDNEY_BED_BINS_GY = np.arange(0.0, 82.0, 8.0)  # kidney_course.png: bins of cumulative kidney BED for the medians
+CKD_GRADE3_EGFR = 30.0  # CTCAE v5.0 chronic kidney disease grade 3: eGFR < 30 mL/min/1.73 m2
+LANDMARK_MONTHS = 48  # egfr_change_48_months
+
+
+def kidney_course_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
+    """Kidney dose-response and example courses. Left: eGFR change at 4 years against cumulative kidney BED, each
+    treated patient alive at 4 years (a sample of at most 2000 per arm) with the median per 8 Gy bin, and the
+    untreated arms' median change (background decline) as a line. Right: eGFR of a few treated patients of the
+    first treated arm (the swimmer plot's) at baseline, at 4 years and at the end of follow-up, with the CKD grade 3
+    threshold (30 mL/min)."""
+    plt = _pyplot()
+    labels, level = _labels(ds), patient_level(ds)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+    rng = np.random.default_rng(0)  # which points are drawn only: the medians use every patient
+    for arm in treated_arms(ds):
+        bed = _cumulative(level, lambda a: a.bed_gy_total.sel(organ="kidney"), arm)
+        change = 100.0 * _cumulative(level, lambda a: a.egfr_change_48_months, arm)
+        alive = np.isfinite(change)
+        bed, change = bed[alive], change[alive]
+        shown = rng.permutation(bed.size)[:2000]
+        left.scatter(bed[shown], change[shown], s=4, alpha=0.25, color=colours[arm], lw=0)
+        which = np.digitize(bed, KIDNEY_BED_BINS_GY)
+        centres, medians = [], []
+        for b in np.unique(which):
+            if (which == b).sum() >= 20:  # a median of fewer patients is noise
+                centres.append(float(np.median(bed[which == b])))
+                medians.append(float(np.median(change[which == b])))
+        left.plot(centres, medians, "-o", ms=4, lw=1.8, color=colours[arm], label=f"{labels[arm]} (median per bin)")
+    for arm in ds.arm.values:
+        a = level.sel(arm=arm)
+        untreated = a.egfr_change_48_months.values[a.cycles_given.values == 0]
+        if arm not in treated_arms(ds) and np.isfinite(untreated).any():
+            left.axhline(100.0 * float(np.nanmedian(untreated)), color=colours[str(arm)], lw=1.2, ls=":",
+                         label=f"{labels[str(arm)]} (median, untreated)")
+    left.set_xlabel("Cumulative kidney BED (Gy)")
+    left.set_ylabel(f"eGFR change at {LANDMARK_MONTHS} months (%)")
+    left.set_title("Kidney dose-response: eGFR change at 4 years", fontsize=10.5)
+    left.grid(True, color="0.9", lw=0.6)
+    left.legend(fontsize=8, frameon=False, loc="lower left")
+    arms, idx = swimmer_arm_patients(ds)
+    a = ds.sel(arm=arms[0])
+    for k, p in enumerate(idx[:BLOOD_COURSE_PATIENTS]):
+        end = float(a.os_time_days.values[p]) / DAYS_PER_MONTH
+        t, y = [0.0], [float(ds.egfr_ml_min.values[p])]
+        if LANDMARK_MONTHS <= end:
+            t.append(LANDMARK_MONTHS)
+            y.append(y[0] * (1.0 + float(a.egfr_change_48_months.values[p])))
+        t.append(end)
+        y.append(float(a.egfr_end_ml_min.values[p]))
+        right.plot(t, y, "-o", ms=3, lw=1.2, color=PALETTE[k % len(PALETTE)],
+                   label=f"patient {int(a.patient.values[p])}")
+    right.axhline(CKD_GRADE3_EGFR, color="#D55E00", lw=1.0, ls="--", label="CKD grade 3 (eGFR < 30)")
+    right.set_xlabel("Months since randomisation")
+    right.set_ylabel("eGFR (mL/min/1.73 m²)")
+    right.set_ylim(bottom=0)
+    right.set_title(_wrap(f"eGFR of {len(idx[:BLOOD_COURSE_PATIENTS])} treated patients, {labels[arms[0]]}: "
+                          "baseline, 4 years, end of follow-up", 60), fontsize=10)
+    right.grid(True, color="0.9", lw=0.6)
+    right.legend(fontsize=7.5, ncols=2, frameon=False, loc="lower left")
+    fig.suptitle(f"Kidney: dose-response and example courses, {ds.attrs['scenario']}", fontsize=12)
+    return fig
+
+
 def _cumulative(level, select: Callable, arm: str) -> np.ndarray:  # noqa: ANN001 - level: patient-level Dataset
     """``select(level)`` (a cumulative dose variable) of the treated patients of ``arm``."""
     a = level.sel(arm=arm)
@@ -562,6 +626,9 @@ FIGURE_CAPTIONS = {
                    "patients): administrations, progression, death or censoring.",
     "blood_course.png": "Blood counts of a few treated patients of the first treated arm: baseline, each cycle's "
                         "nadir and the count when its follow-up ended, with the CTCAE grade 3 thresholds.",
+    "kidney_course.png": "Left: eGFR change at 4 years against cumulative kidney BED (medians per 8 Gy bin; "
+                         "dotted: untreated arms, the background decline). Right: eGFR of a few treated patients "
+                         "at baseline, 4 years and the end of follow-up, with the CKD grade 3 threshold.",
     "activity_vs_kidney.png": "Cumulative activity against first-cycle kidney Gy/GBq per treated arm: guided arms "
                               "adapt the activity to the kidney.",
     "psa_waterfall.png": "Waterfall of the best PSA change of the first course per treated arm, coloured by "
@@ -618,6 +685,7 @@ def figures(ds, summary: dict | None = None) -> dict[str, Callable]:  # noqa: AN
         out["swimmer.png"] = lambda: swimmer_figure(ds, colours)
         if "platelets_1e9_per_l" in ds:  # the baseline covariates (not kept with --keep summary)
             out["blood_course.png"] = lambda: blood_course_figure(ds, colours)
+            out["kidney_course.png"] = lambda: kidney_course_figure(ds, colours)
     if guided_arms(ds) and per_cycle:
         out["activity_vs_kidney.png"] = lambda: activity_kidney_figure(ds, colours)
     return out

@@ -17,7 +17,7 @@ from sim import analysis, cli, effect_figures, figures, outcomes, report
 from .conftest import ROOT, load_small
 
 BASE_FIGURES = {"km_pfs.png", "km_os.png", "doses.png", "waterfall.png", "lesion_dose_response.png", "toxicity.png",
-                "incidence.png", "blood_course.png",
+                "incidence.png", "blood_course.png", "kidney_course.png",
                 "swimmer.png", "effects_forest.png",
                 "effects_tradeoff.png", "individual_gains.png", "benefit_by_covariate.png"}
 
@@ -330,4 +330,30 @@ def test_blood_course_draws_each_line_through_the_recorded_nadirs(netter1_run):
     given = np.isfinite(a.cycle_time_days.values[p])
     assert y[0] == float(netter1_run.platelets_1e9_per_l.values[p])
     np.testing.assert_array_equal(y[1::2], a.blood_nadir.sel(blood_line="platelets").values[p][given])
+    plt.close(fig)
+
+
+def test_kidney_course_reads_the_recorded_egfr_and_bins_the_dose_response(netter1_run):
+    """Each example patient's eGFR runs from the baseline covariate to the recorded end-of-follow-up value (through
+    the 4-year value when alive then); the dose-response medians are those of the patients alive at 4 years per
+    8 Gy bin of cumulative kidney BED, recomputed here with a mask instead of ``np.digitize``."""
+    import matplotlib.pyplot as plt
+
+    fig = figures.kidney_course_figure(netter1_run, figures.arm_colours(netter1_run))
+    left, right = fig.axes[:2]
+    arm = figures.treated_arms(netter1_run)[0]
+    a = netter1_run.sel(arm=arm)
+    for line in right.lines[:-1]:  # the last line is the grade 3 threshold
+        p = int(np.flatnonzero(a.patient.values == int(line.get_label().split()[-1]))[0])
+        y = np.asarray(line.get_ydata())
+        assert y[0] == float(netter1_run.egfr_ml_min.values[p]) and y[-1] == float(a.egfr_end_ml_min.values[p])
+        assert len(y) == (3 if np.isfinite(a.egfr_change_48_months.values[p]) else 2)
+    treated = a.cycles_given.values > 0
+    bed = outcomes.patient_level(netter1_run).sel(arm=arm).bed_gy_total.sel(organ="kidney").values[treated]
+    change = 100.0 * a.egfr_change_48_months.values[treated]
+    bed, change = bed[np.isfinite(change)], change[np.isfinite(change)]
+    expected = [np.median(change[(bed >= lo) & (bed < lo + 8.0)]) for lo in np.arange(0.0, 200.0, 8.0)
+                if ((bed >= lo) & (bed < lo + 8.0)).sum() >= 20]
+    medians = next(line for line in left.lines if line.get_label().startswith(str(a.arm_label.values)))
+    np.testing.assert_allclose(medians.get_ydata(), expected)
     plt.close(fig)
