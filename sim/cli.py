@@ -7,12 +7,13 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from sim import __version__
+from sim import __version__, _invocation
 from sim.config import ConfigError
 
 EXIT_FAILURE = 1  # the input was fine, the run could not finish (a full disk)
@@ -697,8 +698,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
                 "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
                 "sensitivity": cmd_sensitivity, "show": cmd_show}
+    line = one_line("rptsim " + shlex.join(sys.argv[1:] if argv is None else argv))  # the files' history
     try:
-        return commands[args.command](args)
+        with _invocation.command(line):
+            return commands[args.command](args)
     except ConfigError as exc:
         if args.debug:
             raise

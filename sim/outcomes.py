@@ -2,7 +2,8 @@
 
 Files are written atomically (temporary file in the same folder, fsync, rename), so an interrupted write
 leaves either the previous file or none. Each file carries its provenance (config JSON, seed, package
-version, git commit, creation time) and a schema version that readers check.
+version, git commit, creation time), the CF global attributes ``Conventions``, ``title`` and ``history``, and a schema
+version that readers check (attributes added without a new version: readers look only at those they know).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from sim import __version__, files
+from sim import __version__, _invocation, files
 from sim.config import Config, ConfigError
 from sim.kernel_outputs import TOTALS, attributes, total
 
@@ -41,9 +43,28 @@ def git_commit() -> str:
         return "unknown"
 
 
+CONVENTIONS = "CF-1.10"
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def cf_attributes(title: str, created_utc: str) -> dict:
+    """The CF global attributes of an output file: ``Conventions``, ``title`` and a one-line ``history`` (the UTC
+    time and the command, or the Python API, that wrote it, with the rptsim version)."""
+    by = _invocation.current() or f"Python API ({Path(sys.argv[0] if sys.argv else '').name or 'interactive'})"
+    when = created_utc.replace("+00:00", "Z")
+    return {"Conventions": CONVENTIONS, "title": title, "history": f"{when}: {by} (rptsim {__version__})"}
+
+
 def provenance(cfg: Config, keep: str, n_patients: int) -> dict:
-    """The attributes every outcomes file carries: schema, scenario, seed, the full config, version and commit."""
+    """The attributes every outcomes file carries: CF ``Conventions``, ``title`` and ``history``; schema, scenario,
+    seed, the full config, version and commit."""
+    created = now_utc()
     return {
+        **cf_attributes(f"rptsim outcomes of {cfg.trial.name}: {n_patients} patients, arms "
+                        f"{', '.join(a.name for a in cfg.arms)}", created),
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "scenario": cfg.trial.name,
@@ -53,7 +74,7 @@ def provenance(cfg: Config, keep: str, n_patients: int) -> dict:
         "config_json": cfg.to_json(),
         "rptsim_version": __version__,
         "git_commit": git_commit(),
-        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created_utc": created,
     }
 
 

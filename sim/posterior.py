@@ -23,7 +23,6 @@ is -inf. Walkers start at Latin-hypercube prior draws.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import time
@@ -219,9 +218,10 @@ def run(p: Plan, progress: Callable[[int, float], None] | None = None) -> xr.Dat
 
 
 def _dataset(chain: Chain, parameters: list[UncertainParameter], settings: dict) -> xr.Dataset:
-    from sim.outcomes import git_commit
+    from sim.outcomes import cf_attributes, git_commit, now_utc
 
     n = len(chain.log_likelihood)
+    created = now_utc()
     data = {p.label: ("draw", chain.values[:, k].astype(np.float64),
                       {"config_path": p.path, "prior": p.prior.model_dump_json(), "source": p.source})
             for k, p in enumerate(parameters)}
@@ -230,6 +230,7 @@ def _dataset(chain: Chain, parameters: list[UncertainParameter], settings: dict)
              "walker": ("draw", chain.walker.astype(np.int32)), "step": ("draw", chain.step.astype(np.int32))}
     kept_steps = settings["steps"] - settings["burn"]
     return xr.Dataset(data, attrs={
+        **cf_attributes(f"rptsim posterior: {n} draws of {', '.join(p.label for p in parameters)}", created),
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "parameters_json": json.dumps([p.model_dump(mode="json") for p in parameters]),
         **settings,
@@ -240,7 +241,7 @@ def _dataset(chain: Chain, parameters: list[UncertainParameter], settings: dict)
         "method": "Gaussian synthetic likelihood (Wood 2010; Price 2018), emcee ensemble sampler (Goodman & Weare "
                   "2010; Foreman-Mackey 2013)",
         "rptsim_version": __version__, "git_commit": git_commit(),
-        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created_utc": created,
     })
 
 

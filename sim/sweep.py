@@ -14,7 +14,6 @@ cluster is used.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -177,6 +176,18 @@ def _units(key: str) -> str:
     return "1"
 
 
+_WORDS = {"pfs": "PFS", "os": "OS", "hr": "hazard ratio", "ci": "95 % CI", "rmst": "RMST", "gy": "Gy", "gbq": "GBq",
+          "bed": "BED", "egfr": "eGFR", "cv": "CV", "mds": "MDS", "aml": "AML", "grade3plus": "grade >= 3",
+          "pct": "%", "4y": "at 4 years", "or": "odds ratio", "50gy": "50 Gy"}
+
+
+def _long_name(key: str, compared: bool) -> str:
+    """A readable ``long_name`` for the statistic ``key`` (``pfs_hr_robust_ci``: "PFS hazard ratio robust 95 % CI");
+    ``compared``: an effect of the arm against the reference arm (NaN for the reference arm itself)."""
+    name = " ".join(_WORDS.get(w, w) for w in key.split("_")).replace("MDS AML", "MDS/AML")
+    return f"{name}, arm vs reference arm (NaN for the reference arm)" if compared else name
+
+
 def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
     """Per-scenario, per-arm summary statistics as variables (scenario, arm[, bound | landmark_month]).
 
@@ -185,6 +196,7 @@ def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
     merged in (NaN for the reference arm itself). Keys are ordered by first appearance in scenario order.
     """
     per = [[_flat_arm_stats(s, arm) for arm in arms] for s in summaries]
+    own = {k for s in summaries for arm in arms for k in _flat_arm_stats({**s, "comparisons": {}}, arm)}
     keys: dict[str, None] = {}
     months: set[int] = set()
     for row in per:
@@ -201,9 +213,10 @@ def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
         present = [v for v in values if v is not None]
         if key == "label":
             continue
+        long_name = _long_name(key, key not in own)
         if present and all(isinstance(v, str) for v in present):
             arr = np.array([v if isinstance(v, str) else "" for v in values], dtype=object).reshape(n_s, n_a)
-            data[key] = (("scenario", "arm"), arr, {"long_name": key.replace("_", " ")})
+            data[key] = (("scenario", "arm"), arr, {"long_name": long_name})
         elif present and all(isinstance(v, dict) for v in present):
             bounds = any(isinstance(x, list) for v in present for x in v.values())  # landmark CIs
             arr = np.full((n_s * n_a, len(month_list), *((2,) if bounds else ())), np.nan)
@@ -212,19 +225,21 @@ def statistics(summaries: list[dict], arms: list[str]) -> xr.Dataset:
                     arr[i, month_list.index(int(m))] = [np.nan if b is None else b for b in x] if bounds else \
                         (np.nan if x is None else x)
             dims = ("scenario", "arm", "landmark_month", *(("bound",) if bounds else ()))
-            data[key] = (dims, arr.reshape(n_s, n_a, *arr.shape[1:]), {"units": "1"})
+            data[key] = (dims, arr.reshape(n_s, n_a, *arr.shape[1:]), {"units": "1", "long_name": long_name})
         elif present and all(isinstance(v, list) for v in present):
             arr = np.array([[np.nan if x is None else x for x in (v or [None, None])] for v in values],
                            dtype=np.float64).reshape(n_s, n_a, 2)
-            data[key] = (("scenario", "arm", "bound"), arr, {"units": _units(key), "long_name": "95 % CI"})
+            data[key] = (("scenario", "arm", "bound"), arr, {"units": _units(key), "long_name": long_name})
         elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present) \
                 and len(present) == len(values):
-            data[key] = (("scenario", "arm"), np.array(values, dtype=np.int64).reshape(n_s, n_a), {"units": "1"})
+            data[key] = (("scenario", "arm"), np.array(values, dtype=np.int64).reshape(n_s, n_a),
+                         {"units": "1", "long_name": long_name})
         else:
             arr = np.array([np.nan if v is None else float(v) for v in values]).reshape(n_s, n_a)
-            data[key] = (("scenario", "arm"), arr, {"units": _units(key)})
-    coords = {"bound": ("bound", ["low", "high"]), "landmark_month": ("landmark_month", np.array(month_list,
-                                                                                                 dtype=np.int64))}
+            data[key] = (("scenario", "arm"), arr, {"units": _units(key), "long_name": long_name})
+    coords = {"bound": ("bound", ["low", "high"], {"long_name": "bound of the 95 % CI"}),
+              "landmark_month": ("landmark_month", np.array(month_list, dtype=np.int64),
+                                 {"units": "month", "long_name": "landmark time"})}
     return xr.Dataset(data, coords={k: v for k, v in coords.items() if any(k in d[0] for d in data.values())})
 
 
@@ -255,9 +270,10 @@ def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
     summaries = [json.loads(p.attrs["summary_json"]) for p in parts]
     ds = statistics(summaries, sweep.arms)
     if sweep.spec.keep == "patients":
-        patients = xr.concat([p.drop_attrs() for p in parts], dim="scenario", data_vars="all", coords="minimal",
-                             compat="override", join="exact", combine_attrs="drop")
-        ds = xr.merge([patients, ds], join="exact", combine_attrs="drop")
+        # the parts' variables keep their units and long_name; the file's attributes are set below
+        patients = xr.concat([p.drop_attrs(deep=False) for p in parts], dim="scenario", data_vars="all",
+                             coords="minimal", compat="override", join="exact", combine_attrs="override")
+        ds = xr.merge([patients, ds], join="exact", combine_attrs="override")
     else:
         for p in parts:
             p.close()
@@ -265,8 +281,9 @@ def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
         "scenario": ("scenario", np.array([s.id for s in scenarios], dtype=object),
                      {"long_name": "scenario id: SHA-256 of the resolved config JSON (first 12 hex digits)"}),
         "arm": ("arm", sweep.arms, {"long_name": "trial arm"}),
-        "arm_label": ("arm", [sweep.base_config.arm(a).label or a for a in sweep.arms]),
-        "replicate": ("scenario", np.array([s.replicate for s in scenarios], dtype=np.int64)),
+        "arm_label": ("arm", [sweep.base_config.arm(a).label or a for a in sweep.arms], {"long_name": "arm label"}),
+        "replicate": ("scenario", np.array([s.replicate for s in scenarios], dtype=np.int64),
+                      {"long_name": "replicate of the scenario's point (0: the base trial.seed)"}),
         "seed": ("scenario", np.array([s.seed for s in scenarios], dtype=np.int64), {"long_name": "trial.seed"}),
     }
     for info in sweep.axes:
@@ -276,9 +293,14 @@ def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
     ds = ds.assign_coords(coords)
     ds["config_json"] = ("scenario", np.array([s.config_json for s in scenarios], dtype=object),
                          {"long_name": "resolved scenario config (JSON)"})
-    ds["n_patients"] = ("scenario", np.array([s.config.trial.patients for s in scenarios], dtype=np.int64))
-    ds["reference_arm"] = ("scenario", np.array([s.config.reference_arm() for s in scenarios], dtype=object))
+    ds["n_patients"] = ("scenario", np.array([s.config.trial.patients for s in scenarios], dtype=np.int64),
+                        {"units": "1", "long_name": "patients per arm"})
+    ds["reference_arm"] = ("scenario", np.array([s.config.reference_arm() for s in scenarios], dtype=object),
+                           {"long_name": "the arm the comparisons are made against"})
+    created = outcomes.now_utc()
     ds.attrs = {
+        **outcomes.cf_attributes(f"rptsim {sweep.spec.kind} {sweep.name}: {len(scenarios)} scenarios of "
+                                 f"{sweep.base_config.trial.name}", created),
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "sweep_name": sweep.name,
@@ -293,7 +315,7 @@ def assemble(out: Path, sweep: Sweep) -> xr.Dataset:
         "replicates": sweep.spec.replicates,
         "rptsim_version": __version__,
         "git_commit": outcomes.git_commit(),
-        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created_utc": created,
     }
     return ds
 
@@ -345,7 +367,7 @@ def read(path: str | Path) -> xr.Dataset:
     return outcomes.open_checked(path, SCHEMA, SCHEMA_VERSION, "sweep", NotASweepError)
 
 
-def same_results(a: xr.Dataset, b: xr.Dataset, ignore_attrs: tuple[str, ...] = ("created_utc",)) -> bool:
+def same_results(a: xr.Dataset, b: xr.Dataset, ignore_attrs: tuple[str, ...] = ("created_utc", "history")) -> bool:
     """Whether two sweep files hold the same data, coordinates and attributes (except ``ignore_attrs``)."""
     strip = lambda d: d.assign_attrs({k: "" for k in ignore_attrs if k in d.attrs})  # noqa: E731
     return strip(a).identical(strip(b))

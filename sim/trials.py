@@ -500,4 +500,7 @@ def dataset(cfg: Config, design: TrialDesign, results: dict[int, TrialResult], f
              "design_json": json.dumps(asdict(design), sort_keys=True)}
     attrs.update({key: prov[key] for key in ("scenario", "seed", "config_json", "rptsim_version", "git_commit",
                                              "created_utc")})
+    attrs.update(outcomes.cf_attributes(f"rptsim trial of {cfg.trial.name}: {design.experimental} vs "
+                                        f"{design.reference}, {design.replicates} virtual trials per size",
+                                        prov["created_utc"]))
     return xr.Dataset(data, coords=coords, attrs=attrs)

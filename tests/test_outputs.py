@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -41,6 +42,27 @@ def test_dataset_schema(netter1_dataset):
     cfg = json.loads(ds.attrs["config_json"])
     assert cfg["trial"]["patients"] == 400 and ds.attrs["seed"] == str(cfg["trial"]["seed"])
     assert ds.attrs["schema_version"] == outcomes.SCHEMA_VERSION and ds.attrs["rptsim_version"]
+
+
+def test_run_file_carries_cf_attributes_and_history_names_the_command(tmp_path, capsys, netter1_dataset):
+    """CF global attributes beside the existing provenance (same schema version); ``history`` names the command
+    line that wrote the file, or the Python API."""
+    from sim import cli
+
+    from .conftest import CONFIGS
+
+    out = tmp_path / "n1.h5"
+    argv = ["run", str(CONFIGS / "netter1.toml"), "-o", str(out), "--patients", "50", "--json"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    with outcomes.read(out) as ds:  # the reader's schema check passes: no version bump for global attributes
+        attrs = dict(ds.attrs)
+    assert attrs["Conventions"] == "CF-1.10" and attrs["title"].startswith("rptsim outcomes of NETTER-1: 50 patients")
+    assert attrs["history"] == (f"{attrs['created_utc'].replace('+00:00', 'Z')}: rptsim {shlex.join(argv)} "
+                                f"(rptsim {attrs['rptsim_version']})")
+    assert "\n" not in attrs["history"] and attrs["schema_version"] == outcomes.SCHEMA_VERSION
+    assert {"config_json", "seed", "git_commit", "summary_sha256"} <= set(attrs)  # the provenance is kept
+    assert ": Python API (" in netter1_dataset.attrs["history"]  # engine.run outside the command line
 
 
 def test_physical_consistency(netter1_dataset):

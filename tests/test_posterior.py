@@ -164,6 +164,7 @@ def test_posterior_file_round_trip(cli_run):
     scenario, out, _ = cli_run
     ds = posterior.read(out)
     assert ds.attrs["schema"] == "rptsim-posterior" and int(ds.attrs["schema_version"]) == 1
+    assert ds.attrs["Conventions"] == "CF-1.10" and ": rptsim calibrate " in ds.attrs["history"]
     assert ds.attrs["calibrated_on"] == "synthetic.toml"
     assert json.loads(ds.attrs["family"]) == ["synthetic.toml", "netter1.toml"]
     assert ds.sizes["draw"] == 4 * 3 and ds["weight"].values.sum() == pytest.approx(1.0)

@@ -4,6 +4,7 @@ chunking, resume after an interruption or kill -9, keep = "patients", job script
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -210,6 +211,11 @@ def test_output_layout(clean_run, small_file):
         assert np.isfinite(ds.pfs_hr.sel(arm="iluminet")).all()
         assert "patient" not in ds.dims
         assert not sweep.parts_dir(clean_run).exists()
+        assert ds.attrs["Conventions"] == "CF-1.10" and ": Python API (" in ds.attrs["history"]
+        unnamed = [n for n in [*ds.data_vars, *ds.coords] if not ds[n].attrs.get("long_name")]
+        assert not unnamed, f"no long_name: {unnamed}"
+        assert ds.pfs_hr.attrs["long_name"].startswith("PFS hazard ratio, arm vs reference arm")
+        assert ds.median_os_months.attrs["long_name"] == "median OS months"
         # each scenario's statistics are those of rptsim run on its config
         cfg = config.validate(__import__("json").loads(str(ds.config_json.values[3])), "x")
     from sim import analysis
@@ -298,6 +304,8 @@ def test_keep_patients_stacks_patient_outcomes_along_scenario(tmp_path):
     with sweep.read(out) as ds:
         assert ds.pfs_time_days.dims == ("scenario", "arm", "patient")
         assert ds.sizes["patient"] == 150 and "cycle" not in ds.dims
+        assert ds.pfs_time_days.attrs["units"] == "day" and ds.pfs_time_days.attrs["long_name"]  # kept from parts
+        assert ds.pfs_hr.attrs["long_name"] and "history" in ds.attrs and "summary_json" not in ds.attrs
         direct = engine.run(sw.scenarios[2].config, keep="patients")
         np.testing.assert_array_equal(ds.pfs_time_days.values[2], direct.pfs_time_days.values)
         np.testing.assert_array_equal(ds.bed_gy_total.values[2], direct.bed_gy_total.values)
@@ -402,8 +410,12 @@ def test_sweep_and_its_report_print_json(small_file, tmp_path, capsys):
     import json
 
     out = tmp_path / "small.h5"
-    assert main(["sweep", str(small_file), "-o", str(out), "--workers", "0", "--json"]) == 0
+    argv = ["sweep", str(small_file), "-o", str(out), "--workers", "0", "--json"]
+    assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
+    with sweep.read(out) as ds:  # CF global attributes; history names the command (issue 20)
+        assert ds.attrs["Conventions"] == "CF-1.10" and ds.attrs["title"].startswith("rptsim sweep small: 4 scenarios")
+        assert ds.attrs["history"].endswith(f": rptsim {shlex.join(argv)} (rptsim {ds.attrs['rptsim_version']})")
     assert printed["output"] == str(out) and printed["run"] == printed["scenarios"] == len(printed["rows"]) > 1
     assert printed["columns"].startswith("Columns: ") and "PFS HR (95 % CI)" in printed["rows"][0]
     assert main(["report", str(out), "-o", str(tmp_path / "page"), "--json"]) == 0

@@ -273,6 +273,8 @@ def test_cli_trial_output_file(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with xr.open_dataset(out_h5, engine="h5netcdf") as ds:
         assert ds.attrs["schema"] == "rptsim-trials" and ds.attrs["scenario"] == "NETTER-1"
+        assert ds.attrs["Conventions"] == "CF-1.10" and ds.attrs["title"].startswith("rptsim trial of NETTER-1")
+        assert ": rptsim trial " in ds.attrs["history"]
         assert json.loads(ds.attrs["flags_json"])["interim"] == 0.5
         assert json.loads(ds.attrs["design_json"])["events"] == 24
         assert sorted(ds["size"].values) == sorted(p["patients"] for p in out["power_curve"])
