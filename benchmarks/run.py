@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import phases
 import probes
 import scipy
 import solve_ivp_style
@@ -30,9 +31,9 @@ from sim.numpy_oracle import simulate_arm_oracle
 
 RESULTS = workload.ROOT / "benchmarks" / "results" / "latest.json"
 FULL = {"sizes": (10_000, 100_000, 1_000_000), "scaling_n": 100_000, "compare_n": 30_000, "solve_ivp_n": 100,
-        "hdf5_n": 100_000, "memory_n": 1_000_000}
+        "hdf5_n": 100_000, "memory_n": 1_000_000, "phases_n": 100_000, "parts_n": 30_000, "release_n": 400_000}
 QUICK = {"sizes": (10_000, 30_000), "scaling_n": 30_000, "compare_n": 5_000, "solve_ivp_n": 20,
-         "hdf5_n": 20_000, "memory_n": 100_000}
+         "hdf5_n": 20_000, "memory_n": 100_000, "phases_n": 10_000, "parts_n": 5_000, "release_n": None}
 BUSY_SHARE = 0.2  # thread scaling is not judged when other processes used more than this share of the cores
 TARGETS = {  # issue 8, on the 2-core machine
     "wall_1e6_s": 5.0, "speedup_vs_numpy": 3.0, "speedup_vs_solve_ivp": 300.0, "thread_scaling": 1.7,
@@ -303,6 +304,25 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     h5 = r["hdf5"]
     rows.append((f"HDF5 write, {h5['patients']:,} patients x 2 arms (file MB/s)", _fmt(h5["file_mb_per_s"]), "", ""))
     rows.append(("HDF5 write (patients/s)", _fmt(h5["patients_per_s"]), "", ""))
+    ph = r["phases"]
+    rows.append((f"phases of a run, {ph['patients']:,} patients x 2 arms (s, share)", _fmt(ph["total_s"]), "", ""))
+    for name, seconds in ph["seconds"].items():
+        rows.append((f"  {name}", f"{seconds:.3f} ({100 * ph['share'][name]:.0f} %)", "", ""))
+    kp = r["kernel_parts"]
+    rows.append((f"kernel parts, 177Lu arm, {kp['patients']:,} patients (us per patient / per patient-cycle)",
+                 f"{1e6 * kp['seconds']['full model'] / kp['patients']:.1f}", "", ""))
+    for name in kp["part_seconds"]:
+        per_patient, per_cycle = kp["part_us_per_patient"][name], kp["part_us_per_patient_cycle"][name]
+        rows.append((f"  {name}", f"{per_patient:.1f} / {per_cycle:.2f}", "", ""))
+    rel = r.get("against_release")
+    if rel is not None:
+        if "error" in rel:
+            rows.append((f"rptsim run, vs {rel['release']}", f"n/a: {' '.join(rel['error'])}", "", ""))
+        else:
+            now, old = rel["best_s"]["now"], rel["best_s"][rel["release"]]
+            label = f"rptsim run netter1 --patients {rel['patients']:,} --keep summary, now / at {rel['release']} (s)"
+            rows.append((label,
+                         f"{now:.1f} / {old:.1f} = {now / old:.2f}", "<= 0.33", _met(now / old <= 1 / 3)))
     return rows
 
 
@@ -355,6 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     del inp, kernel_out
     r["hdf5"] = hdf5_write(plan["hdf5_n"])
     r["memory"] = memory(plan["memory_n"])
+    log(f"phases of a run: {plan['phases_n']:,} patients, both arms; kernel parts: {plan['parts_n']:,} patients")
+    r["phases"] = phases.phases(plan["phases_n"])
+    r["kernel_parts"] = phases.kernel_parts(plan["parts_n"])
+    if plan["release_n"]:
+        log(f"rptsim run netter1 --patients {plan['release_n']:,} --keep summary, here and at {phases.RELEASE}")
+        r["against_release"] = phases.against_release(plan["release_n"])
     r["machine"] = machine(load)
 
     big = max(r["throughput"], key=lambda t: t["patients"])

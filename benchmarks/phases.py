@@ -1,0 +1,126 @@
+"""Where a run's time goes (issue 21): a per-phase profile of a NETTER-1 run, the kernel's cost per model part, and the
+same ``rptsim run`` command timed against the release before the performance work.
+
+* ``phases``: one chunk of both arms, phase by phase as ``engine.run`` does it (cohort draw, kernel-input translation,
+  kernel, per-patient reduction), then ``analysis.summary`` of a ``keep="summary"`` run; best of 2 per phase.
+* ``kernel_parts``: the kernel on the 177Lu arm with parts of the model left out (one lesion instead of the lesion
+  model; each optional blood line; both optional lines); a part's cost is the full kernel's time less the time
+  without it (an ablation: the parts interact little, so the costs add up to about the whole).
+* ``against_release``: ``rptsim run configs/netter1.toml --patients N --keep summary`` here and at ``RELEASE`` (a git
+  worktree in a temporary folder, its own numba cache), each warmed up once, best of 2: the done-when of issue 21.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import workload
+
+from sim import analysis, config, engine, kernel_outputs
+from sim import cohort as cohort_mod
+from sim.kernel_inputs import axes_of, translate
+from sim.kernels.patient import run_arm
+
+RELEASE = "b420e14"  # the release before the performance work (issue 21)
+OPTIONAL_LINES = ("lymphocytes", "haemoglobin")  # platelets and neutrophils are always modelled
+
+
+def _best(fn, repeats: int = 2) -> float:  # noqa: ANN001
+    return workload.best_of(fn, repeats)[0]
+
+
+def phases(n: int) -> dict:
+    """Seconds per phase for ``n`` patients (one chunk) in both NETTER-1 arms, and per patient."""
+    cfg = workload.netter1(n, arms=None)
+    ids = np.arange(n, dtype=np.int64)
+    axes = axes_of(cfg)
+    out: dict[str, float] = {"cohort draw": _best(lambda: cohort_mod.draw(cfg, ids))}
+    chunk = cohort_mod.draw(cfg, ids)
+    for arm in cfg.arms:
+        out[f"translate {arm.name}"] = _best(lambda a=arm: translate(cfg, a.name, chunk))
+        inputs = translate(cfg, arm.name, chunk)
+        result = kernel_outputs.allocate(axes.sizes(n))
+        out[f"kernel {arm.name}"] = _best(lambda i=inputs, r=result: run_arm(*i.args(), r))
+        out[f"reduce {arm.name}"] = _best(lambda r=result: kernel_outputs.patient_values(r, summary_only=True))
+    ds = engine.run(cfg, keep="summary")
+    out["summary (analysis.summary)"] = _best(lambda: analysis.summary(ds))
+    total = sum(out.values())
+    return {"patients": n, "seconds": out, "total_s": total,
+            "share": {k: v / total for k, v in out.items()},
+            "us_per_patient": {k: 1e6 * v / n for k, v in out.items()}}
+
+
+def _netter1_without(n: int, drop: tuple[str, ...]) -> config.Config:
+    """The NETTER-1 177Lu arm with config sections ``drop`` (dotted paths) removed (and the uncertain parameters,
+    which may name them: the kernel does not read them)."""
+    data = config.read_scenario(workload.SCENARIO)
+    config.select_arms(data, [workload.LU_ARM], str(workload.SCENARIO))
+    data.pop("uncertainty", None)
+    for path in drop:
+        *head, last = path.split(".")
+        table = data
+        for key in head:
+            table = table[key]
+        table.pop(last)
+    config.set_dotted(data, "trial.patients", n)
+    return config.validate(data, str(workload.SCENARIO))
+
+
+def kernel_parts(n: int) -> dict:
+    """Kernel seconds on the 177Lu arm, whole and with model parts left out; each part's cost per patient and per
+    patient-cycle (the variants' mean cycles differ little)."""
+    variants = {"full model": (), "one lesion (no [lesions])": ("lesions",),
+                **{f"without {line}": (f"marrow.{line}",) for line in OPTIONAL_LINES},
+                "platelets and neutrophils only": tuple(f"marrow.{line}" for line in OPTIONAL_LINES)}
+    seconds, cycles = {}, {}
+    for name, drop in variants.items():
+        inp = workload.kernel_inputs(_netter1_without(n, drop))
+        seconds[name], _, out = workload.best_of(lambda i=inp: workload.run_kernel(i), 2)
+        cycles[name] = float(out.cycles_given.mean())
+    full = seconds["full model"]
+    cost = {"lesion model (8 lesions vs 1)": full - seconds["one lesion (no [lesions])"],
+            **{f"{line} line": full - seconds[f"without {line}"] for line in OPTIONAL_LINES},
+            "platelet and neutrophil lines + everything else": seconds["platelets and neutrophils only"]}
+    return {"patients": n, "seconds": seconds, "mean_cycles": cycles[("full model")],
+            "part_seconds": cost, "part_us_per_patient": {k: 1e6 * v / n for k, v in cost.items()},
+            "part_us_per_patient_cycle": {k: 1e6 * v / (n * cycles["full model"]) for k, v in cost.items()}}
+
+
+def _timed_run(tree: Path, patients: int, cache: Path, out: Path) -> float:
+    """Wall seconds of ``python -m sim.cli run configs/netter1.toml`` in ``tree`` (that tree's ``sim`` first)."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": str(cache)}
+    cmd = [sys.executable, "-m", "sim.cli", "run", "configs/netter1.toml", "--patients", str(patients),
+           "--keep", "summary", "-o", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def against_release(patients: int, release: str = RELEASE) -> dict:
+    """The command of issue 21's done-when here and at ``release``: warm-up once each, then best of 2, alternating."""
+    with tempfile.TemporaryDirectory(prefix="rptsim-bench-release-") as tmp:
+        old = Path(tmp) / "release"
+        made = subprocess.run(["git", "worktree", "add", "--detach", str(old), release], cwd=workload.ROOT,
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            return {"patients": patients, "release": release, "error": made.stderr.strip().splitlines()[-1:]}
+        try:
+            trees = {"now": workload.ROOT, release: old}
+            times: dict[str, list[float]] = {k: [] for k in trees}
+            for name, tree in trees.items():  # warm-up: compile into (or load) each tree's own cache
+                _timed_run(tree, 1000, Path(tmp) / f"cache-{name}", Path(tmp) / f"{name}.h5")
+            for _ in range(2):
+                for name, tree in trees.items():
+                    cache, out = Path(tmp) / f"cache-{name}", Path(tmp) / f"{name}.h5"
+                    times[name].append(_timed_run(tree, patients, cache, out))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=workload.ROOT, capture_output=True)
+    best = {k: min(v) for k, v in times.items()}
+    return {"patients": patients, "release": release, "runs_s": times, "best_s": best,
+            "ratio_now_over_release": best["now"] / best[release]}
