@@ -238,15 +238,14 @@ def replicate_seed(seed: int, replicate: int) -> int:
 
 
 def unit_samples(method: str, n: int, dims: int, seed: int) -> np.ndarray:
-    """(n, dims) points in [0, 1): Latin hypercube (each of the n strata of every dimension holds one point) or
-    independent uniforms."""
+    """(n, dims) points in [0, 1): Latin hypercube (``scipy.stats.qmc.LatinHypercube``, scrambled: each of the n
+    strata of every dimension holds one point, placed at random within it) or independent uniforms."""
     rng = np.random.default_rng(seed)
     if method == "random":
         return rng.random((n, dims))
-    u = np.empty((n, dims))
-    for d in range(dims):
-        u[:, d] = (rng.permutation(n) + rng.random(n)) / n
-    return u
+    from scipy.stats import qmc
+
+    return qmc.LatinHypercube(d=dims, rng=rng).random(n)
 
 
 def _scale(param: SampleParam, u: float) -> float | int:
