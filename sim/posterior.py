@@ -229,6 +229,7 @@ def _dataset(chain: Chain, parameters: list[UncertainParameter], settings: dict)
              "log_likelihood": ("draw", chain.log_likelihood), "log_prior": ("draw", chain.log_prior),
              "walker": ("draw", chain.walker.astype(np.int32)), "step": ("draw", chain.step.astype(np.int32))}
     kept_steps = settings["steps"] - settings["burn"]
+    tau = chain.autocorr_time  # NaN or <= 0 (emcee's estimate on a few steps; a true one is positive): too short
     return xr.Dataset(data, attrs={
         **cf_attributes(f"rptsim posterior: {n} draws of {', '.join(p.label for p in parameters)}", created),
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -237,7 +238,7 @@ def _dataset(chain: Chain, parameters: list[UncertainParameter], settings: dict)
         "evaluations": chain.evaluations,
         "acceptance_fraction": chain.acceptance_fraction,
         "autocorr_time_steps": chain.autocorr_time,
-        "short_chain": int(not np.all(kept_steps >= SHORT_CHAIN_TAUS * chain.autocorr_time)),  # NaN: too short
+        "short_chain": int(not np.all((tau > 0) & (kept_steps >= SHORT_CHAIN_TAUS * tau))),
         "method": "Gaussian synthetic likelihood (Wood 2010; Price 2018), emcee ensemble sampler (Goodman & Weare "
                   "2010; Foreman-Mackey 2013)",
         "rptsim_version": __version__, "git_commit": git_commit(),
