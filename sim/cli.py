@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate every arm of a scenario on one virtual cohort")
-    run.add_argument("config", help="scenario TOML (e.g. configs/netter1.toml)")
+    run.add_argument("config", help="scenario TOML, or the name of a shipped scenario (e.g. netter1)")
     run.add_argument("-o", "--output", help="HDF5 output (default results/<config name>.h5)")
     run.add_argument("--patients", type=int, help="override trial.patients")
     run.add_argument("--seed", type=int, help="override trial.seed")
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     trial = sub.add_parser("trial", help="replicate randomised trials: hazard ratios, log-rank power, sample size",
                            description="Replicate independent randomised trials of two arms of CONFIG (fresh "
                            "patients in every trial): power in a trial of this size, with its Monte Carlo error.")
-    trial.add_argument("config", help="scenario TOML (e.g. configs/vision.toml)")
+    trial.add_argument("config", help="scenario TOML, or the name of a shipped scenario (e.g. vision)")
     trial.add_argument("--arms", nargs=2, metavar=("EXPERIMENTAL", "REFERENCE"),
                        help="arms to compare (default: the config's reference arm and its only other arm)")
     size = trial.add_mutually_exclusive_group()
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_uncertainty_parsers(sub)
 
     show = sub.add_parser("show", help="a scenario as resolved: its files, axes and arms (names for --arms)")
-    show.add_argument("config", help="scenario TOML")
+    show.add_argument("config", help="scenario TOML, or the name of a shipped scenario")
     show.add_argument("--json", action="store_true", help="print the whole resolved config (extends and defaults "
                       "applied) as JSON")
 
@@ -298,6 +298,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
         result = trials.simulate_trials(cfg, design, progress=tick)
         out = trials.summarise(result, trials.same_regimen(cfg, design.experimental, design.reference))
         out["scenario"], out["seed"] = cfg.trial.name, cfg.trial.seed
+        out["endpoint_name"] = cfg.trial.pfs_name if design.endpoint == "pfs" else "OS"  # rPFS where radiographic
         evaluated = {design.patients: result}
         if args.target_power is not None:
             bar.update(task, description="Searching the sample size")
@@ -491,7 +492,7 @@ def _print_trial(out: dict) -> None:
               "calendar": f"analysed at {out.get('analysis_months')} months",
               "end of follow-up": "analysed at the end of follow-up"}[out["analysis"]]
     lines = [
-        f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint'].upper()}, "
+        f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint_name']}, "
         f"{out['patients']} patients ({n_e} + {n_r}, allocation {':'.join(map(str, out['allocation']))}), "
         f"{out['replicates']} virtual trials (seed {out['seed']})",
         f"  {timing}: on average {out['events_mean']} events at month {out['analysis_months_mean']}"
@@ -700,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                 "sensitivity": cmd_sensitivity, "show": cmd_show}
     line = one_line("rptsim " + shlex.join(sys.argv[1:] if argv is None else argv))  # the files' history
     try:
+        if isinstance(getattr(args, "config", None), str):  # a scenario file, or a shipped scenario by name
+            from sim import config
+
+            args.config = str(config.find(args.config))
         with _invocation.command(line):
             return commands[args.command](args)
     except ConfigError as exc:

@@ -254,6 +254,7 @@ def test_cli_trial_uses_the_published_design(capsys):
     assert (out["experimental_arm"], out["reference_arm"]) == ("lu177_psma617", "soc")
     assert out["patients"] == 831 and out["patients_per_arm"] == [554, 277] and out["allocation"] == [2, 1]
     assert out["target_events"] == 300 and out["events_mean"] == 300.0
+    assert out["endpoint"] == "pfs" and out["endpoint_name"] == "rPFS"  # VISION's radiographic PFS, by its name
 
 
 def test_cli_trial_text(capsys):
@@ -262,6 +263,7 @@ def test_cli_trial_text(capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "90 patients (60 + 30, allocation 2:1)" in text and "(MC SE)" in text and "interim at 15 events" in text
+    assert ", PFS, 90 patients" in text
 
 
 def test_cli_trial_output_file(tmp_path, capsys):
