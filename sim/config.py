@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -1126,6 +1127,28 @@ def read_scenario(path: str | Path) -> dict:
         for key, value in flatten_dotted(overrides).items():
             set_dotted_in(data, key, value, f"{path}: overrides")
     return data
+
+
+def shipped_folder() -> Path:
+    """The shipped scenarios: in an installed wheel ``sim/configs`` (pyproject's force-include), in the repository
+    (an editable install) its ``configs/``."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+def find(name: str | Path) -> Path:
+    """The scenario file ``name``: the file itself when it exists or ``name`` has a folder, else the shipped scenario
+    of that name (``netter1`` or ``netter1.toml``), so ``rptsim run netter1`` works wherever rptsim is installed."""
+    path = Path(name)
+    if path.exists() or "/" in str(name) or os.sep in str(name) or not path.name:
+        return path
+    shipped = shipped_folder()
+    for candidate in (shipped / path.name, shipped / f"{path.name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in shipped.glob("*.toml"))
+    raise ConfigError(f"{printable(str(name))}: config file not found, nor a shipped scenario (shipped: "
+                      f"{', '.join(known) or 'none'})")
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:

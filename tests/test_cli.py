@@ -1,6 +1,7 @@
 """The ``rptsim run`` command: outputs, JSON summary, overrides, and clean failures that write nothing."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,21 @@ def test_run_writes_h5_and_summary(tmp_path, capsys):
     ds = outcomes.read(out)
     assert ds.sizes["patient"] == 300 and ds.attrs["seed"] == "5"
     ds.close()
+
+
+def test_run_a_shipped_scenario_by_name_writes_under_results(tmp_path, monkeypatch, capsys):
+    """``rptsim run netter1``: the shipped scenario of that name (no path needed, as from an installed wheel), its
+    outputs under results/ of the current folder; an unknown name lists the shipped ones in one line."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "netter1", "--patients", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["scenario"] == "NETTER-1"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["netter1.h5", "netter1.summary.json"]
+    assert config.find("vision.toml") == config.shipped_folder() / "vision.toml"
+    assert config.find("./netter1") == Path("netter1") != config.find("netter1")  # a path stays a path
+    assert cli.main(["show", "netter2"]) == 2
+    err = capsys.readouterr().err
+    assert "netter2: config file not found, nor a shipped scenario" in err and "netter1, " in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_table_output(tmp_path, capsys):
