@@ -1,9 +1,14 @@
 """Validation against published endpoints: target file, evaluation logic, CLI."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import sim
 from sim import cli, validate
 
 from .conftest import ROOT
@@ -77,17 +82,22 @@ def test_validate_writes_no_figure_unless_asked(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out) and list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The package built as a wheel (pip wheel, isolated build) from the working tree."""
+    folder = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(folder)],
+                   check=True, capture_output=True)
+    return next(folder.glob("rptsim-*.whl"))
+
+
 @pytest.mark.slow
-def test_the_wheel_carries_the_scenarios_and_targets(tmp_path):
+def test_the_wheel_carries_the_scenarios_and_targets(tmp_path, wheel):
     """Installed from a wheel, outside the repository, validation finds the shipped scenarios and their targets."""
-    import subprocess
-    import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
-                   check=True, capture_output=True)
     site = tmp_path / "site"
-    zipfile.ZipFile(next(tmp_path.glob("rptsim-*.whl"))).extractall(site)
+    zipfile.ZipFile(wheel).extractall(site)
     code = ("from sim import validate; names = [t.config for t in validate.load_targets()]; "
             "print(validate.CONFIGS); print(validate.target_scenario(validate.CONFIGS / 'iluminet.toml', names).name)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)}, check=True,
@@ -95,3 +105,55 @@ def test_the_wheel_carries_the_scenarios_and_targets(tmp_path):
     assert out == [str(site / "sim" / "configs"), "netter1.toml"]
     assert sorted(p.name for p in (site / "sim" / "configs").glob("*.toml")) == sorted(
         p.name for p in (ROOT / "configs").glob("*.toml"))
+
+
+def _dependency_folders() -> list[str]:
+    """The site folders this interpreter imports rptsim's dependencies from (numpy's and the others')."""
+    import importlib.util
+
+    folders = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    for module in ("numpy", "numba", "scipy", "xarray", "h5py", "h5netcdf", "pydantic", "rich"):
+        folder = str(Path(importlib.util.find_spec(module).origin).parents[1])
+        if folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+@pytest.mark.slow
+def test_the_wheel_in_a_fresh_venv_runs_version_run_and_validate(tmp_path, wheel):
+    """Issue 20's done-when: the wheel installed into a new virtual environment (no repository on the path) runs
+    ``rptsim --version``, ``rptsim run netter1 --patients 500`` and ``rptsim validate --patients 2000``. The
+    dependencies are not installed again: a .pth file, written after the install, appends this interpreter's site
+    folders behind the new venv's own, so the wheel's ``sim`` is the one imported."""
+    venv, work = tmp_path / "venv", tmp_path / "work"
+    work.mkdir()
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    python, rptsim = venv / "bin" / "python", venv / "bin" / "rptsim"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env |= {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+
+    def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([*args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+
+    installed = run(str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel), timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    purelib = run(str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip()
+    (Path(purelib) / "zz_rptsim_test_dependencies.pth").write_text("\n".join(_dependency_folders()) + "\n")
+    where = run(str(python), "-c", "import json, sys, sim, sim.validate as v; print(sim.__file__); print(v.CONFIGS); "
+                "print(json.dumps(sys.path))")
+    assert where.returncode == 0, where.stderr
+    sim_file, configs, path = where.stdout.splitlines()
+    assert Path(sim_file).is_relative_to(venv) and Path(configs).is_relative_to(venv)
+    assert str(ROOT) not in json.loads(path)
+
+    version = run(str(rptsim), "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"rptsim {sim.__version__}", version.stderr
+    ran = run(str(rptsim), "run", "netter1", "--patients", "500")
+    assert ran.returncode == 0, ran.stderr
+    assert sorted(p.name for p in (work / "results").iterdir()) == ["netter1.h5", "netter1.summary.json"]
+    assert json.loads((work / "results" / "netter1.summary.json").read_text())["n_patients"] == 500
+    validated = run(str(rptsim), "validate", "--patients", "2000")
+    assert validated.returncode == 0, validated.stdout[-2000:] + validated.stderr
+    assert "endpoints within tolerance" in validated.stdout
+    assert sorted(p.name for p in work.iterdir()) == ["results"]  # validate wrote nothing unasked
