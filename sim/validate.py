@@ -15,14 +15,7 @@ from sim.survival import wilson_ci
 TARGETS = Path(__file__).parent / "data" / "trial_targets.toml"
 
 
-def shipped_configs() -> Path:
-    """The shipped scenarios: in an installed wheel ``sim/configs`` (pyproject's force-include), in the repository
-    (an editable install) its ``configs/``."""
-    packaged = Path(__file__).resolve().parent / "configs"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
-
-
-CONFIGS = shipped_configs()
+CONFIGS = config.shipped_folder()
 
 
 @dataclass(frozen=True)
