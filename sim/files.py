@@ -6,6 +6,8 @@ Every failure (missing, a directory, unreadable, too large, not UTF-8, bad TOML,
 
 from __future__ import annotations
 
+import gc
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -85,11 +87,21 @@ def open_hdf5(path: str | Path, what: str, error: type[ValueError] = ConfigError
 
     path = Path(path)
     _check_file(path, what)
+    # A failed open may leave an h5netcdf File half built (h5netcdf 1.8: a damaged root object header fails after the
+    # HDF5 file is open, before ``_writable`` is set), whose ``__del__`` raises when the exception that holds it ends:
+    # Python would print that traceback after the one-line error. Such objects are collected here, quietly.
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: None if getattr(u.object, "__module__", "").startswith("h5netcdf") else hook(u)
     try:
-        with warnings.catch_warnings():  # h5netcdf warns about foreign files' dimensions: the error says enough
-            warnings.simplefilter("ignore")
-            return xr.open_dataset(path, engine="h5netcdf")
-    except PermissionError:
-        raise error(f"{path}: {what} is not readable (permission denied)") from None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
-        raise error(f"{path}: not a readable HDF5/netCDF file ({' '.join(str(exc).split())[:200]})") from None
+        try:
+            with warnings.catch_warnings():  # h5netcdf warns about foreign files' dimensions: the error says enough
+                warnings.simplefilter("ignore")
+                return xr.open_dataset(path, engine="h5netcdf")
+        except PermissionError:
+            message = f"{path}: {what} is not readable (permission denied)"
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            message = f"{path}: not a readable HDF5/netCDF file ({' '.join(str(exc).split())[:200]})"
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    raise error(message) from None
