@@ -369,13 +369,29 @@ def test_fuzz_config_values(tmp_path, capsys, data):
     doc = tomllib.loads(NETTER1)
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(PATHS))
-        node = doc
-        for key in path[:-1]:  # an earlier mutation may have replaced a table on the way
-            ok = isinstance(node, dict) and key in node or isinstance(node, list) and key < len(node)
-            node = node[key] if ok else None
-        if isinstance(node, dict) or isinstance(node, list) and path[-1] < len(node):
+        node = _parent(doc, path)
+        if node is not None:
             node[path[-1]] = data.draw(VALUES)
     _fuzz_run(tmp_path, capsys, as_toml(doc))
+
+
+def _parent(doc: dict, path: tuple) -> dict | list | None:
+    """The table or array that holds ``path`` in ``doc``; None where an earlier mutation replaced a table or array on
+    the way (a string key meets a list, an index meets a table)."""
+    def fits(node, key) -> bool:  # noqa: ANN001
+        return (isinstance(node, dict) and isinstance(key, str)
+                or isinstance(node, list) and isinstance(key, int) and key < len(node))
+
+    node = doc
+    for key in path[:-1]:
+        node = node[key] if fits(node, key) and (isinstance(node, list) or key in node) else None
+    return node if fits(node, path[-1]) else None
+
+
+def test_value_fuzzer_walks_past_replaced_tables():
+    doc = {"trial": [1], "arms": {"a": 1}}  # found by the long fuzz run: a TypeError in the fuzzer itself
+    assert _parent(doc, ("trial", "name")) is None and _parent(doc, ("arms", 0, "name")) is None
+    assert _parent(doc, ("arms", 0)) is None and _parent(doc, ("arms", "a")) is doc["arms"]
 
 
 def as_toml(doc: dict) -> bytes:
