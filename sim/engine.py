@@ -17,7 +17,7 @@ import xarray as xr
 from sim import cohort as cohort_mod
 from sim import kernel_outputs, outcomes
 from sim.config import COVARIATE_NAMES, Config
-from sim.kernel_inputs import Axes, axes_of, translate
+from sim.kernel_inputs import Axes, PatientDraws, axes_of, translate
 from sim.kernels.patient import run_arm
 
 DEFAULT_CHUNK = 100_000  # patients per chunk: 100k keeps a 10^6-patient reduced run under 0.8 GB at full speed
@@ -33,11 +33,11 @@ COVARIATE_UNITS = {"age_years": "year", "egfr_ml_min": "mL/min/1.73m2", "platele
 PROGRESS_ROWS = 10_000  # patients per kernel call: progress is reported at least this often
 
 
-def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort, out: kernel_outputs.Outputs,
+def simulate(cfg: Config, arm_name: str, patients: cohort_mod.Cohort | PatientDraws, out: kernel_outputs.Outputs,
              progress: Callable[[int], None] | None = None) -> None:
-    """Simulate one arm on the given patients (a whole cohort or any chunk of it) into ``out``, in kernel calls of
-    ``PROGRESS_ROWS`` patients, each followed by ``progress(patients done)`` (every patient's result is its own, so
-    the calls change nothing)."""
+    """Simulate one arm on the given patients (a whole cohort or any chunk of it, or its ``PatientDraws`` that the
+    arms share) into ``out``, in kernel calls of ``PROGRESS_ROWS`` patients, each followed by ``progress(patients
+    done)`` (every patient's result is its own, so the calls change nothing)."""
     inputs, n = translate(cfg, arm_name, patients), len(patients)
     for start in range(0, n, PROGRESS_ROWS):
         part = slice(start, min(n, start + PROGRESS_ROWS))
@@ -61,12 +61,13 @@ def run(cfg: Config, chunk_size: int = DEFAULT_CHUNK, progress: Callable[[int], 
         part = slice(start, start + len(chunk))
         if keep != "summary":
             cohorts.append(chunk)
+        patients = PatientDraws(cfg, axes, chunk)  # drawn once for every arm
         for a, name in enumerate(names):
             if full is not None:
-                simulate(cfg, name, chunk, kernel_outputs.rows(full, (a, part)), progress)
+                simulate(cfg, name, patients, kernel_outputs.rows(full, (a, part)), progress)
             else:
                 out = kernel_outputs.allocate(axes.sizes(len(chunk)))
-                simulate(cfg, name, chunk, out, progress)
+                simulate(cfg, name, patients, out, progress)
                 for var, values in kernel_outputs.patient_values(out, summary_only=keep == "summary").items():
                     if var not in kept:
                         kept[var] = np.empty((len(names), n, *values.shape[1:]), values.dtype)

@@ -92,17 +92,17 @@ def axes_of(cfg: Config) -> Axes:
 
 
 @dataclass
-class Context:
-    """What a transform may read: the scenario, one arm (its agent and dosimetry method), a cohort, the axes."""
+class PatientDraws:
+    """Patients of a scenario (a cohort or any chunk of it) and what every arm draws for them alike (common random
+    numbers): the random effects of ``effect_streams`` and the lesion layout, each drawn on first use. The arms of a
+    chunk share one (``engine.run``), so these are drawn once per chunk, not once per arm."""
 
     cfg: Config
-    arm: FixedArm | GuidedArm | ControlArm
     axes: Axes
-    cohort: Cohort | None = None
+    cohort: Cohort
 
-    @property
-    def agent(self) -> Agent | None:
-        return None if isinstance(self.arm, ControlArm) else self.cfg.agents[self.arm.agent]
+    def __len__(self) -> int:
+        return len(self.cohort)
 
     @property
     def cov(self) -> dict[str, np.ndarray]:
@@ -122,6 +122,42 @@ class Context:
         """The patients' random effect from the stream ``(stream, index)`` (counter 0), one of ``effect_streams``
         (all drawn in one pass)."""
         return self._effects[(stream, index)]
+
+
+@dataclass
+class Context:
+    """What a transform may read: one arm (its agent and dosimetry method) and the patients' ``draws`` (the
+    scenario, the axes, the cohort, and the random effects and lesion layout that every arm shares)."""
+
+    arm: FixedArm | GuidedArm | ControlArm
+    draws: PatientDraws
+
+    @property
+    def cfg(self) -> Config:
+        return self.draws.cfg
+
+    @property
+    def axes(self) -> Axes:
+        return self.draws.axes
+
+    @property
+    def cohort(self) -> Cohort:
+        return self.draws.cohort
+
+    @property
+    def cov(self) -> dict[str, np.ndarray]:
+        return self.draws.cov
+
+    @property
+    def layout(self) -> LesionLayout:
+        return self.draws.layout
+
+    def normal(self, stream: str, index: int = 0) -> np.ndarray:
+        return self.draws.normal(stream, index)
+
+    @property
+    def agent(self) -> Agent | None:
+        return None if isinstance(self.arm, ControlArm) else self.cfg.agents[self.arm.agent]
 
     def dose_modification(self) -> DoseModification:
         return getattr(self.arm, "dose_modification", None) or DoseModification()
@@ -159,10 +195,10 @@ MEASUREMENT_EFFECTS = ("systematic", "half-life-measurement")
 
 
 def effect_streams(axes: Axes) -> list[tuple[str, int]]:
-    """The streams ``(name, index)`` of the per-patient random effects the transforms below draw."""
+    """The streams ``(name, index)`` of the per-patient random effects the transforms below draw (``lesion_layout``
+    draws the lesions' own)."""
     return ([(f"dosimetry/{o.name}/{e}", 0) for o in axes.organs for e in (*EFFECTS, *MEASUREMENT_EFFECTS)]
             + [("dosimetry/lesion/inter-patient", 0), ("lesion/discordant", 0)]
-            + [(e, j) for j in range(axes.lesions) for e in LESION_EFFECTS]
             + [("marrow/alpha", 0), *((e, 0) for e in KIDNEY_EFFECTS)]
             + [(f"blood/{b.name}/background", 0) for b in axes.blood_lines])
 
@@ -247,14 +283,16 @@ def diameter_mm(volume_ml: np.ndarray | float) -> np.ndarray | float:
     return 10.0 * np.cbrt(6.0 * np.asarray(volume_ml) / math.pi)
 
 
-def lesion_layout(c: Context) -> LesionLayout:
+def lesion_layout(c: PatientDraws) -> LesionLayout:
     """Draw each patient's lesions (docs/model.md 3.1): the count (covariate ``lesion_count``, rounded, 1 to
     ``max_lesions``), volume shares ``w_j / sum w`` with ``w_j = exp(volume_sigma_ln z_j)`` of the tumour volume,
     receptor-negative lesions in discordant patients, bone lesions in patients with bone metastases, the lesions'
     uptake, growth and radiosensitivity factors; then the RECIST 1.1 target lesions: the largest measurable (not
     bone, diameter >= ``measurable_diameter_mm``), at most ``target_lesions``; every other lesion is non-target."""
     les, n, m = c.cfg.lesions, len(c.cohort), c.axes.lesions
-    z = {e: np.stack([c.normal(e, j) for j in range(m)], axis=1) for e in LESION_EFFECTS}
+    # [patient, lesion j] from the streams (effect, j): one array per effect, so that the gathers below are fast
+    z = {e: rng.first_normals(c.cfg.trial.seed, c.cohort.patient_ids, [(e, j) for j in range(m)])
+         for e in LESION_EFFECTS}
     count = np.clip(np.rint(c.cov["lesion_count"]), 1, m).astype(np.int64)
     present = np.arange(m)[None, :] < count[:, None]
     weight = np.where(present, np.exp(les.volume_sigma_ln * z["lesion/volume"]), 0.0)
@@ -269,9 +307,10 @@ def lesion_layout(c: Context) -> LesionLayout:
     growth = np.exp(les.growth_sigma_ln * z["lesion/growth"])
     radiosensitivity = np.exp(les.radiosensitivity_sigma_ln * z["lesion/radiosensitivity"])
     order = np.lexsort((-volume, negative, ~present), axis=1)  # last key first: present, positive, largest
+    flat = (order + m * np.arange(n)[:, None]).ravel()  # as positions in the flattened rows: np.take is the fastest
 
     def sort(a: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(a, order, axis=1)
+        return np.take(a, flat).reshape(n, m)
 
     volume, negative, bone = sort(volume), sort(negative), sort(bone)  # present lesions stay in the first columns
     measurable = present & ~bone & (diameter_mm(volume) >= les.measurable_diameter_mm)
@@ -749,10 +788,12 @@ class KernelInputs:
         return dataclasses.replace(self, patients=Patients(*(values[rows] for values in self.patients)))
 
 
-def translate(cfg: Config, arm_name: str, cohort: Cohort) -> KernelInputs:
-    """The kernel inputs of arm ``arm_name`` of ``cfg`` for the patients of ``cohort`` (any chunk): every group, in
+def translate(cfg: Config, arm_name: str, patients: Cohort | PatientDraws) -> KernelInputs:
+    """The kernel inputs of arm ``arm_name`` of ``cfg`` for ``patients`` (a cohort, any chunk, or its
+    ``PatientDraws`` when several arms translate it, so that their shared draws are drawn once): every group, in
     the kernel's argument order (that of ``GROUPS``)."""
-    c = Context(cfg, cfg.arm(arm_name), axes_of(cfg), cohort)
+    draws = patients if isinstance(patients, PatientDraws) else PatientDraws(cfg, axes_of(cfg), patients)
+    c = Context(cfg.arm(arm_name), draws)
     return KernelInputs(cfg.trial.seed, *(build(g, c) for g in GROUPS), scan_days(cfg))
 
 

@@ -123,8 +123,8 @@ def test_absent_lesions_are_nan_and_take_no_dose():
 def netter1_layout():
     cfg = load_small("netter1", patients=3000)
     chunk = cohort.draw(cfg, np.arange(3000))
-    ctx = kernel_inputs.Context(cfg, cfg.arm("lu177_dotatate"), kernel_inputs.axes_of(cfg), chunk)
-    return cfg, chunk, ctx.layout, kernel_inputs.translate(cfg, "lu177_dotatate", chunk)
+    layout = kernel_inputs.PatientDraws(cfg, kernel_inputs.axes_of(cfg), chunk).layout
+    return cfg, chunk, layout, kernel_inputs.translate(cfg, "lu177_dotatate", chunk)
 
 
 def test_lesion_layout_shares_orders_and_selects_targets(netter1_layout):
@@ -181,6 +181,19 @@ def test_lesion_layout_is_the_same_in_every_arm_and_chunk(netter1_layout):
     for name in ("lesion_volume_ml", "lesion_role", "lesion_receptor_negative", "lesion_alpha_per_gy",
                  "lesion_growth_per_day"):
         np.testing.assert_array_equal(getattr(control.patients, name), getattr(inp.patients, name)[1000:1400], name)
+
+
+def test_arms_that_share_the_draws_of_a_chunk_get_the_inputs_of_their_own():
+    """engine.run translates every arm of a chunk from one PatientDraws: each arm's inputs are those it would draw
+    alone."""
+    cfg = load_small("guided_vs_fixed", patients=300)
+    chunk = cohort.draw(cfg, np.arange(300))
+    shared = kernel_inputs.PatientDraws(cfg, kernel_inputs.axes_of(cfg), chunk)
+    for arm in cfg.arms:
+        alone, together = kernel_inputs.translate(cfg, arm.name, chunk), kernel_inputs.translate(cfg, arm.name, shared)
+        for group, values in zip(alone.args()[1:-1], together.args()[1:-1], strict=True):
+            for name, x, y in zip(group._fields, group, values, strict=True):
+                np.testing.assert_array_equal(x, y, f"{arm.name}: {name}")
 
 
 def test_a_config_without_lesions_is_the_one_lesion_model():
