@@ -10,7 +10,7 @@ import xarray as xr
 from sim import config, paired
 from sim.config import COVARIATE_NAMES, Config, GuidedArm
 from sim.outcomes import patient_level
-from sim.survival import aalen_johansen, cox_two_group, kaplan_meier, paired_proportion_difference
+from sim.survival import KMFunctionals, aalen_johansen, cox_two_group, kaplan_meier, paired_proportion_difference
 from sim.units import DAYS_PER_MONTH
 
 LANDMARK_MONTHS = (6, 12, 20, 24)
@@ -28,15 +28,22 @@ def _median(x: np.ndarray) -> float:
     return round(float(np.median(x)), 4)
 
 
-def arm_summary(ds: xr.Dataset, arm: str, cfg: Config) -> dict:
-    """Efficacy, exposure, dosimetry, toxicity and resource summary of one arm (keys stable across versions).
+def survival_curves(a: xr.Dataset) -> dict[str, KMFunctionals]:
+    """One arm's Kaplan-Meier curve of each end point (``ENDPOINTS``) with the patients' influences: fitted once
+    (a sort of the arm's patients each), for the arm's summary and every paired comparison with it."""
+    return {e: KMFunctionals(a[f"{e}_time_days"].values, a[f"{e}_event"].values) for e in ENDPOINTS}
+
+
+def arm_summary(ds: xr.Dataset, arm: str, cfg: Config, curves: dict[str, KMFunctionals] | None = None) -> dict:
+    """Efficacy, exposure, dosimetry, toxicity and resource summary of one arm (keys stable across versions);
+    ``curves``: the arm's ``survival_curves`` when the caller has them.
 
     ``ds`` is patient-level (``outcomes.patient_level``): everything here is a statistic of per-patient values, so a
     run reduced chunk by chunk gives the same numbers as one holding every per-cycle array.
     """
     a = ds.sel(arm=arm)
-    pfs = kaplan_meier(a.pfs_time_days.values, a.pfs_event.values)
-    os_ = kaplan_meier(a.os_time_days.values, a.os_event.values)
+    curves = curves or survival_curves(a)
+    pfs, os_ = curves["pfs"].km, curves["os"].km
     cycles = a.cycles_given.values
     return {
         "label": str(a.arm_label.values),
@@ -146,19 +153,28 @@ DOSE_RESPONSE_PER_GY = 50.0  # Alipour R et al. EJNMMI 2023;50:2997 report the o
 
 def logistic_slope(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[float, float]:
     """Maximum-likelihood slope of ``logit P(y) = b0 + b1 x`` and its standard error (inverse Fisher information),
-    by Newton-Raphson (McCullagh P, Nelder JA. Generalized Linear Models, 2nd ed. 1989, section 4.4)."""
+    by Newton-Raphson (McCullagh P, Nelder JA. Generalized Linear Models, 2nd ed. 1989, section 4.4). The rows are
+    every evaluable lesion of an arm (millions in a large run): each step works in place on two preallocated arrays."""
     design = np.column_stack([np.ones_like(x), x])
+    p, weighted = np.empty_like(x), np.empty_like(design)
+
+    def information(beta: np.ndarray) -> np.ndarray:
+        """The Fisher information at ``beta``, with ``p`` = P(y) there."""
+        np.matmul(design, beta, out=p)
+        np.negative(p, out=p)
+        np.exp(p, out=p)
+        np.add(1.0, p, out=p)
+        np.divide(1.0, p, out=p)  # 1 / (1 + exp(-design beta))
+        np.multiply(design, (p * (1.0 - p))[:, None], out=weighted)
+        return design.T @ weighted
+
     beta = np.zeros(2)
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-design @ beta))
-        info = design.T @ (design * (p * (1.0 - p))[:, None])
-        step = np.linalg.solve(info, design.T @ (y - p))
+        step = np.linalg.solve(information(beta), design.T @ (y - p))
         beta += step
         if np.abs(step).max() < tol:
             break
-    p = 1.0 / (1.0 + np.exp(-design @ beta))
-    info = design.T @ (design * (p * (1.0 - p))[:, None])
-    return float(beta[1]), float(np.sqrt(np.linalg.inv(info)[1, 1]))
+    return float(beta[1]), float(np.sqrt(np.linalg.inv(information(beta))[1, 1]))
 
 
 def evaluable_lesions(a: xr.Dataset) -> np.ndarray:
@@ -289,16 +305,19 @@ GAIN_MONTHS = 3.0  # a patient "gains" or "loses" beyond this many months of res
 UNCHANGED_DAYS = 1.0  # ... and is "unchanged" within a day
 
 
-def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config) -> dict:
+def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config,
+               curves: dict[str, dict[str, KMFunctionals]] | None = None) -> dict:
     """Paired effects of ``arm`` against ``reference``: both hold the same patients, so every CI here respects the
     pairing (:mod:`sim.paired`) and describes the effect in the simulated population; what a randomised trial of a
-    given size would see is ``rptsim trial``'s answer.
+    given size would see is ``rptsim trial``'s answer. ``curves``: each arm's ``survival_curves`` when the caller
+    has them.
 
     Cox HR with the patient-clustered robust CI (Lin & Wei 1989); RMST and landmark differences by the paired delta
     method; differences of rates (ORR, toxicities) with Newcombe's paired interval; and each patient's own gain
     (``individual``, see :func:`individual_effects`).
     """
     a, r = ds.sel(arm=arm), ds.sel(arm=reference)
+    curves = curves or {arm: survival_curves(a), reference: survival_curves(r)}
     horizon = cfg.trial.rmst_horizon_months * DAYS_PER_MONTH
     n = a.sizes["patient"]
     out: dict = {}
@@ -309,8 +328,8 @@ def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config) -> dict:
                            np.concatenate([np.ones(n), np.zeros(n)]), cluster=np.tile(np.arange(n), 2))
         out[f"{endpoint}_hr"] = _rounded(hr.hr)
         out[f"{endpoint}_hr_robust_ci"] = [_rounded(hr.low), _rounded(hr.high)]
-        rmst, *at = paired.km_differences(t_a, e_a, t_r, e_r, [(horizon, "rmst")] + [
-            (m * DAYS_PER_MONTH, "survival") for m in LANDMARK_MONTHS])
+        rmst, *at = paired.curve_differences(curves[arm][endpoint], curves[reference][endpoint], [(horizon, "rmst")]
+                                             + [(m * DAYS_PER_MONTH, "survival") for m in LANDMARK_MONTHS])
         out[f"rmst_{endpoint}_difference_months"] = _months(rmst.estimate)
         out[f"rmst_{endpoint}_difference_ci"] = _months_ci((rmst.low, rmst.high))
         landmarks = dict(zip((str(m) for m in LANDMARK_MONTHS), at, strict=True))
@@ -376,6 +395,7 @@ def summary(ds: xr.Dataset) -> dict:
     cfg = config.validate(json.loads(ds.attrs["config_json"]), "config_json")
     ds = patient_level(ds)
     reference = cfg.reference_arm()
+    curves = {str(arm): survival_curves(ds.sel(arm=arm)) for arm in ds.arm.values}
     return {
         "scenario": ds.attrs["scenario"],
         "seed": int(ds.attrs["seed"]),
@@ -384,7 +404,7 @@ def summary(ds: xr.Dataset) -> dict:
         "reference_arm": reference,
         "rmst_horizon_months": cfg.trial.rmst_horizon_months,
         "pfs_name": cfg.trial.pfs_name,
-        "arms": {str(arm): arm_summary(ds, str(arm), cfg) for arm in ds.arm.values},
-        "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference, cfg)
+        "arms": {str(arm): arm_summary(ds, str(arm), cfg, curves[str(arm)]) for arm in ds.arm.values},
+        "comparisons": {f"{arm} vs {reference}": comparison(ds, str(arm), reference, cfg, curves)
                         for arm in ds.arm.values if arm != reference},
     }

@@ -39,10 +39,16 @@ def km_differences(time_a: np.ndarray, event_a: np.ndarray, time_r: np.ndarray, 
     2010;19:71-99); Wald interval. ``se_unpaired`` adds the two variances as if the arms held different patients.
     Coverage is tested by simulation in tests/test_paired.py.
     """
-    if np.shape(time_a) != np.shape(time_r):
+    return curve_differences(KMFunctionals(time_a, event_a), KMFunctionals(time_r, event_r), queries, level)
+
+
+def curve_differences(arm: KMFunctionals, reference: KMFunctionals, queries: list[tuple[float, str]],
+                      level: float = 0.95) -> list[Difference]:
+    """:func:`km_differences` of two arms' curves already fitted on the same patients (the run summary fits each
+    arm's once, for its own statistics and every comparison)."""
+    if arm.time.shape != reference.time.shape:
         raise ValueError("paired arms need the same patients: arrays of one length")
     z = float(special.ndtri(0.5 + 0.5 * level))
-    arm, reference = KMFunctionals(time_a, event_a), KMFunctionals(time_r, event_r)
     out = []
     for horizon, kind in queries:
         a, r = arm.estimate(horizon, kind), reference.estimate(horizon, kind)

@@ -103,6 +103,25 @@ def test_kaplan_meier_edge_cases():
         sv.kaplan_meier([1.0], [True], level=1.0)
 
 
+def test_event_times_up_to_each_subject_are_the_search_of_its_time():
+    """The counts that KMFunctionals and the Cox score residuals take from the sort are np.searchsorted's."""
+    rng = np.random.default_rng(3)
+    time, event, group = _two_groups(rng, 400, decimals=-1)  # heavy ties
+    for t, e in [*_datasets(), (time, event), (np.array([]), np.array([], bool)), (np.ones(3), np.zeros(3, bool))]:
+        km, up_to = sv._kaplan_meier(t, e, 0.95)
+        np.testing.assert_array_equal(up_to, np.searchsorted(km.time, t, side="right"))
+    n, n1, d, d1, up_to = sv._two_group_table(time, event, group)
+    np.testing.assert_array_equal(up_to, np.searchsorted(np.unique(time[event]), time, side="right"))
+
+
+def test_cluster_codes_are_the_ranks_of_the_labels():
+    rng = np.random.default_rng(4)
+    for labels in (np.tile(np.arange(300), 2), rng.integers(-5, 50, 300), rng.integers(0, 10**9, 100),
+                   np.array([np.iinfo(np.int64).min, 0, np.iinfo(np.int64).max]), np.array([], np.int64),
+                   np.array(["b", "a", "b"]), rng.integers(0, 7, 7).astype(np.int32)):
+        np.testing.assert_array_equal(sv._codes(labels), np.unique(labels, return_inverse=True)[1].ravel())
+
+
 def test_rmst_of_exponential_sample_approaches_closed_form():
     rng = np.random.default_rng(7)
     lam, tau, n = 0.1, 15.0, 40_000
@@ -213,7 +232,7 @@ def test_cox_two_group_degenerate():
 def test_efron_newton_solves_the_score_equation():
     rng = np.random.default_rng(9)
     time, event, group = _two_groups(rng, 500, 0.4, decimals=-1)  # heavy ties
-    n, n1, d, d1 = sv._two_group_table(time, event, group)
+    n, n1, d, d1, _ = sv._two_group_table(time, event, group)
     a0, a1, _, _ = sv._efron_terms(n.astype(float), n1.astype(float), d, d1)
     b, info = sv._efron_newton(a0, a1, float(d1.sum()))
     r = math.exp(b) * a1 / (a0 + math.exp(b) * a1)
