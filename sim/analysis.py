@@ -75,11 +75,13 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config, curves: dict[str, KMFunct
 
 def psa_summary(a: xr.Dataset) -> dict:
     """PCWG3 PSA end points of the first course (docs/model.md 3.6): PSA50 rate (confirmed), median best PSA change
-    among patients with a value after baseline; empty where PSA is not modelled."""
+    among patients with a value after baseline, and the share of courses paused after an exceptional response
+    (docs/model.md 5.5); empty where PSA is not modelled."""
     best = a.psa_best_change.values
     if np.isnan(best).all():
         return {}
-    return {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)])}
+    return {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)]),
+            "psa_pause_rate": _rate(a.psa_paused.values == 1)}
 
 
 def retreatment_summary(a: xr.Dataset) -> dict:

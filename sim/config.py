@@ -645,6 +645,19 @@ class Retreatment(Strict):
     kidney_bed_limit_gy: DoseGy | None = Field(
         None, description="A re-treatment cycle is given only if the known cumulative kidney BED of both courses "
         "stays within this (binds only where dosimetry measured the kidney).")
+    only_after_pause: bool = Field(
+        False, description="Re-challenge only a course that ended in a pause after an exceptional PSA response "
+        "(arms.psa_pause), as practised: not one stopped at progression or after its last cycle.")
+
+
+class PsaPause(Strict):
+    """A pause after an exceptional response (docs/model.md 5.5): at a visit for a cycle, once ``after_cycle`` cycles
+    were given, a PSA at or below ``psa_ratio`` of baseline ends the course; ``[arms.retreatment]`` re-challenges at
+    progression."""
+
+    after_cycle: int = Field(ge=1, le=49, description="Pause only once at least this many cycles were given.")
+    psa_ratio: Annotated[float, Field(gt=0, lt=1)] = Field(
+        description="Pause when the PSA at the visit is at most this fraction of the baseline PSA.")
 
 
 class FixedArm(ArmBase):
@@ -663,6 +676,7 @@ class FixedArm(ArmBase):
     retreatment: Retreatment | None = None
     stop_at_psa_progression: bool = Field(
         False, description="No further cycle after a confirmed PCWG3 PSA progression (needs [psa]).")
+    psa_pause: PsaPause | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -703,6 +717,7 @@ class GuidedArm(ArmBase):
     retreatment: Retreatment | None = None
     stop_at_psa_progression: bool = Field(
         False, description="No further cycle after a confirmed PCWG3 PSA progression (needs [psa]).")
+    psa_pause: PsaPause | None = None
 
     @model_validator(mode="after")
     def _rule_fields(self) -> GuidedArm:
@@ -801,6 +816,11 @@ class Config(Strict):
         for arm in self.arms:
             if getattr(arm, "stop_at_psa_progression", False) and self.psa is None:
                 raise ValueError(f"arm {arm.name!r}: stop_at_psa_progression needs a [psa] section")
+            if getattr(arm, "psa_pause", None) is not None and self.psa is None:
+                raise ValueError(f"arm {arm.name!r}: psa_pause needs a [psa] section")
+            again = getattr(arm, "retreatment", None)
+            if again is not None and again.only_after_pause and getattr(arm, "psa_pause", None) is None:
+                raise ValueError(f"arm {arm.name!r}: retreatment.only_after_pause needs arms.psa_pause")
         for organ in self.organ_toxicity:
             if organ in ("kidney", "marrow") or not any(getattr(a, organ, None) for a in self.agents.values()):
                 raise ValueError(f"organ_toxicity.{organ}: not an optional organ that an agent of this scenario "

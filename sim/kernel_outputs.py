@@ -103,6 +103,8 @@ OUTPUTS = (
     Output("mds_aml_day", ("patient",), "f8", "day", "day of MDS/AML onset (NaN: none)"),
     Output("discontinued_for_toxicity", ("patient",), "i1", "1",
            "1 = treatment stopped by the dose-modification rules"),
+    Output("psa_paused", ("patient",), "i1", "1",
+           "1 = the first course ended in a pause after an exceptional PSA response (arms.psa_pause)"),
     Output("reached_target", ("patient",), "i1", "1",
            "1 = a dosimetry-guided arm reached its kidney/tumour target or limit (by the measured doses)"),
 )

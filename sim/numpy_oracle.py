@@ -499,6 +499,7 @@ class _Arm:
         self.cycles_open = np.full(n, self.n_cycles > 0)
         self.cycle_limit = np.full(n, self.n_cycles)
         self.retreated = np.zeros(n, dtype=bool)
+        self.paused = np.zeros(n, dtype=bool)
         self.t_retreat = np.full(n, np.nan)
         self.t_due = np.zeros(n)  # first due day of the pending cycle
         self.t_cycle_event = np.zeros(n)  # its due day or re-check
@@ -749,12 +750,12 @@ class _Arm:
 
     def _retreatable(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Who starts the re-treatment course at a progression at ``t`` (docs/model.md 5.4): a first progression on
-        or after the minimum PFS, the first course over without a toxicity stop, no MDS/AML, the first re-treatment
-        cycle within the kidney budget."""
+        or after the minimum PFS, the first course over without a toxicity stop (paused, where the arm re-challenges
+        only after a pause), no MDS/AML, the first re-treatment cycle within the kidney budget."""
         r = self.regimen
         return ((self.n_retreat > 0) & ~self.retreated[idx] & (self.k_given[idx] > 0) & ~self.cycles_open[idx]
                 & ~self.discontinued[idx] & (t >= r.retreat_min_day) & (self.mds_onset[idx] > t)
-                & self._retreatment_fits(idx))
+                & (self.paused[idx] | ~r.retreat_only_after_pause) & self._retreatment_fits(idx))
 
     def _start_retreatment(self, idx: np.ndarray, t: np.ndarray) -> None:
         """The re-treatment course starts at ``t``: the RECIST baseline is the tumour now, new lesions count afresh,
@@ -802,6 +803,12 @@ class _Arm:
             idx, t, again = idx[~stop], t[~stop], again[~stop]
         if r.continue_after > 0:
             stop = (self.k_given[idx] >= r.continue_after) & ~(self.last_scan_volume[idx] < self.v0[idx]) & ~again
+            self._end_cycles(idx[stop])
+            idx, t, again = idx[~stop], t[~stop], again[~stop]
+        if r.pause_after > 0:  # a pause after an exceptional PSA response (docs/model.md 5.5)
+            stop = ((self.k_given[idx] >= r.pause_after) & ~again
+                    & (self.psa[idx] <= r.pause_psa_ratio * self.P.psa0_ng_ml[idx]))
+            self.paused[idx[stop]] = True
             self._end_cycles(idx[stop])
             idx, t, again = idx[~stop], t[~stop], again[~stop]
         if self.rule != policy.RULE_FIXED:
@@ -1141,6 +1148,7 @@ class _Arm:
         out.reached_target[:] = self.reached
         out.cycles_given[:] = self.k_given
         out.discontinued_for_toxicity[:] = self.discontinued
+        out.psa_paused[:] = self.paused
         baseline = grades(self.P.blood_baseline, self.blood.grade_below)
         worst = np.maximum(baseline, out.blood_grade.max(axis=1, initial=0))
         rate, e, tp = self.P.blood_background_per_day, self.P.blood_background_e, self.t_first_prog[:, None]

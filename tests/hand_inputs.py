@@ -111,7 +111,7 @@ def regimen(n_cycles: int, activities=None, interval_days: float = 56.0, **value
                 withhold_grade=[never, never], reduce_grade=[never, never], withhold_egfr_below_ml_min=0.0,
                 withhold_egfr_drop=1.0, reduction_fraction=0.0, restore_after_tolerated=False, max_reductions=1,
                 recheck_days=7.0, max_delay_days=112.0, reduce_if_withheld=False, stop_at_psa_progression=False,
-                retreat_cycles=0,
+                pause_after=0, pause_psa_ratio=0.0, retreat_cycles=0, retreat_only_after_pause=False,
                 retreat_min_day=math.inf, retreat_activity_gbq=0.0, retreat_interval_days=56.0,
                 retreat_kidney_limit_gy=math.inf)
     base.update(values)

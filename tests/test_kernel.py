@@ -47,6 +47,7 @@ def run_kernel(inp, sizes):
     ("retreatment", "fixed_netter1", {}),
     ("retreatment", "iluminet", {"arms.iluminet.retreatment.kidney_bed_limit_gy": 30.0}),
     ("lu_psma_real_world", "real_world", {}),
+    ("lu_psma_real_world", "pause_rechallenge", {}),
     ("lu_psma_guided", "tumour_guided", {}),
 ])
 def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
@@ -514,6 +515,15 @@ def test_retreatment_at_a_late_first_progression():
     assert again.bed_gy[:, KIDNEY].sum() > plain.bed_gy[:4, KIDNEY].sum()
 
 
+def test_rechallenge_only_after_a_pause_when_the_arm_says_so():
+    # the course of _retreat ends after its 4 cycles, not in a pause: an arm that re-challenges only paused courses
+    # does not re-treat it at the progression where the plain re-treatment rule does
+    t1 = run_one(P(admin_censor_day=3000.0), n_cycles=4, k_max=6).pfs_time_days
+    assert _retreat(t1).retreatment_day == t1
+    gated = _retreat(t1, retreat_only_after_pause=True)
+    assert np.isnan(gated.retreatment_day) and gated.cycles_given == 4 and gated.psa_paused == 0
+
+
 def test_retreatment_within_the_known_kidney_budget():
     # kidney dosimetry on every cycle (true doses, 0.5 Gy/GBq: 3.7 Gy per cycle): the budget decides how many
     # re-treatment cycles fit, a re-treatment cycle's BED predicted from the measured Gy/GBq
@@ -605,6 +615,20 @@ def test_psa50_needs_confirmation_three_weeks_later():
     # censored after one reading below half: not confirmed
     once = run_one(P(**{**kill, "admin_censor_day": 100.0}), n_cycles=1, lesion=_psa_lesions())
     assert once.psa50 == 0 and once.psa_best_change < -0.5
+
+
+@pytest.mark.parametrize(("after", "ratio", "given", "paused"), [(2, 0.1, 2, 1), (3, 0.1, 3, 1), (0, 0.1, 6, 0),
+                                                                 (2, 1e-12, 6, 0)])
+def test_course_pauses_after_an_exceptional_psa_response(after, ratio, given, paused):
+    # each cycle kills ~97 % of the viable cells (no growth, no PSA from dead cells): by the visit for cycle 3 (day
+    # 84) the PSA is ~0.1 % of baseline. With the pause judged from cycle `after` on, the visit for cycle after + 1
+    # ends the course: `after` cycles given. Without the rule (after = 0), or with a threshold below every PSA
+    # reached, all 6 cycles are given.
+    kill = dict(tumour_alpha_per_gy=0.45, lesion_gy_per_gbq=[1.0], growth_per_day=0.0, admin_censor_day=3000.0)
+    o = run_one(P(**kill), n_cycles=6, k_max=6, interval_days=42.0, lesion=_psa_lesions(), pause_after=after,
+                pause_psa_ratio=ratio)
+    assert o.cycles_given == given and o.psa_paused == paused and o.discontinued_for_toxicity == 0
+    assert -1.0 + 1e-12 < o.psa_best_change < -0.9  # the response is deep, and not yet below the smallest ratio
 
 
 def test_late_organ_toxicity_grades():

@@ -49,6 +49,7 @@ STATE = np.dtype([
     ("psa", np.float64), ("psa_secretion", np.float64), ("psa_best", np.float64), ("psa_nadir", np.float64),
     ("psa_low_since", np.float64), ("psa50", np.bool_), ("psa_rise_since", np.float64),
     ("psa_progression_day", np.float64),  # serum PSA and the PCWG3 readings of the first course (docs/model.md 3.6)
+    ("paused", np.bool_),  # the course ended in a pause after an exceptional PSA response (docs/model.md 5.5)
 ])
 
 # Workspaces of one call: rows are patients.
@@ -266,10 +267,11 @@ def read_scan(i, s, t, P, lesions, out, w):
 @njit(inline="always", **KERNEL)
 def retreat(i, s, t, P, organs, lesions, kid, regimen, w):
     """At a first progression on or after ``retreat_min_day``, a patient whose course was over, without a toxicity
-    stop, who has no MDS/AML, and whose first re-treatment cycle fits the kidney budget starts the re-treatment
-    course at ``t`` (docs/model.md 5.4): the RECIST baseline is the tumour now, new lesions count afresh. Returns
-    whether it starts."""
+    stop (paused, where the arm re-challenges only after a pause), who has no MDS/AML, and whose first re-treatment
+    cycle fits the kidney budget starts the re-treatment course at ``t`` (docs/model.md 5.4, 5.5): the RECIST
+    baseline is the tumour now, new lesions count afresh. Returns whether it starts."""
     if (regimen.retreat_cycles == 0 or s.retreated or s.k == 0 or s.cycles_open or s.discontinued
+            or regimen.retreat_only_after_pause and not s.paused
             or t < regimen.retreat_min_day or s.mds_onset <= t
             or not retreat_cycle_fits(i, s, P, organs, kid, regimen, w)):
         return False
@@ -305,6 +307,9 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
         read_psa(i, s, t, P)
     stop = ((regimen.continue_after > 0 and s.k >= regimen.continue_after and not s.last_scan_volume < s.v0
              or regimen.stop_at_psa_progression and s.psa_progression_day < math.inf) and not s.retreated)
+    if (not stop and not s.retreated and regimen.pause_after > 0 and s.k >= regimen.pause_after
+            and s.psa <= regimen.pause_psa_ratio * P.psa0_ng_ml[i]):
+        stop = s.paused = True
     activity = regimen.retreat_activity_gbq if s.retreated else regimen.guided_activity_gbq
     if s.retreated:
         stop = not retreat_cycle_fits(i, s, P, organs, kid, regimen, w)
@@ -447,6 +452,7 @@ def finish(i, s, P, organs, blood, kid, ev, regimen, out, w):
     record_lesions(i, s, P, out)
     out.cycles_given[i] = s.k
     out.discontinued_for_toxicity[i] = s.discontinued
+    out.psa_paused[i] = s.paused
     for b in range(blood.alpha_ratio.shape[0]):  # untreated: the baseline grade
         worst = marrow.line_grade(P.blood_baseline[i, b], blood.grade_below[b])
         for c in range(s.k):
