@@ -105,11 +105,11 @@ def dataset(cfg: Config, axes: Axes, arrays: dict[str, np.ndarray], cohort: coho
     arms = [arm.name for arm in cfg.arms]
     coords = {
         "arm": ("arm", arms, {"long_name": "trial arm"}),
-        "arm_label": ("arm", [cfg.arm(a).label or a for a in arms]),
+        "arm_label": ("arm", [cfg.arm(a).label or a for a in arms], {"long_name": "trial arm as labelled"}),
         "patient": ("patient", np.arange(n_patients, dtype=np.int64),
                     {"long_name": "global patient id (random-stream key)"}),
         "organ": ("organ", [o.name for o in axes.organs], {"long_name": "organ at risk"}),
-        "organ_label": ("organ", [o.label for o in axes.organs]),
+        "organ_label": ("organ", [o.label for o in axes.organs], {"long_name": "organ at risk as labelled"}),
         "organ_adverse_event": ("organ", [cfg.organ_toxicity[o.name].adverse_event if o.name in cfg.organ_toxicity
                                           else "" for o in axes.organs],
                                 {"long_name": "late toxicity of the organ (organ_toxicity_grade); empty: none"}),

@@ -785,7 +785,8 @@ UNIT_WORDS = {("ml", "min"): "mL/min", ("per", "month"): "per month", ("per", "y
               ("per", "gy"): "per Gy", ("gy",): "Gy", ("gbq",): "GBq", ("ml",): "mL", ("months",): "months",
               ("weeks",): "weeks", ("days",): "days", ("h",): "h"}
 ACRONYMS = {"bed": "BED", "psa": "PSA", "egfr": "eGFR", "mds": "MDS", "aml": "AML", "rmst": "RMST", "hr": "HR",
-            "ntcp": "NTCP", "lkb": "LKB", "os": "OS", "pfs": "PFS", "spect": "SPECT"}
+            "ntcp": "NTCP", "lkb": "LKB", "os": "OS", "pfs": "PFS", "spect": "SPECT", "30pct": "30 %",
+            "4y": "at 4 years"}
 
 
 def readable(name: str) -> str:

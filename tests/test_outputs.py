@@ -57,12 +57,14 @@ def test_run_file_carries_cf_attributes_and_history_names_the_command(tmp_path, 
     capsys.readouterr()
     with outcomes.read(out) as ds:  # the reader's schema check passes: no version bump for global attributes
         attrs = dict(ds.attrs)
+        unnamed = [v for v in (*ds.data_vars, *ds.coords) if "long_name" not in ds[v].attrs]
     assert attrs["Conventions"] == "CF-1.10" and attrs["title"].startswith("rptsim outcomes of NETTER-1: 50 patients")
     assert attrs["history"] == (f"{attrs['created_utc'].replace('+00:00', 'Z')}: rptsim {shlex.join(argv)} "
                                 f"(rptsim {attrs['rptsim_version']})")
     assert "\n" not in attrs["history"] and attrs["schema_version"] == outcomes.SCHEMA_VERSION
     assert {"config_json", "seed", "git_commit", "summary_sha256"} <= set(attrs)  # the provenance is kept
     assert ": Python API (" in netter1_dataset.attrs["history"]  # engine.run outside the command line
+    assert unnamed == [], unnamed  # every variable and coordinate says what it is
 
 
 def test_physical_consistency(netter1_dataset):

@@ -88,7 +88,8 @@ def test_page_has_table_comparisons_and_every_figure(netter1_h5, netter1_report)
     assert "|  | " + " | ".join(header) + " |" in page
     for label, cells in rows:  # the same rows as the terminal table
         assert f"| {label} | " + " | ".join(cells) + " |" in page
-    assert len(rows) == len(report.ROWS) + len(report.EFFECT_ROWS) - 6  # no dosimetry target, cost, PSA, xerostomia, pause, re-treatment
+    # no dosimetry target, cost, PSA, xerostomia, pause or re-treatment in NETTER-1
+    assert len(rows) == len(report.ROWS) + len(report.EFFECT_ROWS) - 6
     assert "PFS HR" in page and "RMST PFS (months)" in page and "Newcombe's paired interval" in page
     comparison = summ["comparisons"]["lu177_dotatate vs control"]
     assert f"{comparison['pfs_hr']:.2f} (" in page
@@ -309,7 +310,9 @@ def test_km_legend_carries_the_hazard_ratio_of_each_compared_arm(netter1_run):
 
 @pytest.mark.parametrize(("name", "label"), [("kidney_bed_limit_gy", "Kidney BED limit (Gy)"),
                                              ("new_lesion_rate_per_month", "New lesion rate (per month)"),
-                                             ("egfr_ml_min", "eGFR (mL/min)"), ("dosimetry_error_scale",
+                                             ("egfr_ml_min", "eGFR (mL/min)"),
+                                             ("egfr_loss_30pct_4y_rate", "eGFR loss 30 % at 4 years rate"),
+                                             ("dosimetry_error_scale",
                                                                                  "Dosimetry error scale")])
 def test_sweep_parameters_read_as_words_with_units(name, label):
     assert figures.readable(name) == label
