@@ -400,7 +400,11 @@ def _write_report(path: Path, out: Path) -> list[Path]:
         raise ConfigError(str(exc)) from None
     except ConfigError:
         raise
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # writing the report (a full disk): exit 1
+            raise
+        # HDF5's own errors carry no errno: data that does not read back (a bad checksum, a filter that fails on a
+        # damaged chunk) is a damaged file, as a missing variable is
         raise ConfigError(f"{path}: a damaged rptsim {'sweep' if is_sweep else 'outcomes'} file "
                           f"({type(exc).__name__}: {str(exc):.200}); rerun the simulation") from exc
 

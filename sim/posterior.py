@@ -257,8 +257,14 @@ def read(path: str | Path) -> xr.Dataset:
     """The posterior file at ``path``, loaded; ConfigError unless it is one (schema ``rptsim-posterior``)."""
     from sim.outcomes import open_checked
 
-    with open_checked(path, SCHEMA, SCHEMA_VERSION, "posterior", ConfigError) as ds:
-        ds = ds.load()
+    try:
+        with open_checked(path, SCHEMA, SCHEMA_VERSION, "posterior", ConfigError) as ds:
+            ds = ds.load()
+    except OSError as exc:  # HDF5's own errors carry no errno: data that does not read back is a damaged file
+        if exc.errno is not None:
+            raise
+        raise ConfigError(f"--posterior {path}: not a valid posterior file ({' '.join(str(exc).split())[:200]})"
+                          ) from None
     try:  # the contents draws() reads: a damaged file is refused here, in one line
         params = parameters_of(ds)
         for name in ("weight", *(p.label for p in params)):

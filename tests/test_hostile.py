@@ -280,6 +280,15 @@ def test_report_of_malformed_files_is_one_line_and_leaves_no_folder(small_run, t
     rc, err = run_cli(["report", str(tmp_path / "header.h5"), "-o", str(tmp_path / "h")], capsys, seconds=120)
     assert_clean_refusal(rc, err, "header.h5: not a readable HDF5/netCDF file")
     assert not (tmp_path / "h").exists()
+    chunk = bytearray(small_run.read_bytes())  # found by the long fuzz run: one byte of a compressed chunk damaged,
+    # the read fails (h5py's OSError "filter returned failure during read"), which was exit 1 without the file
+    with h5py.File(small_run, "r") as fh:
+        info = fh["dose_gy"].id.get_chunk_info(0)
+    chunk[info.byte_offset + info.size // 2] ^= 0xFF
+    (tmp_path / "chunk.h5").write_bytes(bytes(chunk))
+    rc, err = run_cli(["report", str(tmp_path / "chunk.h5"), "-o", str(tmp_path / "c")], capsys, seconds=120)
+    assert_clean_refusal(rc, err, "chunk.h5: a damaged rptsim outcomes file (OSError: ")
+    assert not (tmp_path / "c").exists()
     missing = tmp_path / "missing_var.h5"
     missing.write_bytes(small_run.read_bytes())
     with h5py.File(missing, "r+") as fh:
@@ -287,6 +296,24 @@ def test_report_of_malformed_files_is_one_line_and_leaves_no_folder(small_run, t
     rc, err = run_cli(["report", str(missing), "-o", str(tmp_path / "m")], capsys, seconds=120)
     assert_clean_refusal(rc, err, str(missing), "damaged rptsim outcomes file")
     assert not (tmp_path / "m").exists()
+
+
+def test_posterior_file_whose_data_does_not_read_back_is_one_line(tmp_path):
+    import numpy as np
+    import xarray as xr
+
+    from sim import posterior
+
+    path = tmp_path / "post.h5"  # the class the long fuzz run found in report: a damaged compressed chunk
+    xr.Dataset({"weight": ("draw", np.ones(4000))}, attrs={"schema": posterior.SCHEMA, "schema_version": 1}).to_netcdf(
+        path, engine="h5netcdf", encoding={"weight": {"zlib": True, "chunksizes": (4000,)}})
+    raw = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as fh:
+        info = fh["weight"].id.get_chunk_info(0)
+    raw[info.byte_offset + info.size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match=r"post\.h5: not a valid posterior file \(Can't synchronously read data"):
+        posterior.read(path)
 
 
 def test_summary_json_that_does_not_belong_to_its_hdf5_is_detected(small_run, tmp_path):
