@@ -1,8 +1,9 @@
 """Where a run's time goes (issue 21): a per-phase profile of a NETTER-1 run, the kernel's cost per model part, and the
 same ``rptsim run`` command timed against the release before the performance work.
 
-* ``phases``: one chunk of both arms, phase by phase as ``engine.run`` does it (cohort draw, kernel-input translation,
-  kernel, per-patient reduction), then ``analysis.summary`` of a ``keep="summary"`` run; best of 2 per phase.
+* ``phases``: one chunk of both arms, phase by phase as ``engine.run`` does it (cohort draw, kernel-input translation
+  of every arm from the patients' shared random effects and lesion layout, kernel and per-patient reduction per arm),
+  then ``analysis.summary`` of a ``keep="summary"`` run; best of 2 per phase.
 * ``kernel_parts``: the kernel on the 177Lu arm with parts of the model left out (one lesion instead of the lesion
   model; each optional blood line; both optional lines); a part's cost is the full kernel's time less the time
   without it (an ablation: the parts interact little, so the costs add up to about the whole).
@@ -24,7 +25,7 @@ import workload
 
 from sim import analysis, config, engine, kernel_outputs
 from sim import cohort as cohort_mod
-from sim.kernel_inputs import axes_of, translate
+from sim.kernel_inputs import PatientDraws, axes_of, translate
 from sim.kernels.patient import run_arm
 
 RELEASE = "b420e14"  # the release before the performance work (issue 21)
@@ -42,9 +43,11 @@ def phases(n: int) -> dict:
     axes = axes_of(cfg)
     out: dict[str, float] = {"cohort draw": _best(lambda: cohort_mod.draw(cfg, ids))}
     chunk = cohort_mod.draw(cfg, ids)
+    out["translate (every arm, shared draws)"] = _best(
+        lambda: [translate(cfg, arm.name, draws) for draws in [PatientDraws(cfg, axes, chunk)] for arm in cfg.arms])
+    patients = PatientDraws(cfg, axes, chunk)
     for arm in cfg.arms:
-        out[f"translate {arm.name}"] = _best(lambda a=arm: translate(cfg, a.name, chunk))
-        inputs = translate(cfg, arm.name, chunk)
+        inputs = translate(cfg, arm.name, patients)
         result = kernel_outputs.allocate(axes.sizes(n))
         out[f"kernel {arm.name}"] = _best(lambda i=inputs, r=result: run_arm(*i.args(), r))
         out[f"reduce {arm.name}"] = _best(lambda r=result: kernel_outputs.patient_values(r, summary_only=True))
