@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
     rep.add_argument("--json", action="store_true", help="print the page and figures written as JSON")
+    cmp_ = sub.add_parser("compare", help="personalised (dosimetry-guided) against standard treatment, side by side "
+                          "across results files: dose, response, survival, toxicity, resources, trial size")
+    cmp_.add_argument("results", nargs="+", help="HDF5 files written by rptsim run")
+    cmp_.add_argument("--all", action="store_true", help="every compared arm, not only the dosimetry-guided ones")
+    cmp_.add_argument("-o", "--output", help="also write the table as a Markdown page")
+    cmp_.add_argument("--json", action="store_true", help="print the comparisons as JSON")
     for command in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps an absent one from
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # resetting one before it
                              help="show Python tracebacks")
@@ -328,6 +334,27 @@ def report_folder(results: Path) -> Path:
     """Default ``rptsim report`` folder: the results path without ``.h5``, plus ``_report``."""
     stem = results.name[:-3] if results.name.lower().endswith(".h5") else results.name
     return results.with_name(f"{stem}_report")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sim import compare
+
+    if args.output is not None:
+        _check_writable(Path(args.output))
+    cols = [c for path in args.results for c in compare.columns(path, every_arm=args.all)]
+    if not cols:
+        raise ConfigError(f"{', '.join(args.results)}: no dosimetry-guided arm compared with a reference arm "
+                          "(--all compares every arm)")
+    if args.output is not None:
+        from sim.outcomes import write_atomic
+
+        text = compare.markdown(cols)
+        write_atomic(args.output, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    if args.json:
+        print(json.dumps(cols, indent=2))
+    else:
+        compare.print_table(cols)
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -702,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": cmd_run, "trial": cmd_trial, "validate": cmd_validate, "calibrate": cmd_calibrate,
                 "report": cmd_report, "sweep": cmd_sweep, "uncertainty": cmd_uncertainty,
-                "sensitivity": cmd_sensitivity, "show": cmd_show}
+                "sensitivity": cmd_sensitivity, "show": cmd_show, "compare": cmd_compare}
     line = one_line("rptsim " + shlex.join(sys.argv[1:] if argv is None else argv))  # the files' history
     try:
         if isinstance(getattr(args, "config", None), str):  # a scenario file, or a shipped scenario by name

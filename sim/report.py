@@ -81,7 +81,7 @@ def _organ_rows(summary: dict) -> list[tuple[str, object]]:
             for organ in organs if organ not in SHOWN_DOSES]
 
 
-def _signed(value: float | None, ci: list[float | None], digits: int, scale: float = 1.0, unit: str = "") -> str:
+def signed_ci(value: float | None, ci: list[float | None], digits: int, scale: float = 1.0, unit: str = "") -> str:
     """``+0.08 (+0.06 to +0.10) mo``: a difference and its CI."""
     if value is None or any(x is None or not np.isfinite(x) for x in ci):
         return "-"
@@ -90,12 +90,12 @@ def _signed(value: float | None, ci: list[float | None], digits: int, scale: flo
 
 
 EFFECT_ROWS = [  # per compared arm, from its entry in summary["comparisons"]; paired CIs (sim.analysis.comparison)
-    ("PFS HR vs reference (95 % CI)", lambda c: _hr(c["pfs_hr"], c["pfs_hr_robust_ci"])),
-    ("OS HR vs reference (95 % CI)", lambda c: _hr(c["os_hr"], c["os_hr_robust_ci"])),
+    ("PFS HR vs reference (95 % CI)", lambda c: hazard_ratio_ci(c["pfs_hr"], c["pfs_hr_robust_ci"])),
+    ("OS HR vs reference (95 % CI)", lambda c: hazard_ratio_ci(c["os_hr"], c["os_hr_robust_ci"])),
     ("RMST PFS gain, months (95 % CI)",
-     lambda c: _signed(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2)),
+     lambda c: signed_ci(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2)),
     ("RMST OS gain, months (95 % CI)",
-     lambda c: _signed(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2)),
+     lambda c: signed_ci(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2)),
     ("Patients gaining / losing > 3 months PFS",
      lambda c: f"{c['individual']['pfs']['gain_fraction']:.1%} / {c['individual']['pfs']['loss_fraction']:.1%}"
      if c["individual"]["pfs"]["gain_fraction"] is not None else "-"),
@@ -190,7 +190,7 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
+def md_table(header: list[str], rows: list[list[str]], align: str = "r") -> str:
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
              "|" + "|".join([":---"] + [("---:" if align == "r" else ":---")] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
@@ -200,10 +200,10 @@ def _md_table(header: list[str], rows: list[list[str]], align: str = "r") -> str
 def markdown_summary(summary: dict) -> str:
     """The summary table (the rows of the terminal table) in Markdown."""
     header, rows = summary_cells(summary)
-    return _md_table(["", *map(md, header)], [[label, *cells] for label, cells in rows])
+    return md_table(["", *map(md, header)], [[label, *cells] for label, cells in rows])
 
 
-def _hr(hr: float | None, ci: list[float | None]) -> str:
+def hazard_ratio_ci(hr: float | None, ci: list[float | None]) -> str:
     if hr is None:
         return "-"
     low, high = ci
@@ -218,16 +218,16 @@ def markdown_comparisons(summary: dict) -> str:
     for key, c in summary["comparisons"].items():
         arm = key.removesuffix(f" vs {reference}")
         tox = c["toxicity_rate_differences"]
-        rows.append([md(arms[arm]["label"] or arm), _hr(c["pfs_hr"], c["pfs_hr_robust_ci"]),
-                     _hr(c["os_hr"], c["os_hr_robust_ci"]),
-                     _signed(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2),
-                     _signed(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2),
-                     _signed(c["objective_response_rate_difference"], c["objective_response_rate_difference_ci"], 1,
+        rows.append([md(arms[arm]["label"] or arm), hazard_ratio_ci(c["pfs_hr"], c["pfs_hr_robust_ci"]),
+                     hazard_ratio_ci(c["os_hr"], c["os_hr_robust_ci"]),
+                     signed_ci(c["rmst_pfs_difference_months"], c["rmst_pfs_difference_ci"], 2),
+                     signed_ci(c["rmst_os_difference_months"], c["rmst_os_difference_ci"], 2),
+                     signed_ci(c["objective_response_rate_difference"], c["objective_response_rate_difference_ci"], 1,
                              100, " pp"),
-                     _signed(tox["grade3plus_renal_rate"], tox["grade3plus_renal_rate_ci"], 1, 100, " pp"),
-                     _signed(tox["grade3plus_haematological_rate"], tox["grade3plus_haematological_rate_ci"], 1,
+                     signed_ci(tox["grade3plus_renal_rate"], tox["grade3plus_renal_rate_ci"], 1, 100, " pp"),
+                     signed_ci(tox["grade3plus_haematological_rate"], tox["grade3plus_haematological_rate_ci"], 1,
                              100, " pp")])
-    return _md_table([f"vs {md(arms[reference]['label'] or reference)}", "PFS HR", "OS HR", "RMST PFS (months)",
+    return md_table([f"vs {md(arms[reference]['label'] or reference)}", "PFS HR", "OS HR", "RMST PFS (months)",
                       "RMST OS (months)", "ORR", "Renal G≥3", "Haematological G≥3"], rows)
 
 
@@ -334,9 +334,10 @@ def sweep_cells(ds) -> tuple[list[str], list[list[str]]]:  # noqa: ANN001
         for arm in arms:
             a = s.sel(arm=arm)
             num = lambda var, a=a: None if np.isnan(float(a[var].values)) else float(a[var].values)  # noqa: E731
-            row += [_hr(num("pfs_hr"), [float(x) for x in a.pfs_hr_robust_ci.values]),
-                    _hr(num("os_hr"), [float(x) for x in a.os_hr_robust_ci.values]),
-                    _signed(num("rmst_pfs_difference_months"), [float(x) for x in a.rmst_pfs_difference_ci.values], 2),
+            row += [hazard_ratio_ci(num("pfs_hr"), [float(x) for x in a.pfs_hr_robust_ci.values]),
+                    hazard_ratio_ci(num("os_hr"), [float(x) for x in a.os_hr_robust_ci.values]),
+                    signed_ci(num("rmst_pfs_difference_months"),
+                              [float(x) for x in a.rmst_pfs_difference_ci.values], 2),
                     _fmt(num("median_pfs_months")) if num("median_pfs_months") else "not reached",
                     f"{num('grade3plus_thrombocytopenia_rate'):.1%}", f"{num('grade3plus_renal_rate'):.1%}",
                     _fmt(num("activity_gbq_total_mean"))]
@@ -392,7 +393,7 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
         "",
         "## Swept parameters",
         "",
-        _md_table(["axis", "kind", "config path", "values", "base value"],
+        md_table(["axis", "kind", "config path", "values", "base value"],
                   [[md(a["label"]), md(a["kind"]), md(p), md(", ".join(_fmt_from(ds, c))), md(b)]
                    for a in sweep_axes(ds) for c, p, b in zip(a["coords"], a["paths"], a["base_values"], strict=True)],
                   align="l"),
@@ -406,7 +407,7 @@ def markdown_sweep_page(ds, figure_names: list[str]) -> str:  # noqa: ANN001
               "Against the reference arm, on the same patients: Cox hazard ratios (Efron ties) with patient-clustered "
               "robust 95 % CIs, and RMST PFS gains with paired 95 % CIs.",
               ""]
-    parts.append(_md_table([md(h) for h in header], [[md(c) for c in row] for row in rows[:SWEEP_TABLE_MAX_ROWS]]))
+    parts.append(md_table([md(h) for h in header], [[md(c) for c in row] for row in rows[:SWEEP_TABLE_MAX_ROWS]]))
     if len(rows) > SWEEP_TABLE_MAX_ROWS:
         parts += ["", f"The first {SWEEP_TABLE_MAX_ROWS} of {len(rows)} scenarios are shown; the file holds all."]
     return "\n".join(parts)
@@ -462,11 +463,11 @@ def markdown_uncertainty_page(ds, result: dict, figure_names: list[str]) -> str:
         "parameters (law of total variance; the rest is Monte Carlo error), and the parameters most rank-correlated "
         "with it.",
         "",
-        _md_table(*uncertainty_cells(result), align="l"),
+        md_table(*uncertainty_cells(result), align="l"),
         "",
         "## Uncertain parameters",
         "",
-        _md_table(["name", "config path", "prior", "source"],
+        md_table(["name", "config path", "prior", "source"],
                   [[md(p["name"]), md(p["path"]), ", ".join(f"{k} {v}" for k, v in p["prior"].items() if v is not None),
                     md(p["source"])] for p in result["parameters"]], align="l"),
         "",
