@@ -216,3 +216,15 @@ def test_marrow_sensitivity_product_is_bounded():
     with pytest.raises(ConfigError, match=r"reaches 3.13e\+04/Gy for the oldest patient .* must be <= 25/Gy"):
         config.load(CONFIGS / "netter1.toml", overrides)
     config.load(CONFIGS / "netter1.toml", {"marrow.alpha_per_gy": 2.5})  # the marrow prior's upper end is fine
+
+
+def test_psa_pause_needs_psa_and_rechallenge_only_after_pause_needs_a_pause():
+    pause = {"arms.lu177_dotatate.psa_pause": {"after_cycle": 2, "psa_ratio": 0.1}}
+    with pytest.raises(ConfigError, match="arm 'lu177_dotatate': psa_pause needs a \\[psa\\] section"):
+        config.load(CONFIGS / "netter1.toml", pause)
+    again = {"arms.real_world.retreatment": {"min_pfs_months": 6.0, "cycles": 2, "activity_gbq": 6.5,
+                                             "interval_weeks": 6.0, "only_after_pause": True}}
+    with pytest.raises(ConfigError, match="arm 'real_world': retreatment.only_after_pause needs arms.psa_pause"):
+        config.load(CONFIGS / "lu_psma_real_world.toml", again)
+    with pytest.raises(ConfigError, match="psa_ratio"):  # a pause at a PSA above baseline is no response
+        config.load(CONFIGS / "lu_psma_real_world.toml", {"arms.pause_rechallenge.psa_pause.psa_ratio": 1.5})
