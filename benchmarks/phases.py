@@ -7,12 +7,15 @@ same ``rptsim run`` command timed against the release before the performance wor
 * ``kernel_parts``: the kernel on the 177Lu arm with parts of the model left out (one lesion instead of the lesion
   model; each optional blood line; both optional lines); a part's cost is the full kernel's time less the time
   without it (an ablation: the parts interact little, so the costs add up to about the whole).
+* ``uncertainty_draws``: ``rptsim uncertainty configs/netter1.toml`` (NETTER-1's declared priors, both arms) in this
+  process, without Dask: parameter draws per minute at a given cohort size.
 * ``against_release``: ``rptsim run configs/netter1.toml --patients N --keep summary`` here and at ``RELEASE`` (a git
   worktree in a temporary folder, its own numba cache), each warmed up once, best of 2: the done-when of issue 21.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -93,6 +96,22 @@ def kernel_parts(n: int) -> dict:
     return {"patients": n, "seconds": seconds, "mean_cycles": cycles[("full model")],
             "part_seconds": cost, "part_us_per_patient": {k: 1e6 * v / n for k, v in cost.items()},
             "part_us_per_patient_cycle": {k: 1e6 * v / (n * cycles["full model"]) for k, v in cost.items()}}
+
+
+def uncertainty_draws(draws: int, patients: int) -> dict:
+    """Wall time of ``rptsim uncertainty configs/netter1.toml --draws D --patients N --workers 0`` (in process; the
+    kernel already compiled), and the draws per minute it implies."""
+    from sim import cli
+
+    with tempfile.TemporaryDirectory(prefix="rptsim-bench-uncertainty-") as tmp:
+        argv = ["uncertainty", str(workload.SCENARIO), "--draws", str(draws), "--patients", str(patients),
+                "--workers", "0", "-o", str(Path(tmp) / "u.h5"), "--json"]
+        t0 = time.perf_counter()
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            rc = cli.main(argv)
+        wall = time.perf_counter() - t0
+    return {"draws": draws, "patients_per_arm": patients, "wall_s": wall, "exit_code": rc,
+            "draws_per_minute": 60.0 * draws / wall if rc == 0 else None}
 
 
 def _timed_run(tree: Path, patients: int, cache: Path, out: Path) -> float:

@@ -31,9 +31,11 @@ from sim.numpy_oracle import simulate_arm_oracle
 
 RESULTS = workload.ROOT / "benchmarks" / "results" / "latest.json"
 FULL = {"sizes": (10_000, 100_000, 1_000_000), "scaling_n": 100_000, "compare_n": 30_000, "solve_ivp_n": 100,
-        "hdf5_n": 100_000, "memory_n": 1_000_000, "phases_n": 100_000, "parts_n": 30_000, "release_n": 400_000}
+        "hdf5_n": 100_000, "memory_n": 1_000_000, "phases_n": 100_000, "parts_n": 30_000, "release_n": 400_000,
+        "uncertainty": (16, 5_000)}
 QUICK = {"sizes": (10_000, 30_000), "scaling_n": 30_000, "compare_n": 5_000, "solve_ivp_n": 20,
-         "hdf5_n": 20_000, "memory_n": 100_000, "phases_n": 10_000, "parts_n": 5_000, "release_n": None}
+         "hdf5_n": 20_000, "memory_n": 100_000, "phases_n": 10_000, "parts_n": 5_000, "release_n": None,
+         "uncertainty": (4, 1_000)}
 BUSY_SHARE = 0.2  # thread scaling is not judged when other processes used more than this share of the cores
 TARGETS = {  # issue 8, on the 2-core machine
     "wall_1e6_s": 5.0, "speedup_vs_numpy": 3.0, "speedup_vs_solve_ivp": 300.0, "thread_scaling": 1.7,
@@ -314,6 +316,9 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     for name in kp["part_seconds"]:
         per_patient, per_cycle = kp["part_us_per_patient"][name], kp["part_us_per_patient_cycle"][name]
         rows.append((f"  {name}", f"{per_patient:.1f} / {per_cycle:.2f}", "", ""))
+    unc = r["uncertainty"]
+    rows.append((f"uncertainty run, {unc['patients_per_arm']:,} patients per arm x 2 arms (draws per minute)",
+                 _fmt(unc["draws_per_minute"]), "", ""))
     rel = r.get("against_release")
     if rel is not None:
         if "error" in rel:
@@ -378,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     log(f"phases of a run: {plan['phases_n']:,} patients, both arms; kernel parts: {plan['parts_n']:,} patients")
     r["phases"] = phases.phases(plan["phases_n"])
     r["kernel_parts"] = phases.kernel_parts(plan["parts_n"])
+    log("uncertainty run: {} draws of {:,} patients per arm".format(*plan["uncertainty"]))
+    r["uncertainty"] = phases.uncertainty_draws(*plan["uncertainty"])
     if plan["release_n"]:
         log(f"rptsim run netter1 --patients {plan['release_n']:,} --keep summary, here and at {phases.RELEASE}")
         r["against_release"] = phases.against_release(plan["release_n"])
