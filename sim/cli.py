@@ -120,16 +120,21 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("results", help="HDF5 file written by rptsim run or rptsim sweep")
     rep.add_argument("-o", "--output", help="output folder (default: RESULTS without .h5, plus _report)")
     rep.add_argument("--json", action="store_true", help="print the page and figures written as JSON")
+    _add_compare_parser(sub)
+    for command in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps an absent one from
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # resetting one before it
+                             help="show Python tracebacks")
+    return p
+
+
+def _add_compare_parser(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
+    """``rptsim compare``: personalised against standard treatment across run files (``sim.compare``)."""
     cmp_ = sub.add_parser("compare", help="personalised (dosimetry-guided) against standard treatment, side by side "
                           "across results files: dose, response, survival, toxicity, resources, trial size")
     cmp_.add_argument("results", nargs="+", help="HDF5 files written by rptsim run")
     cmp_.add_argument("--all", action="store_true", help="every compared arm, not only the dosimetry-guided ones")
     cmp_.add_argument("-o", "--output", help="also write the table as a Markdown page")
     cmp_.add_argument("--json", action="store_true", help="print the comparisons as JSON")
-    for command in sub.choices.values():  # --debug after the subcommand too; SUPPRESS keeps an absent one from
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # resetting one before it
-                             help="show Python tracebacks")
-    return p
 
 
 def _add_uncertainty_parsers(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
