@@ -479,6 +479,11 @@ class Course:
         out.lesion_volume_ml[i, :m], out.lesion_receptor_negative[i, :m] = p.lesion_volume_ml[:m], \
             p.lesion_receptor_negative[:m]
         out.lesion_dose_gy[i, :, m:] = out.lesion_bed_gy[i, :, m:] = math.nan  # absent lesions
+        positive = p.lesion_receptor_negative[:m] == 0
+        volume = float(p.lesion_volume_ml[:m][positive].sum())
+        if k > 0 and volume > 0.0:  # the whole-body tumour dose of the first cycle
+            out.whole_body_tumour_dose_gy[i] = float(
+                (p.lesion_volume_ml[:m][positive] * out.lesion_dose_gy[i, 0, :m][positive]).sum()) / volume
         for b in self.marrow.lines:
             out.blood_worst_grade[i, b] = max([_grade(p.blood_baseline[b], self.grade_below[b]),
                                                *out.blood_grade[i, :k, b].tolist(),

@@ -73,15 +73,27 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config, curves: dict[str, KMFunct
     }
 
 
+WHOLE_BODY_TUMOUR_DOSE_GY = 10.0  # Violet 2019's split of the first-cycle whole-body tumour dose (M)
+
+
 def psa_summary(a: xr.Dataset) -> dict:
     """PCWG3 PSA end points of the first course (docs/model.md 3.6): PSA50 rate (confirmed), median best PSA change
-    among patients with a value after baseline, and the share of courses paused after an exceptional response
-    (docs/model.md 5.5); empty where PSA is not modelled."""
+    among patients with a value after baseline, the share of courses paused after an exceptional response
+    (docs/model.md 5.5), and the first-cycle whole-body tumour dose (median) with PSA50 below and above 10 Gy (the
+    dose-response Violet 2019 reports); empty where PSA is not modelled."""
     best = a.psa_best_change.values
     if np.isnan(best).all():
         return {}
-    return {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)]),
-            "psa_pause_rate": _rate(a.psa_paused.values == 1)}
+    out = {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)]),
+           "psa_pause_rate": _rate(a.psa_paused.values == 1)}
+    dose = a.whole_body_tumour_dose_gy.values
+    if np.isfinite(dose).any():  # Violet J et al. J Nucl Med 2019;60:517: PSA50 less likely below 10 Gy
+        low, high = dose < WHOLE_BODY_TUMOUR_DOSE_GY, dose >= WHOLE_BODY_TUMOUR_DOSE_GY
+        psa50 = a.psa50.values == 1
+        out.update({"whole_body_tumour_dose_gy_median": _median(dose[np.isfinite(dose)]),
+                    "psa50_rate_whole_body_tumour_dose_below_10_gy": _rate(psa50[low]) if low.any() else None,
+                    "psa50_rate_whole_body_tumour_dose_10_gy_or_more": _rate(psa50[high]) if high.any() else None})
+    return out
 
 
 def retreatment_summary(a: xr.Dataset) -> dict:

@@ -69,6 +69,9 @@ OUTPUTS = (
     Output("lesions_modelled", ("patient",), "i1", "1", "lesions modelled (lesion_count, 1 to lesions.max_lesions)"),
     Output("target_lesions", ("patient",), "i1", "1", "RECIST 1.1 target lesions (0: no measurable disease)"),
     Output("receptor_negative_lesions", ("patient",), "i1", "1", "receptor-negative lesions"),
+    Output("whole_body_tumour_dose_gy", ("patient",), "f8", "Gy",
+           "first-cycle absorbed dose averaged over the receptor-positive tumour volume (whole-body tumour dose; NaN: "
+           "untreated or no receptor-positive lesion)", NAN),
     Output("lesion_volume_ml", ("patient", "lesion"), "f8", "mL", "baseline lesion volume (NaN: absent)", NAN,
            summary=False),
     Output("lesion_role", ("patient", "lesion"), "i1", "1", "RECIST 1.1 role chosen at baseline",

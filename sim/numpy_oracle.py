@@ -1075,6 +1075,12 @@ class _Arm:
         out.lesion_role[:] = P.lesion_role
         out.lesion_receptor_negative[:] = np.where(self.present, P.lesion_receptor_negative, 0)
         out.lesion_dose_gy[:] = np.where(self.present[:, None, :], out.lesion_dose_gy, np.nan)
+        positive = self.present & (P.lesion_receptor_negative == 0) & (self.k_given > 0)[:, None]
+        volume = np.where(positive, P.lesion_volume_ml, 0.0)
+        dose_volume = np.where(positive, P.lesion_volume_ml * out.lesion_dose_gy[:, 0, :], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the whole-body tumour dose (Violet 2019)
+            out.whole_body_tumour_dose_gy[:] = np.where(volume.sum(axis=1) > 0.0,
+                                                        dose_volume.sum(axis=1) / volume.sum(axis=1), np.nan)
         out.lesion_bed_gy[:] = np.where(self.present[:, None, :], out.lesion_bed_gy, np.nan)
         mds = (self.mds_onset < death) & (self.mds_onset <= censor)
         out.mds_aml[:] = mds

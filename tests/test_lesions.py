@@ -236,3 +236,17 @@ def test_summary_best_response_rates_add_up(netter1_run, netter1_small):
     present = (ds.sel(arm="lu177_dotatate").lesion_role != tumour.ROLE_ABSENT).sum("lesion")
     assert arm["lesions_per_patient_mean"] == pytest.approx(float(present.mean()), abs=1e-4)
     assert analysis.arm_summary(ds, "control", netter1_small)["lesion_response_or_per_50gy"] is None
+
+
+def test_whole_body_tumour_dose_is_the_volume_weighted_first_cycle_dose_of_receptor_positive_lesions():
+    """Violet 2019's whole-body tumour dose: sum_j V_j D_j / sum_j V_j over the receptor-positive lesions, from the
+    recorded first-cycle doses (kernel = oracle); the receptor-negative lesion does not count; untreated: NaN."""
+    p = H.patients(lesion_volume_ml=[60.0, 30.0, 10.0], lesion_stroma_fraction=[0.2, 0.2, 0.2],
+                   lesion_negative_fraction=[0.0, 0.0, 1.0], lesion_receptor_negative=[0, 0, 1],
+                   lesion_negative_dose_ratio=[0.0, 0.0, 1.0], lesion_gy_per_gbq=[4.0, 2.0, 0.1],
+                   lesion_teff_h=[90.0, 90.0, 90.0])
+    out = both(p, plan=H.regimen(4))
+    d = out.lesion_dose_gy[0]
+    assert d[0] > d[1] > d[2] > 0.0
+    assert out.whole_body_tumour_dose_gy == pytest.approx((60.0 * d[0] + 30.0 * d[1]) / 90.0, rel=1e-14)
+    assert np.isnan(both(p, plan=H.regimen(0, activities=[0.0])).whole_body_tumour_dose_gy)

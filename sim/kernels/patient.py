@@ -353,6 +353,8 @@ def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     out.dosimetry_measured[i, k] = measured
     administer_organs(i, k, s.pkey, activity, measured, s.measured_activity, P, organs, out, w)
     administer_lesions(i, k, s.pkey, activity, measured, s.measured_activity, s.uptake_decline, P, lesions, out, w)
+    if k == 0:
+        record_whole_body_tumour_dose(i, P, out)
     if measured:
         s.measured_activity += activity
     for j in range(P.lesion_count[i]):
@@ -374,6 +376,19 @@ def administer(i, s, t, activity, P, organs, lesions, blood, regimen, out, w):
     s.due = s.first_due = t + (regimen.retreat_interval_days if s.retreated else regimen.interval_days)
     if s.k >= s.cycle_limit:
         s.cycles_open = False
+
+
+@njit(inline="always", **KERNEL)
+def record_whole_body_tumour_dose(i, P, out):
+    """The first cycle's absorbed dose averaged over the receptor-positive tumour volume at baseline: the
+    whole-body tumour dose of post-therapy SPECT (Violet J et al. J Nucl Med 2019;60:517); NaN without a
+    receptor-positive lesion."""
+    dose_volume, volume = 0.0, 0.0
+    for j in range(P.lesion_count[i]):
+        if not P.lesion_receptor_negative[i, j]:
+            dose_volume += P.lesion_volume_ml[i, j] * out.lesion_dose_gy[i, 0, j]
+            volume += P.lesion_volume_ml[i, j]
+    out.whole_body_tumour_dose_gy[i] = dose_volume / volume if volume > 0.0 else math.nan
 
 
 @njit(inline="always", **KERNEL)
