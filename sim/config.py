@@ -372,6 +372,7 @@ class Agent(Strict):
     marrow: MarrowDosimetry
     tumour: TumourDosimetry
     salivary: OrganDosimetry | None = Field(None, description="Salivary glands (parotid and submandibular).")
+    lacrimal: OrganDosimetry | None = Field(None, description="Lacrimal glands.")
     sink_exponent: Exponent = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
     sink_reference_volume_ml: VolumeMl
 
@@ -388,6 +389,7 @@ class DosimetryMethod(Strict):
     marrow_cv: CV
     tumour_cv: CV
     salivary_cv: CV | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
+    lacrimal_cv: CV | None = Field(None, description="Needed when an arm measures an agent's lacrimal dose.")
     systematic_fraction: Probability = Field(
         0.0, description="Share of each CV's log-variance that is systematic: the same error in every cycle of a "
                          "patient (calibration, S-values and organ mass, segmentation); the rest is per cycle.")
@@ -419,6 +421,7 @@ class Radiobiology(Strict):
     marrow: Tissue
     tumour: Tissue
     salivary: Tissue | None = None  # needed when an agent gives salivary dosimetry
+    lacrimal: Tissue | None = None  # needed when an agent gives lacrimal dosimetry
 
 
 class OrganToxicity(Strict):

@@ -56,6 +56,7 @@ ORGANS: tuple[Organ, ...] = (
     Organ("kidney", "Kidneys", True, _kidney_uptake),
     Organ("marrow", "Red marrow", True, _marrow_uptake),
     Organ("salivary", "Salivary glands", False),  # parotid and submandibular: 177Lu-PSMA's most exposed organ
+    Organ("lacrimal", "Lacrimal glands", False),  # dry eye after 177Lu-PSMA
 )
 
 

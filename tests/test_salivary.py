@@ -1,5 +1,5 @@
-"""The salivary glands, an organ at risk of [177Lu]Lu-PSMA-617 added as an entry of the organ axis
-(docs/extending.md): dose and BED per cycle, the summary key, and no change to anything else."""
+"""The salivary and lacrimal glands, organs at risk of [177Lu]Lu-PSMA-617 added as entries of the organ axis
+(docs/extending.md): dose and BED per cycle, the summary keys, and no change to anything else."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from sim.cohort import draw
 from .conftest import CONFIGS, load_small
 
 
-def vision_without_salivary(patients: int) -> config.Config:
+def vision_without(organ: str, patients: int) -> config.Config:
     data = config.read_scenario(CONFIGS / "vision.toml")
-    del data["agents"]["psma617"]["salivary"]
-    del data["organ_toxicity"]["salivary"]  # xerostomia needs the organ
+    del data["agents"]["psma617"][organ]
+    data["organ_toxicity"].pop(organ, None)  # xerostomia needs the salivary glands
     data.pop("uncertainty")  # its priors include the salivary Gy/GBq
     config.set_dotted(data, "trial.patients", patients)
-    return config.validate(data, "vision without salivary")
+    return config.validate(data, f"vision without {organ}")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def vision():
 
 
 def test_salivary_glands_are_on_the_psma_organ_axis_only(vision, netter1_run):
-    assert list(vision.organ.values) == ["kidney", "marrow", "salivary"]
+    assert list(vision.organ.values) == ["kidney", "marrow", "salivary", "lacrimal"]
     assert list(netter1_run.organ.values) == ["kidney", "marrow"]  # DOTATATE's config gives no salivary dosimetry
 
 
@@ -56,16 +56,29 @@ def test_salivary_dose_in_the_summary(vision):
     assert soc["salivary_dose_gy_median"] == 0.0
 
 
-def test_adding_the_organ_changes_no_other_output():
+@pytest.mark.parametrize("organ", ["salivary", "lacrimal"])
+def test_adding_the_organ_changes_no_other_output(organ):
     """Its two random streams are new names: every other output, to the last bit, is what it was without it."""
     with_glands = engine.run(load_small("vision", patients=300))
-    without = engine.run(vision_without_salivary(300))
-    assert list(without.organ.values) == ["kidney", "marrow"]
+    without = engine.run(vision_without(organ, 300))
+    others = [o for o in with_glands.organ.values if o != organ]
+    assert list(without.organ.values) == others
     for name in without.data_vars:
         a = with_glands[name]
         if "organ" in a.dims:
-            a = a.sel(organ=["kidney", "marrow"])
+            a = a.sel(organ=others)
         np.testing.assert_array_equal(a.values, without[name].values, err_msg=name)
+
+
+def test_lacrimal_dose_per_cycle_and_in_the_summary(vision):
+    """Cycle-1 Gy/GBq around the label's 2.1 (log-normal spread and tumour sink); the summary's median dose is
+    about 2.1 x the cumulative activity, and 0 in the standard-of-care arm."""
+    lu = vision.sel(arm="lu177_psma617", organ="lacrimal")
+    given = lu.activity_gbq.values[:, 0] > 0
+    assert 1.8 < np.median(lu.dose_gy.values[given, 0] / lu.activity_gbq.values[given, 0]) < 2.4
+    s = analysis.summary(vision)["arms"]
+    ratio = s["lu177_psma617"]["lacrimal_dose_gy_median"] / s["lu177_psma617"]["cumulative_activity_gbq_median"]
+    assert 1.6 < ratio < 2.5 and s["soc"]["lacrimal_dose_gy_median"] == 0.0
 
 
 def test_salivary_dosimetry_needs_its_radiobiology_and_its_measurement_error():
