@@ -75,7 +75,8 @@ SHOWN_DOSES = ("kidney", "marrow", "tumour")  # organs that ROWS show; any other
 def _organ_rows(summary: dict) -> list[tuple[str, object]]:
     """A dose row for every organ at risk of the summary besides those of ``ROWS`` (e.g. salivary glands)."""
     first = next(iter(summary["arms"].values()))
-    organs = [k.removesuffix("_dose_gy_median") for k in first if k.endswith("_dose_gy_median")]
+    organs = [k.removesuffix("_dose_gy_median") for k in first  # an organ has a dose and a BED median
+              if k.endswith("_dose_gy_median") and k.replace("_dose_", "_bed_") in first]
     return [(f"{organ.replace('_', ' ').capitalize()} dose / BED, median (Gy)",
              lambda a, o=organ: f"{a[f'{o}_dose_gy_median']:.1f} / {a[f'{o}_bed_gy_median']:.1f}")
             for organ in organs if organ not in SHOWN_DOSES]
