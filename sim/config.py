@@ -258,6 +258,12 @@ class Uncertainty(Strict):
                 raise ValueError(f"uncertain parameters with the same {what}: {dup}")
         return self
 
+
+def _constant(value: float, description: str) -> Any:  # noqa: ANN401 - a pydantic FieldInfo
+    """An optional covariate's field: by default the constant ``value`` (a normal with sd 0)."""
+    return Field(Normal(dist="normal", mean=value, sd=0.0), description=description)
+
+
 class Covariates(Strict):
     """Marginal distribution of each patient covariate (linked by a Gaussian copula)."""
 
@@ -276,18 +282,14 @@ class Covariates(Strict):
     receptor_negative_fraction: Marginal
     tumour_alpha_per_gy: Marginal
     neutrophils_1e9_per_l: Marginal
-    lesion_count: Marginal = Field(
-        Normal(dist="normal", mean=1.0, sd=0.0),
-        description="Lesions per patient (rounded, 1 to lesions.max_lesions); default: one lesion holding the tumour.")
-    lymphocytes_1e9_per_l: Marginal = Field(
-        Normal(dist="normal", mean=1.5, sd=0.0),
-        description="Baseline lymphocyte count; read only when [marrow.lymphocytes] is given, which requires it.")
-    haemoglobin_g_dl: Marginal = Field(
-        Normal(dist="normal", mean=13.0, sd=0.0),
-        description="Baseline haemoglobin (g/dL); read only when [marrow.haemoglobin] is given, which requires it.")
-    psa_ng_ml: Marginal = Field(
-        Normal(dist="normal", mean=10.0, sd=0.0),
-        description="Baseline serum PSA (ng/mL); read only when [psa] is given, which requires it.")
+    lesion_count: Marginal = _constant(
+        1.0, "Lesions per patient (rounded, 1 to lesions.max_lesions); default: one lesion holding the tumour.")
+    lymphocytes_1e9_per_l: Marginal = _constant(
+        1.5, "Baseline lymphocyte count; read only when [marrow.lymphocytes] is given, which requires it.")
+    haemoglobin_g_dl: Marginal = _constant(
+        13.0, "Baseline haemoglobin (g/dL); read only when [marrow.haemoglobin] is given, which requires it.")
+    psa_ng_ml: Marginal = _constant(
+        10.0, "Baseline serum PSA (ng/mL); read only when [psa] is given, which requires it.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
