@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import workload
 
-from sim import analysis, config, engine, kernel_outputs
+from sim import analysis, engine, kernel_outputs
 from sim import cohort as cohort_mod
 from sim.kernel_inputs import PatientDraws, axes_of, translate
 from sim.kernels.patient import run_arm
@@ -62,22 +62,6 @@ def phases(n: int) -> dict:
             "us_per_patient": {k: 1e6 * v / n for k, v in out.items()}}
 
 
-def _netter1_without(n: int, drop: tuple[str, ...]) -> config.Config:
-    """The NETTER-1 177Lu arm with config sections ``drop`` (dotted paths) removed (and the uncertain parameters,
-    which may name them: the kernel does not read them)."""
-    data = config.read_scenario(workload.SCENARIO)
-    config.select_arms(data, [workload.LU_ARM], str(workload.SCENARIO))
-    data.pop("uncertainty", None)
-    for path in drop:
-        *head, last = path.split(".")
-        table = data
-        for key in head:
-            table = table[key]
-        table.pop(last)
-    config.set_dotted(data, "trial.patients", n)
-    return config.validate(data, str(workload.SCENARIO))
-
-
 def kernel_parts(n: int) -> dict:
     """Kernel seconds on the 177Lu arm, whole and with model parts left out; each part's cost per patient and per
     patient-cycle (the variants' mean cycles differ little)."""
@@ -86,7 +70,7 @@ def kernel_parts(n: int) -> dict:
                 "platelets and neutrophils only": tuple(f"marrow.{line}" for line in OPTIONAL_LINES)}
     seconds, cycles = {}, {}
     for name, drop in variants.items():
-        inp = workload.kernel_inputs(_netter1_without(n, drop))
+        inp = workload.kernel_inputs(workload.netter1(n, drop=drop))
         seconds[name], _, out = workload.best_of(lambda i=inp: workload.run_kernel(i), 2)
         cycles[name] = float(out.cycles_given.mean())
     full = seconds["full model"]

@@ -26,14 +26,22 @@ SCENARIO = ROOT / "configs" / "netter1.toml"
 LU_ARM = "lu177_dotatate"  # 4 x 7.4 GBq q8w, platelet/neutrophil dynamics, dose modification
 
 
-def netter1(patients: int, arms: tuple[str, ...] | None = (LU_ARM,)) -> config.Config:
-    """NETTER-1 with ``patients`` virtual patients, keeping only ``arms`` (``None``: both arms).
+def netter1(patients: int, arms: tuple[str, ...] | None = (LU_ARM,), drop: tuple[str, ...] = ()) -> config.Config:
+    """NETTER-1 with ``patients`` virtual patients, keeping only ``arms`` (``None``: both arms), without the config
+    sections ``drop`` (dotted paths; then without the uncertain parameters too, which may name them).
 
     Same path as ``config.load`` with a ``select_arms`` line in the file: read, select arms, override, validate.
     """
     data = config.read_scenario(SCENARIO)
     if arms is not None:
         config.select_arms(data, list(arms), str(SCENARIO))
+    for path in drop:
+        *head, last = path.split(".")
+        table = data
+        for key in head:
+            table = table[key]
+        table.pop(last)
+        data.pop("uncertainty", None)
     config.set_dotted(data, "trial.patients", patients)
     return config.validate(data, str(SCENARIO))
 
