@@ -75,10 +75,10 @@ def columns(path: str | Path, every_arm: bool = False) -> list[dict]:
     ``every_arm``) against the reference arm. The summary is the one written beside the file when there is one
     (``OUT.summary.json``), else computed from the file."""
     path = Path(path)
+    written = outcomes.summary_path(path)
     with outcomes.read(path) as ds:
         cfg = json.loads(ds.attrs["config_json"])
-        summary = (outcomes.read_summary(outcomes.summary_path(path)) if outcomes.summary_path(path).exists()
-                   else analysis.summary(ds))
+        summary = outcomes.read_summary(written) if written.exists() else analysis.summary(ds)
     reference = summary["reference_arm"]
     regimens = {arm["name"]: arm.get("regimen") for arm in cfg["arms"]}
     out = []

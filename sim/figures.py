@@ -307,7 +307,8 @@ def kidney_course_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     labels, level = _labels(ds), patient_level(ds)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     rng = np.random.default_rng(0)  # which points are drawn only: the medians use every patient
-    for arm in treated_arms(ds):
+    treated = treated_arms(ds)
+    for arm in treated:
         bed = _cumulative(level, lambda a: a.bed_gy_total.sel(organ="kidney"), arm)
         change = 100.0 * _cumulative(level, lambda a: a.egfr_change_48_months, arm)
         alive = np.isfinite(change)
@@ -321,12 +322,12 @@ def kidney_course_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
                 centres.append(float(np.median(bed[which == b])))
                 medians.append(float(np.median(change[which == b])))
         left.plot(centres, medians, "-o", ms=4, lw=1.8, color=colours[arm], label=f"{labels[arm]} (median per bin)")
-    for arm in ds.arm.values:
+    for arm in (str(a) for a in ds.arm.values if str(a) not in treated):
         a = level.sel(arm=arm)
         untreated = a.egfr_change_48_months.values[a.cycles_given.values == 0]
-        if arm not in treated_arms(ds) and np.isfinite(untreated).any():
-            left.axhline(100.0 * float(np.nanmedian(untreated)), color=colours[str(arm)], lw=1.2, ls=":",
-                         label=f"{labels[str(arm)]} (median, untreated)")
+        if np.isfinite(untreated).any():
+            left.axhline(100.0 * float(np.nanmedian(untreated)), color=colours[arm], lw=1.2, ls=":",
+                         label=f"{labels[arm]} (median, untreated)")
     left.set_xlabel("Cumulative kidney BED (Gy)")
     left.set_ylabel(f"eGFR change at {LANDMARK_MONTHS} months (%)")
     left.set_title("Kidney dose-response: eGFR change at 4 years", fontsize=10.5)
