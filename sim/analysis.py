@@ -143,6 +143,16 @@ def measurable_disease(a: xr.Dataset) -> np.ndarray:
     return a.target_lesions.values > 0
 
 
+EASL_VIABLE_RATIO = 0.5**1.5  # EASL partial response: the viable (enhancing) area -50 %, area ~ volume^(2/3)
+
+
+def easl_index_response(a: xr.Dataset) -> np.ndarray:
+    """Per patient: the index lesion's viable volume at the first scan at most ``EASL_VIABLE_RATIO`` of baseline, an
+    EASL complete or partial response (Bruix J et al. J Hepatol 2001;35:421; the end point of DOSISPHERE-01, Garin E
+    et al. Lancet Gastroenterol Hepatol 2021;6:17); a patient without that scan does not respond (mITT)."""
+    return a.index_viable_ratio_first_scan.values <= EASL_VIABLE_RATIO
+
+
 def response_summary(a: xr.Dataset) -> dict:
     """Best overall response distribution (fractions of the arm; a patient without target lesions who neither
     responds completely nor progresses counts as SD), the objective response rate among patients with measurable
@@ -155,6 +165,7 @@ def response_summary(a: xr.Dataset) -> dict:
         "measurable_disease_rate": _rate(measurable),
         "objective_response_rate_measurable": (_rate(objective_response(a)[measurable]) if measurable.any()
                                                else None),
+        "easl_index_response_rate": _rate(easl_index_response(a)),
         "lesions_per_patient_mean": round(float(a.lesions_modelled.values.mean()), 4),
         "receptor_negative_lesion_rate": _rate(a.receptor_negative_lesions.values > 0),
         **lesion_dose_response(a),
@@ -292,13 +303,21 @@ def resource_summary(a: xr.Dataset, cfg: Config, arm_name: str) -> dict:
     hours = measured * (method.physicist_hours_per_cycle if method else 0.0)
     visits = cycles + measured * (method.extra_visits_per_cycle if method else 0)
     treated = cycles > 0
+    plan = getattr(arm, "planning", None)
+    if plan is not None:  # one planning work-up (e.g. MAA SPECT/CT) per treated patient
+        work_up = cfg.dosimetry_methods[plan.method]
+        sessions = sessions + treated * work_up.sessions_per_cycle
+        hours = hours + treated * work_up.physicist_hours_per_cycle
+        visits = visits + treated * work_up.extra_visits_per_cycle
     kidney_bed = a.bed_gy_total.sel(organ="kidney").values[treated]
     out = {
         "activity_gbq_total_mean": round(float(activity.mean()), 4),
         "spect_sessions_mean": round(float(sessions.mean()), 4),
         "physicist_hours_mean": round(float(hours.mean()), 4),
         "hospital_visits_mean": round(float(visits.mean()), 4),
-        "kidney_bed_gy_cv": round(float(kidney_bed.std() / kidney_bed.mean()), 4) if treated.any() else None,
+        "kidney_bed_gy_cv": (round(float(kidney_bed.std() / kidney_bed.mean()), 4) if kidney_bed.sum() > 0
+                             else None),
+        **({"planning_target": plan.target} if plan is not None else {}),
     }
     if cfg.costs is not None:
         c = cfg.costs
@@ -352,6 +371,8 @@ def comparison(ds: xr.Dataset, arm: str, reference: str, cfg: Config,
                                                       for m, d in landmarks.items()}
     out["objective_response_rate_difference"], out["objective_response_rate_difference_ci"] = _rate_difference(
         objective_response(a), objective_response(r))
+    out["easl_index_response_rate_difference"], out["easl_index_response_rate_difference_ci"] = _rate_difference(
+        easl_index_response(a), easl_index_response(r))
     flags_a, flags_r = toxicity_flags(a), toxicity_flags(r)
     out["toxicity_rate_differences"] = {}
     for key in flags_a:

@@ -82,6 +82,7 @@ SignedLogSlopePerYear = Annotated[float, Field(ge=-0.1, le=0.1)]  # radiosensiti
 ActivityGBq = Annotated[float, Field(gt=0, le=100)]  # the largest therapeutic administrations are ~30 GBq
 NonNegActivityGBq = Annotated[float, Field(ge=0, le=100)]
 GyPerGBq = Annotated[float, Field(gt=0, le=1e4)]  # alpha emitters reach ~1e3 Gy/GBq in small organs
+NonNegGyPerGBq = Annotated[float, Field(ge=0, le=1e4)]  # 0: the agent does not reach the organ (microspheres)
 DoseGy = Annotated[float, Field(gt=0, le=1e4)]  # limits and targets; tumour doses reach a few hundred Gy
 NonNegDoseGy = Annotated[float, Field(ge=0, le=1e4)]
 AlphaBetaGy = Annotated[float, Field(gt=0, le=1000)]  # measured alpha/beta are 1-20 Gy; 1000 = no sparing
@@ -290,6 +291,11 @@ class Covariates(Strict):
         13.0, "Baseline haemoglobin (g/dL); read only when [marrow.haemoglobin] is given, which requires it.")
     psa_ng_ml: Marginal = _constant(
         10.0, "Baseline serum PSA (ng/mL); read only when [psa] is given, which requires it.")
+    lung_shunt_fraction: Marginal = _constant(
+        0.0, "Share of intra-arterial microspheres shunted to the lungs; read only by a partition-model agent.")
+    perfused_liver_ml: Marginal = _constant(
+        1000.0, "Normal (non-tumoural) liver volume in the perfused territory (mL); read only by a partition-model "
+                "agent.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
@@ -344,7 +350,9 @@ class Cohort(Strict):
 class OrganDosimetry(Strict):
     """Absorbed dose per activity = median x inter-patient lognormal x cycle-to-cycle lognormal."""
 
-    gy_per_gbq_median: GyPerGBq
+    gy_per_gbq_median: NonNegGyPerGBq = Field(
+        description="Median Gy/GBq (0: the agent does not reach the organ); for a partition-model agent, the energy "
+                    "absorbed per mass, Gy kg/GBq, that the partition model shares (docs/model.md 5.6).")
     inter_patient_sigma_ln: SigmaLn
     intra_patient_cv: CV = Field(description="Cycle-to-cycle variation of Gy/GBq (CV).")
     effective_half_life_h_median: HalfLifeH
@@ -366,6 +374,17 @@ class TumourDosimetry(OrganDosimetry):
         description="Fractional fall of tumour Gy/GBq per cycle as the lesion responds.")
 
 
+class Partition(Strict):
+    """Intra-arterial microspheres (90Y SIRT), shared by the partition model (docs/model.md 5.6): the lungs take the
+    lung shunt fraction, the perfused tumour and normal liver the rest in proportion to mass x tumour-to-normal
+    ratio (the covariate ``receptor_expression`` is the patient's T/N)."""
+
+    lung_mass_kg: Annotated[float, Field(gt=0, le=10)] = Field(
+        1.0, description="Lung mass of the lung-dose formula (1 kg: the usual assumption, Ho S et al. EJNMMI 1997).")
+    tissue_density_g_ml: Annotated[float, Field(gt=0, le=3)] = Field(
+        1.03, description="Liver and tumour density turning CT volumes into masses.")
+
+
 class Agent(Strict):
     """Dosimetry of one radiopharmaceutical."""
 
@@ -375,6 +394,10 @@ class Agent(Strict):
     tumour: TumourDosimetry
     salivary: OrganDosimetry | None = Field(None, description="Salivary glands (parotid and submandibular).")
     lacrimal: OrganDosimetry | None = Field(None, description="Lacrimal glands.")
+    liver: OrganDosimetry | None = Field(None, description="Normal (non-tumoural) perfused liver.")
+    lung: OrganDosimetry | None = Field(None, description="Lungs.")
+    partition: Partition | None = Field(
+        None, description="Intra-arterial microspheres: liver, lung and tumour doses from the partition model.")
     sink_exponent: Exponent = Field(description="Organ Gy/GBq x (tumour volume / reference)^-exponent.")
     sink_reference_volume_ml: VolumeMl
 
@@ -392,6 +415,8 @@ class DosimetryMethod(Strict):
     tumour_cv: CV
     salivary_cv: CV | None = Field(None, description="Needed when an arm measures an agent's salivary dose.")
     lacrimal_cv: CV | None = Field(None, description="Needed when an arm measures an agent's lacrimal dose.")
+    liver_cv: CV | None = Field(None, description="Needed when an arm measures or plans an agent's liver dose.")
+    lung_cv: CV | None = Field(None, description="Needed when an arm measures or plans an agent's lung dose.")
     systematic_fraction: Probability = Field(
         0.0, description="Share of each CV's log-variance that is systematic: the same error in every cycle of a "
                          "patient (calibration, S-values and organ mass, segmentation); the rest is per cycle.")
@@ -424,6 +449,8 @@ class Radiobiology(Strict):
     tumour: Tissue
     salivary: Tissue | None = None  # needed when an agent gives salivary dosimetry
     lacrimal: Tissue | None = None  # needed when an agent gives lacrimal dosimetry
+    liver: Tissue | None = None  # needed when an agent gives liver dosimetry
+    lung: Tissue | None = None  # needed when an agent gives lung dosimetry
 
 
 class OrganToxicity(Strict):
@@ -665,8 +692,26 @@ class PsaPause(Strict):
         description="Pause when the PSA at the visit is at most this fraction of the baseline PSA.")
 
 
+class Planning(Strict):
+    """The first administration's activity planned from predictive dosimetry before treatment (99mTc-MAA SPECT/CT
+    for 90Y microspheres; docs/model.md 5.6): the activity that gives ``target_gy`` to the target by the prediction,
+    lowered where a predicted organ dose would pass its limit. The prediction is the true patient Gy/GBq x the
+    method's error (``<organ>_cv``, ``tumour_cv``); what the administration then delivers differs from it also by
+    the agent's ``intra_patient_cv``."""
+
+    method: str = Field(description="The dosimetry method (under [dosimetry_methods]) giving the prediction error.")
+    target: Literal["perfused_volume", "index_lesion"] = Field(
+        description="perfused_volume: mean dose over the perfused tumour and normal liver (single compartment, "
+                    "as the standard of DOSISPHERE-01); index_lesion: the largest perfused lesion (multi-compartment, "
+                    "partition model).")
+    target_gy: DoseGy
+    limits_gy: dict[str, DoseGy] = Field(
+        default_factory=dict, description="Per organ at risk, the most predicted absorbed dose the plan may give.")
+
+
 class FixedArm(ArmBase):
-    """Fixed activity per cycle at a fixed interval; stops at progression."""
+    """Fixed activity per cycle at a fixed interval; stops at progression. With ``planning``, the first cycle's
+    activity is planned per patient (``activity_gbq`` is then the most it may be)."""
 
     regimen: Literal["fixed"]
     agent: str
@@ -682,6 +727,7 @@ class FixedArm(ArmBase):
     stop_at_psa_progression: bool = Field(
         False, description="No further cycle after a confirmed PCWG3 PSA progression (needs [psa]).")
     psa_pause: PsaPause | None = None
+    planning: Planning | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FixedArm:
@@ -805,7 +851,15 @@ class Config(Strict):
                     if getattr(method, f"{organ}_cv", None) is None:
                         raise ValueError(f"arm {arm.name!r} measures {organ} doses ([agents.{agent}.{organ}]) but "
                                          f"dosimetry_methods.{dosimetry.method}.{organ}_cv is not given")
+        for arm in self.arms:
+            self._planning_consistent(arm)
+            if isinstance(arm, GuidedArm) and not min(self.agents[arm.agent].kidney.gy_per_gbq_median,
+                                                      self.agents[arm.agent].marrow.gy_per_gbq_median) > 0:
+                raise ValueError(f"arm {arm.name!r}: a guided rule reads the kidney and marrow doses, but agent "
+                                 f"{arm.agent!r} gives 0 Gy/GBq to one of them")
         for name, agent in self.agents.items():
+            if agent.partition is not None and agent.liver is None:
+                raise ValueError(f"agents.{name}.partition needs [agents.{name}.liver] (the normal perfused liver)")
             for organ in agent.organ_dosimetry():
                 if getattr(self.radiobiology, organ, None) is None:
                     raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "
@@ -848,6 +902,30 @@ class Config(Strict):
                     raise ValueError(f"uncertainty: {param.path} = {value!r}: not a model number (trial settings "
                                      "and non-numbers cannot be uncertain)")
         return self
+
+    def _planning_consistent(self, arm: FixedArm | GuidedArm | ControlArm) -> None:
+        """A planned arm's method exists and gives the error of each dose the plan predicts; its limits name organs
+        its agent doses; it plans with a partition-model agent (docs/model.md 5.6)."""
+        plan = getattr(arm, "planning", None)
+        if plan is None:
+            return
+        where = f"arm {arm.name!r}: planning"
+        agent = self.agents[arm.agent]
+        if agent.partition is None:
+            raise ValueError(f"{where} needs a partition-model agent ([agents.{arm.agent}.partition])")
+        if plan.method not in self.dosimetry_methods:
+            raise ValueError(f"{where}.method = {plan.method!r}, not defined under [dosimetry_methods] (defined: "
+                             f"{sorted(self.dosimetry_methods) or 'none'})")
+        doses = agent.organ_dosimetry()
+        unknown = sorted(set(plan.limits_gy) - set(doses))
+        if unknown:
+            raise ValueError(f"{where}.limits_gy names {unknown}: not an organ agent {arm.agent!r} doses "
+                             f"(organs: {sorted(doses)})")
+        method = self.dosimetry_methods[plan.method]
+        for organ in sorted({"liver", *plan.limits_gy}):
+            if getattr(method, f"{organ}_cv", None) is None:
+                raise ValueError(f"{where} predicts the {organ} dose but dosimetry_methods.{plan.method}.{organ}_cv "
+                                 "is not given")
 
     def _marrow_alpha_bounded(self) -> None:
         """The most radiosensitive marrow the cohort can hold (the oldest patient, with prior chemotherapy and bone

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from sim import rng
+from sim import partition, rng
 from sim.cohort import Cohort, median_growth_per_day
 from sim.config import Agent, Config, ControlArm, DoseModification, DosimetryMethod, FixedArm, GuidedArm
 from sim.kernels import policy
@@ -159,6 +159,15 @@ class Context:
     def agent(self) -> Agent | None:
         return None if isinstance(self.arm, ControlArm) else self.cfg.agents[self.arm.agent]
 
+    @functools.cached_property
+    def partition(self) -> partition.Shares | None:
+        """The partition model's shares of the arm's agent (microspheres; None for any other agent)."""
+        if self.agent is None or self.agent.partition is None:
+            return None
+        p = self.agent.partition
+        return partition.shares(self.cov["lung_shunt_fraction"], self.cov["perfused_liver_ml"], self.layout.volume_ml,
+                                lesion_uptake(self), p.lung_mass_kg, p.tissue_density_g_ml)
+
     def dose_modification(self) -> DoseModification:
         return getattr(self.arm, "dose_modification", None) or DoseModification()
 
@@ -225,7 +234,7 @@ def _organ_values(c: Context, organ: Organ, which: str) -> np.ndarray:
         return dosimetry.effective_half_life_h_median * np.exp(
             dosimetry.effective_half_life_sigma_ln * c.normal(f"dosimetry/{organ.name}/half-life"))
     sink = (c.cov["tumour_volume_ml"] / c.agent.sink_reference_volume_ml) ** -c.agent.sink_exponent
-    modifier = organ.uptake(dosimetry, c.cov) if organ.uptake is not None else 1.0
+    modifier = organ.uptake(dosimetry, c) if organ.uptake is not None else 1.0
     return (dosimetry.gy_per_gbq_median * np.exp(dosimetry.inter_patient_sigma_ln
                                                  * c.normal(f"dosimetry/{organ.name}/inter-patient"))
             * modifier * sink)
@@ -323,19 +332,29 @@ def lesion_layout(c: PatientDraws) -> LesionLayout:
                         sort(growth), sort(radiosensitivity), sort(z["dosimetry/lesion/systematic"]))
 
 
+def lesion_uptake(c: Context, scale: float = 1.0) -> np.ndarray:
+    """Per lesion, ``scale x`` its uptake relative to the agent's median: ``exp(sigma z_patient) x
+    receptor_expression x`` the lesion's factor (for microspheres: its tumour-to-normal ratio T/N); 0 for an absent
+    lesion."""
+    lay = c.layout
+    patient = scale * np.exp(c.agent.tumour.inter_patient_sigma_ln * c.normal("dosimetry/lesion/inter-patient"))
+    return np.where(lay.role != ROLE_ABSENT, (patient * c.cov["receptor_expression"])[:, None] * lay.uptake, 0.0)
+
+
 def _lesion_values(c: Context, which: str) -> np.ndarray:
-    """Per lesion: Gy/GBq = agent tumour median x exp(sigma z_patient) x receptor expression x the lesion's uptake
-    factor, or T_eff (h) = median x exp(sigma z_lesion); 0 without an agent or for an absent lesion."""
+    """Per lesion: Gy/GBq = agent tumour median x ``lesion_uptake`` (x the normal liver's share per kg for
+    microspheres, ``sim.partition``), or T_eff (h) = median x exp(sigma z_lesion); 0 without an agent or for an absent
+    lesion."""
     n, m = len(c.cohort), c.axes.lesions
     if c.agent is None:
         return np.zeros((n, m))
     t, lay = c.agent.tumour, c.layout
-    present = lay.role != ROLE_ABSENT
     if which == "half-life":
-        return np.where(present, t.effective_half_life_h_median * np.exp(t.effective_half_life_sigma_ln
-                                                                         * lay.half_life_z), 0.0)
-    patient = t.gy_per_gbq_median * np.exp(t.inter_patient_sigma_ln * c.normal("dosimetry/lesion/inter-patient"))
-    return np.where(present, (patient * c.cov["receptor_expression"])[:, None] * lay.uptake, 0.0)
+        return np.where(lay.role != ROLE_ABSENT, t.effective_half_life_h_median * np.exp(
+            t.effective_half_life_sigma_ln * lay.half_life_z), 0.0)
+    if c.partition is None:
+        return lesion_uptake(c, t.gy_per_gbq_median)
+    return t.gy_per_gbq_median * lesion_uptake(c) * c.partition.liver_per_kg[:, None]
 
 
 def _per_lesion(covariate: str) -> Callable[[Context], np.ndarray]:
@@ -482,7 +501,35 @@ PATIENT_INPUTS = (
     Input("lesion_teff_h", "h", ("patient", "lesion"),
           "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z_j)",
           lambda c: _lesion_values(c, "half-life")),
+    Input("planned_activity_gbq", "GBq", ("patient",),
+          "arms.planning: the first cycle's activity from the predicted doses, at most arms.activity_gbq "
+          "(NaN: not planned)", lambda c: _planned_activity(c)),
 )
+
+
+def _planned_activity(c: Context) -> np.ndarray:
+    """The first cycle's activity planned from predictive dosimetry (``sim.partition.planned_activity``,
+    docs/model.md 5.6): each predicted Gy/GBq is the patient's true one x ``exp(sigma_ln(cv) z)``, with the planning
+    method's CV and the patient's stream ``planning/<organ>`` (``planning/lesion``, item j); NaN without planning."""
+    plan = getattr(c.arm, "planning", None)
+    if plan is None:
+        return np.full(len(c.cohort), np.nan)
+    method, lay = c.cfg.dosimetry_methods[plan.method], c.layout
+    organs = [o for o in c.axes.organs if o.name in {"liver", *plan.limits_gy}]
+    streams = [(f"planning/{o.name}", 0) for o in organs] + [("planning/lesion", j) for j in range(c.axes.lesions)]
+    z = rng.first_normals(c.cfg.trial.seed, c.cohort.patient_ids, streams)
+    predicted = {o.name: _organ_values(c, o, "dose") * np.exp(sigma_ln(getattr(method, f"{o.name}_cv")) * z[:, k])
+                 for k, o in enumerate(organs)}
+    lesions = _lesion_values(c, "dose") * np.exp(sigma_ln(method.tumour_cv) * z[:, len(organs):])
+    perfused = (lay.role != ROLE_ABSENT) & ~lay.negative  # the lesions the microspheres reach
+    if plan.target == "index_lesion":  # lesion 0: the largest perfused one, where there is one
+        target = np.where(perfused[:, 0], lesions[:, 0], 0.0)
+    else:  # the mean over the perfused volume: normal liver and perfused tumour
+        tumour_ml, liver_ml = np.where(perfused, lay.volume_ml, 0.0), c.cov["perfused_liver_ml"]
+        target = ((predicted["liver"] * liver_ml + (lesions * tumour_ml).sum(axis=1))
+                  / (liver_ml + tumour_ml.sum(axis=1)))
+    limits = [(limit, predicted[organ]) for organ, limit in plan.limits_gy.items()]
+    return partition.planned_activity(target, plan.target_gy, limits, c.arm.activities()[0])
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ OUTPUTS = (
     Output("tumour_nadir_ratio", ("patient",), "f8", "1", "smallest tumour volume at a scan / baseline"),
     Output("target_sum_best_change", ("patient",), "f8", "1",
            "smallest sum of target-lesion diameters at a scan / baseline - 1 (NaN: no target lesion or no scan)", NAN),
+    Output("index_viable_ratio_first_scan", ("patient",), "f8", "1",
+           "viable volume of the index lesion at the first scan / baseline, as EASL and mRECIST read viable "
+           "(enhancing) tumour (NaN: no scan)", NAN),
     Output("lesions_modelled", ("patient",), "i1", "1", "lesions modelled (lesion_count, 1 to lesions.max_lesions)"),
     Output("target_lesions", ("patient",), "i1", "1", "RECIST 1.1 target lesions (0: no measurable disease)"),
     Output("receptor_negative_lesions", ("patient",), "i1", "1", "receptor-negative lesions"),

@@ -696,6 +696,9 @@ class _Arm:
         new lesion; else the response level. Lesion volume ratios are kept at the smallest target sum."""
         les, P = self.lesions, self.P
         self.j_scan[idx] += 1
+        one = idx[self.j_scan[idx] == 1]  # the first scan: the index lesion's viable volume (EASL, section 3.4)
+        self.out.index_viable_ratio_first_scan[one] = (self.p_vol[one, 0] + self.n_vol[one, 0]) / (
+            P.lesion_volume_ml[one, 0] * (1.0 - P.lesion_stroma_fraction[one, 0]))
         self._read_psa(idx[~self.retreated[idx]], t[~self.retreated[idx]])
         target_sum, non_target, gone, vol = self._reading(idx)
         has_target = self.sum0[idx] > 0.0
@@ -861,6 +864,8 @@ class _Arm:
         k = self.k_given[idx]
         nominal = r.activities_gbq[np.minimum(k, r.activities_gbq.shape[0] - 1)] if self.rule == policy.RULE_FIXED \
             else self.activity_next[idx]
+        planned = self.P.planned_activity_gbq[idx]
+        nominal = np.where((k == 0) & ~np.isnan(planned), planned, nominal)  # docs/model.md 5.6
         nominal = np.where(self.retreated[idx], float(r.retreat_activity_gbq), nominal)
         activity = nominal * np.where(self.reduced[idx], 1.0 - r.reduction_fraction, 1.0)
         measured = k < r.measured_cycles

@@ -29,21 +29,35 @@ def has_kidney_risk_factor(covariates: dict[str, np.ndarray]) -> np.ndarray:
     return ((covariates["hypertension"] > 0) | (covariates["diabetes"] > 0)).astype(np.float64)
 
 
-def _kidney_uptake(dosimetry, covariates: dict[str, np.ndarray]) -> np.ndarray:  # noqa: ANN001 - KidneyDosimetry
+# An uptake function reads the organ's dosimetry table and the translation context ``c`` (sim.kernel_inputs.Context:
+# the covariates ``c.cov``, and ``c.partition`` for microspheres).
+
+
+def _kidney_uptake(dosimetry, c) -> np.ndarray:  # noqa: ANN001 - KidneyDosimetry, Context
     """Kidney risk factors (Guerriero F et al., Biomed Res Int 2013;935351) and renal function (Svensson J et al.,
     EJNMMI 2015;42:947): ``risk_multiplier^[hypertension or diabetes] x (eGFR / 90)^-egfr_exponent``."""
-    risk = np.where(has_kidney_risk_factor(covariates) > 0, dosimetry.risk_factor_multiplier, 1.0)
-    return risk * (covariates["egfr_ml_min"] / 90.0) ** -dosimetry.egfr_exponent
+    risk = np.where(has_kidney_risk_factor(c.cov) > 0, dosimetry.risk_factor_multiplier, 1.0)
+    return risk * (c.cov["egfr_ml_min"] / 90.0) ** -dosimetry.egfr_exponent
 
 
-def _marrow_uptake(dosimetry, covariates: dict[str, np.ndarray]) -> np.ndarray:  # noqa: ANN001 - MarrowDosimetry
+def _marrow_uptake(dosimetry, c) -> np.ndarray:  # noqa: ANN001 - MarrowDosimetry, Context
     """Bone metastases raise the marrow dose (Hagmarker L et al., J Nucl Med 2019;60:1406)."""
-    return np.where(covariates["bone_metastases"] > 0, dosimetry.bone_metastases_multiplier, 1.0)
+    return np.where(c.cov["bone_metastases"] > 0, dosimetry.bone_metastases_multiplier, 1.0)
+
+
+def _liver_uptake(dosimetry, c) -> np.ndarray | float:  # noqa: ANN001, ARG001 - OrganDosimetry, Context
+    """Microspheres: the normal perfused liver's share of the activity per kg (partition model, sim/partition.py)."""
+    return 1.0 if c.partition is None else c.partition.liver_per_kg
+
+
+def _lung_uptake(dosimetry, c) -> np.ndarray | float:  # noqa: ANN001, ARG001 - OrganDosimetry, Context
+    """Microspheres: the lung shunt fraction per kg of lung (partition model, sim/partition.py)."""
+    return 1.0 if c.partition is None else c.partition.lung_per_kg
 
 
 @dataclass(frozen=True)
 class Organ:
-    """An organ at risk. ``uptake(dosimetry, covariates)`` multiplies its Gy/GBq (besides the inter-patient
+    """An organ at risk. ``uptake(dosimetry, context)`` multiplies its Gy/GBq (besides the inter-patient
     log-normal effect and the agent's tumour sink, which apply to every organ)."""
 
     name: str
@@ -57,6 +71,8 @@ ORGANS: tuple[Organ, ...] = (
     Organ("marrow", "Red marrow", True, _marrow_uptake),
     Organ("salivary", "Salivary glands", False),  # parotid and submandibular: 177Lu-PSMA's most exposed organ
     Organ("lacrimal", "Lacrimal glands", False),  # dry eye after 177Lu-PSMA
+    Organ("liver", "Normal perfused liver", False, _liver_uptake),  # 90Y SIRT: liver decompensation
+    Organ("lung", "Lungs", False, _lung_uptake),  # 90Y SIRT: radiation pneumonitis
 )
 
 

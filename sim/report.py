@@ -29,6 +29,8 @@ ROWS = [
     ("Median OS (months)", lambda a: _fmt(a["median_os_months"]) if a["median_os_months"] else "not reached"),
     ("OS at 12 / 24 months", lambda a: f"{a['os_at_months']['12']:.0%} / {a['os_at_months']['24']:.0%}"),
     ("Objective response rate", lambda a: f"{a['objective_response_rate']:.1%}"),
+    ("Index-lesion response at 3 months (EASL)",
+     lambda a: f"{a['easl_index_response_rate']:.1%}" if "planning_target" in a else "-"),
     ("PSA50, confirmed (PCWG3)", lambda a: f"{a['psa50_rate']:.1%}" if "psa50_rate" in a else "-"),
     ("Best response CR / PR / SD / PD", lambda a: " / ".join(f"{a['best_response_rates'][k]:.0%}"
                                                              for k in ("CR", "PR", "SD", "PD"))),
@@ -44,8 +46,6 @@ ROWS = [
     ("Grade >=3 thrombocytopenia", lambda a: f"{a['grade3plus_thrombocytopenia_rate']:.1%}"),
     ("Grade >=3 haematological (any line)", lambda a: f"{a['grade3plus_haematological_rate']:.1%}"),
     ("Renal grade >=3 (any cause)", lambda a: f"{a['grade3plus_renal_rate']:.1%}"),
-    ("Xerostomia any grade / grade >=2", lambda a: f"{a['grade1plus_xerostomia_rate']:.1%} / "
-     f"{a['grade2plus_xerostomia_rate']:.1%}" if "grade1plus_xerostomia_rate" in a else "-"),
     ("MDS/AML", lambda a: f"{a['mds_aml_rate']:.1%}"),
     ("Delayed / reduced / stopped (toxicity)",
      lambda a: f"{a['delays_rate']:.0%} / {a['dose_reductions_rate']:.0%} / {a['discontinued_for_toxicity_rate']:.0%}"),
@@ -82,6 +82,17 @@ def _organ_rows(summary: dict) -> list[tuple[str, object]]:
             for organ in organs if organ not in SHOWN_DOSES]
 
 
+def _late_toxicity_rows(summary: dict) -> list[tuple[str, object]]:
+    """A row for each graded late toxicity of an organ at risk in the summary (xerostomia, liver decompensation,
+    pneumonitis; docs/model.md 4.9): any grade / grade >= 2."""
+    first = next(iter(summary["arms"].values()))
+    events = [k.removeprefix("grade1plus_").removesuffix("_rate") for k in first
+              if k.startswith("grade1plus_") and f"grade2plus_{k.removeprefix('grade1plus_')}" in first]
+    return [(f"{event.replace('_', ' ').capitalize()} any grade / grade >=2",
+             lambda a, e=event: f"{a[f'grade1plus_{e}_rate']:.1%} / {a[f'grade2plus_{e}_rate']:.1%}")
+            for event in events]
+
+
 def signed_ci(value: float | None, ci: list[float | None], digits: int, scale: float = 1.0, unit: str = "") -> str:
     """``+0.08 (+0.06 to +0.10) mo``: a difference and its CI."""
     if value is None or any(x is None or not np.isfinite(x) for x in ci):
@@ -104,13 +115,15 @@ EFFECT_ROWS = [  # per compared arm, from its entry in summary["comparisons"]; p
 
 
 def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's), its label
+    """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's, and each
+    late toxicity's, after the renal row), its label
     (PFS named as the trial names it) and one formatted cell per arm, then the :data:`EFFECT_ROWS` against the
     reference arm; rows that are "-" for every arm are left out."""
     arms = summary["arms"]
     header = [arm["label"] or name for name, arm in arms.items()]
-    after = [label for label, _ in ROWS].index("Marrow dose, median (Gy)") + 1
-    rows = [*ROWS[:after], *_organ_rows(summary), *ROWS[after:]]
+    labels = [label for label, _ in ROWS]
+    after, renal = labels.index("Marrow dose, median (Gy)") + 1, labels.index("Renal grade >=3 (any cause)") + 1
+    rows = [*ROWS[:after], *_organ_rows(summary), *ROWS[after:renal], *_late_toxicity_rows(summary), *ROWS[renal:]]
     cells = [(label, [cell(arm) for arm in arms.values()]) for label, cell in rows]
     if summary["comparisons"]:
         reference = summary["reference_arm"]

@@ -4,7 +4,7 @@ The defaults describe a plain patient (60 years, 100 mL tumour with 20 % stroma,
 kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90 falling
 1 mL/min a year, no acute renal event), a
 model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
-dose-modification rules. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
+dose-modification rules, whose activities are not planned per patient. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
 many as ``lesion_volume_ml`` has columns: all present, targets, receptor-positive, growing at the patient's rate, with
 the patient's radiosensitivity); dosimetry without systematic error that knows the true half-lives.
 """
@@ -32,7 +32,7 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
         acute_renal_day=math.inf, prior_chemotherapy=0.0,
         marrow_alpha_per_gy=1.5, blood_baseline=[250.0, 4.0], gy_per_gbq=[0.5, 0.03], teff_h=[55.0, 40.0],
         lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
-        lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0])
+        lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0], planned_activity_gbq=math.nan)
     base.update(values)
     m = np.shape(base["lesion_volume_ml"])[-1]  # every lesion present, a target, receptor-positive, no cross-fire
     def per_lesion(name: str) -> np.ndarray:  # a per-patient value, the same for each lesion

@@ -49,6 +49,8 @@ def run_kernel(inp, sizes):
     ("lu_psma_real_world", "real_world", {}),
     ("lu_psma_real_world", "pause_rechallenge", {}),
     ("lu_psma_guided", "tumour_guided", {}),
+    ("dosisphere01", "personalised", {}),
+    ("dosisphere01", "standard", {}),
 ])
 def test_kernel_matches_numpy_oracle(scenario, arm, overrides):
     cfg = load_small(scenario, patients=1500, **overrides)

@@ -180,7 +180,8 @@ def test_summary_keys(netter1_dataset):
     endpoint_keys = {"{e}_hr", "{e}_hr_robust_ci", "rmst_{e}_difference_months", "rmst_{e}_difference_ci",
                      "{e}_at_months_difference", "{e}_at_months_difference_ci"}
     assert set(comp) == {k.format(e=e) for k in endpoint_keys for e in ("pfs", "os")} | {
-        "objective_response_rate_difference", "objective_response_rate_difference_ci", "toxicity_rate_differences",
+        "objective_response_rate_difference", "objective_response_rate_difference_ci",
+        "easl_index_response_rate_difference", "easl_index_response_rate_difference_ci", "toxicity_rate_differences",
         "individual"}
     assert comp["pfs_hr_robust_ci"][0] < comp["pfs_hr"] < comp["pfs_hr_robust_ci"][1] < 1.0
     for rate in ("grade3plus_renal_rate", "grade3plus_thrombocytopenia_rate", "mds_aml_rate"):

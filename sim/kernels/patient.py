@@ -227,6 +227,9 @@ def read_scan(i, s, t, P, lesions, out, w):
     """RECIST 1.1 reading of a scan at ``t`` (docs/model.md 3.4); ``True`` at progression. The lesions' volume
     ratios are recorded at the scan with the smallest target sum (tumour volume for a patient without targets)."""
     s.next_scan += 1
+    if s.next_scan == 1:  # the index lesion's viable volume at the first scan (EASL; docs/model.md 3.4)
+        out.index_viable_ratio_first_scan[i] = (w.positive[i, 0] + w.negative[i, 0]) / (
+            P.lesion_volume_ml[i, 0] * (1.0 - P.lesion_stroma_fraction[i, 0]))
     if lesions.psa_modelled and not s.retreated:
         read_psa(i, s, t, P)
     target_sum, non_target, gone, volume = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
@@ -333,6 +336,8 @@ def cycle_due(i, s, t, P, organs, lesions, blood, kid, ev, regimen, out, w):
         s.cycles_open = False
     else:
         nominal = regimen.activities_gbq[s.k] if regimen.rule == policy.RULE_FIXED and not s.retreated else activity
+        if s.k == 0 and not s.retreated and not math.isnan(P.planned_activity_gbq[i]):  # planned (model.md 5.6)
+            nominal = P.planned_activity_gbq[i]
         administer(i, s, t, nominal * (1.0 - regimen.reduction_fraction if s.reduced else 1.0), P, organs, lesions,
                    blood, regimen, out, w)
     if not s.cycles_open:
