@@ -851,6 +851,9 @@ class Config(Strict):
                     if getattr(method, f"{organ}_cv", None) is None:
                         raise ValueError(f"arm {arm.name!r} measures {organ} doses ([agents.{agent}.{organ}]) but "
                                          f"dosimetry_methods.{dosimetry.method}.{organ}_cv is not given")
+        for name, agent in self.agents.items():
+            if agent.partition is not None and agent.liver is None:
+                raise ValueError(f"agents.{name}.partition needs [agents.{name}.liver] (the normal perfused liver)")
         for arm in self.arms:
             self._planning_consistent(arm)
             if isinstance(arm, GuidedArm) and not min(self.agents[arm.agent].kidney.gy_per_gbq_median,
@@ -858,8 +861,6 @@ class Config(Strict):
                 raise ValueError(f"arm {arm.name!r}: a guided rule reads the kidney and marrow doses, but agent "
                                  f"{arm.agent!r} gives 0 Gy/GBq to one of them")
         for name, agent in self.agents.items():
-            if agent.partition is not None and agent.liver is None:
-                raise ValueError(f"agents.{name}.partition needs [agents.{name}.liver] (the normal perfused liver)")
             for organ in agent.organ_dosimetry():
                 if getattr(self.radiobiology, organ, None) is None:
                     raise ValueError(f"agents.{name}.{organ} needs [radiobiology.{organ}] (alpha_beta_gy, "

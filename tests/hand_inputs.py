@@ -4,7 +4,8 @@ The defaults describe a plain patient (60 years, 100 mL tumour with 20 % stroma,
 kidney 0.5 Gy/GBq, marrow 0.03 Gy/GBq, tumour 4 Gy/GBq, platelets 250 and neutrophils 4.0 x 1e9/L, eGFR 90 falling
 1 mL/min a year, no acute renal event), a
 model without variability, measurement error, background death or MDS/AML, and a fixed regimen without
-dose-modification rules, whose activities are not planned per patient. Organs are (kidney, marrow) and blood lines (platelets, neutrophils); one lesion (or as
+dose-modification rules, whose activities are not planned per patient. Organs are (kidney, marrow) and blood lines
+(platelets, neutrophils); one lesion (or as
 many as ``lesion_volume_ml`` has columns: all present, targets, receptor-positive, growing at the patient's rate, with
 the patient's radiosensitivity); dosimetry without systematic error that knows the true half-lives.
 """
