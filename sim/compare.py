@@ -23,6 +23,13 @@ from sim.uncertainty import trial_size
 PERSONALISED = ("guided",)  # the regimens that adapt the treatment to measured doses (config arms.regimen)
 
 
+def personalised(arm: dict) -> bool:
+    """A config arm that adapts the treatment to the patient's own doses: a guided regimen, or one planned on the
+    predicted dose of the patient's index lesion (SIRT's personalised planning; docs/model.md 5.6)."""
+    plan = arm.get("planning") or {}
+    return arm.get("regimen") in PERSONALISED or plan.get("target") == "index_lesion"
+
+
 def _pair(key: str, digits: int):  # noqa: ANN202 - a cell function
     """``"127 -> 250"``: a summary value (median or mean) in the standard and in the personalised arm."""
     def cell(s: dict, p: dict, c: dict, n: int | None) -> str:
@@ -47,6 +54,8 @@ ROWS = [  # (label, cell from (standard arm, personalised arm, comparison, patie
     ("Kidney BED, median (Gy)", _pair("kidney_bed_gy_median", 1)),
     ("Cycles, mean", _pair("cycles_mean", 2)),
     ("ORR gain, pp (95 % CI)", _difference("objective_response_rate_difference", 1, 100.0)),
+    ("Index-lesion response gain (viable -50 %, EASL), pp",
+     _difference("easl_index_response_rate_difference", 1, 100.0)),
     ("PFS HR (95 % CI)", lambda s, p, c, n: hazard_ratio_ci(c["pfs_hr"], c["pfs_hr_robust_ci"])),
     ("RMST PFS gain, months (95 % CI)", _difference("rmst_pfs_difference_months", 2, ci="rmst_pfs_difference_ci")),
     ("OS HR (95 % CI)", lambda s, p, c, n: hazard_ratio_ci(c["os_hr"], c["os_hr_robust_ci"])),
@@ -54,6 +63,7 @@ ROWS = [  # (label, cell from (standard arm, personalised arm, comparison, patie
     ("Renal grade >=3, pp (95 % CI)", _difference("grade3plus_renal_rate", 1, 100.0)),
     ("Thrombocytopenia grade >=3, pp (95 % CI)", _difference("grade3plus_thrombocytopenia_rate", 1, 100.0)),
     ("MDS/AML, pp (95 % CI)", _difference("mds_aml_rate", 1, 100.0)),
+    ("Liver decompensation grade >=2, pp (95 % CI)", _difference("grade2plus_liver_decompensation_rate", 1, 100.0)),
     ("Activity per patient, mean (GBq)", _pair("activity_gbq_total_mean", 1)),
     ("SPECT/CT sessions per patient, mean", _pair("spect_sessions_mean", 1)),
     ("Patients for 80 % power on PFS (1:1)", lambda s, p, c, n: "-" if n is None else f"{n:,}"),
@@ -71,7 +81,7 @@ def pfs_trial_size(standard: dict, personalised: dict, comparison: dict) -> int 
 
 
 def columns(path: str | Path, every_arm: bool = False) -> list[dict]:
-    """The comparisons of one ``rptsim run`` results file: each dosimetry-guided arm (every compared arm with
+    """The comparisons of one ``rptsim run`` results file: each personalised arm (every compared arm with
     ``every_arm``) against the reference arm. The summary is the one written beside the file when there is one
     (``OUT.summary.json``), else computed from the file."""
     path = Path(path)
@@ -80,11 +90,11 @@ def columns(path: str | Path, every_arm: bool = False) -> list[dict]:
         cfg = json.loads(ds.attrs["config_json"])
         summary = outcomes.read_summary(written) if written.exists() else analysis.summary(ds)
     reference = summary["reference_arm"]
-    regimens = {arm["name"]: arm.get("regimen") for arm in cfg["arms"]}
+    adapted = {arm["name"]: personalised(arm) for arm in cfg["arms"]}
     out = []
     for name, arm in summary["arms"].items():
         comparison = summary["comparisons"].get(f"{name} vs {reference}")
-        if comparison is None or not (every_arm or regimens.get(name) in PERSONALISED):
+        if comparison is None or not (every_arm or adapted.get(name)):
             continue
         standard = summary["arms"][reference]
         n = pfs_trial_size(standard, arm, comparison)
