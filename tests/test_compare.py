@@ -12,11 +12,11 @@ from sim import cli, compare, outcomes
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Small runs of a PRRT scenario (three guided arms vs fixed) and a PSMA one (one guided arm, and SOC, vs VISION's
-    fixed regimen)."""
+    """Small runs of a PRRT scenario (three guided arms vs fixed), a PSMA one (one guided arm, and SOC, vs VISION's
+    fixed regimen) and SIRT's (personalised vs standard planning)."""
     folder = tmp_path_factory.mktemp("compare")
     paths = {}
-    for name in ("guided_vs_fixed", "lu_psma_guided"):
+    for name in ("guided_vs_fixed", "lu_psma_guided", "dosisphere01"):
         paths[name] = folder / f"{name}.h5"
         assert cli.main(["run", name, "--patients", "300", "-o", str(paths[name]), "--json"]) == 0
     return paths
@@ -25,12 +25,13 @@ def results(tmp_path_factory):
 def test_one_column_per_guided_arm_with_the_summary_effects(results, capsys, tmp_path):
     capsys.readouterr()
     page = tmp_path / "page.md"
-    argv = ["compare", str(results["guided_vs_fixed"]), str(results["lu_psma_guided"]), "--json", "-o", str(page)]
+    argv = ["compare", str(results["guided_vs_fixed"]), str(results["lu_psma_guided"]),
+            str(results["dosisphere01"]), "--json", "-o", str(page)]
     assert cli.main(argv) == 0
     cols = json.loads(capsys.readouterr().out)
     assert [(c["scenario"].split(" (")[0], c["arm"]) for c in cols] == [
         ("Guided vs fixed", "iluminet"), ("Guided vs fixed", "p_prrt"), ("Guided vs fixed", "tumour_guided"),
-        ("Tumour-dose-guided vs fixed 177Lu-PSMA-617", "tumour_guided")]
+        ("Tumour-dose-guided vs fixed 177Lu-PSMA-617", "tumour_guided"), ("DOSISPHERE-01", "personalised")]
     for c in cols:
         summary = outcomes.read_summary(outcomes.summary_path(c["file"]))
         effect = summary["comparisons"][f"{c['arm']} vs {c['reference_arm']}"]
