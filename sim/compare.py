@@ -137,6 +137,7 @@ def markdown(cols: list[dict]) -> str:
     """The same table as a Markdown page."""
     rows = [[md(_label(label, cols[0])), *(md(c["cells"][label]) for c in cols)] for label, _ in ROWS]
     return "\n".join(["# Personalised against standard treatment", "",
-                      "Each column: a personalised (dosimetry-guided or dosimetry-planned) arm against its scenario's reference arm, on the same virtual "
-                      "patients; differences with paired 95 % CIs; trial size by Schoenfeld's formula from the "
-                      "simulated PFS HR.", "", md_table(["", *(md(_header(c)) for c in cols)], rows)]) + "\n"
+                      "Each column: a personalised (dosimetry-guided or dosimetry-planned) arm against its scenario's "
+                      "reference arm, on the same virtual patients; differences with paired 95 % CIs; trial size by "
+                      "Schoenfeld's formula from the simulated PFS HR.", "",
+                      md_table(["", *(md(_header(c)) for c in cols)], rows)]) + "\n"
