@@ -372,7 +372,8 @@ def _log_ticks(low: float, high: float) -> np.ndarray:
 
 def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
     """Violins (with median and interquartile range) of cumulative kidney BED, the absorbed dose of every other
-    organ at risk and of the index lesion, of treated patients, per treated arm, with the organ reference lines."""
+    organ at risk and of the index lesion, of treated patients, per treated arm, with the organ reference lines; an
+    organ that no treated patient received dose in is left out."""
     from matplotlib.patches import Patch
 
     plt = _pyplot()
@@ -389,11 +390,14 @@ def dose_figure(ds, colours: dict[str, str]):  # noqa: ANN001, ANN201
         (lambda a: a.index_lesion_dose_gy_total, "Cumulative index-lesion absorbed dose (Gy, log scale)",
          "Tumour absorbed dose", (), True),
     ]
+    level = patient_level(ds)
+    # an organ the agents do not reach (kidneys and marrow with microspheres) has no panel
+    panels = [p for p in panels if any(np.any(_cumulative(level, p[0], a) > 0) for a in arms)]
     fig, axes = plt.subplots(1, len(panels), figsize=(min(5.0 * len(panels), max(10.5, 6.0 + 2.4 * len(arms))), 6.0),
-                             layout="constrained")
+                             layout="constrained", squeeze=False)
+    axes = axes[0]
     positions = np.arange(len(arms))
     pad = max(0.0, (2 - len(arms)) * 0.5)
-    level = patient_level(ds)
     for ax, (select, ylabel, title, refs, log) in zip(axes, panels, strict=True):
         values = [_cumulative(level, select, a) for a in arms]
         if log:

@@ -146,3 +146,12 @@ def test_bad_sirt_configs_are_named(overrides, fragment):
 def test_a_guided_rule_needs_kidney_and_marrow_doses():
     with pytest.raises(ConfigError, match="gives 0 Gy/GBq"):
         load_small("iluminet", patients=10, **{"agents.dotatate.kidney.gy_per_gbq_median": 0.0})
+
+
+def test_dose_figure_leaves_out_the_organs_microspheres_do_not_reach(exact_run):
+    from sim import figures
+
+    _, ds = exact_run
+    fig = figures.dose_figure(ds, figures.arm_colours(ds))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Normal perfused liver absorbed dose", "Lungs absorbed dose", "Tumour absorbed dose"]
