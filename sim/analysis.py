@@ -70,6 +70,7 @@ def arm_summary(ds: xr.Dataset, arm: str, cfg: Config, curves: dict[str, KMFunct
         **resource_summary(a, cfg, arm),
         **retreatment_summary(a),
         **psa_summary(a),
+        **({"resection_rate": _rate(np.isfinite(a.resection_day.values))} if cfg.resection is not None else {}),
     }
 
 

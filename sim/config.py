@@ -531,6 +531,23 @@ SINGLE_LESION = Lesions(max_lesions=1, volume_sigma_ln=0.0, uptake_sigma_ln=0.0,
                         bone_lesion_fraction=0.0)
 
 
+class Resection(Strict):
+    """Surgery after downstaging (docs/model.md 5.6), in every treated arm: at a scan without progression within
+    ``window_months`` of the start of treatment, a patient whose whole disease lies in the treated territory (no
+    receptor-negative lesion, no new lesion) and whose index lesion's viable volume is at most ``viable_ratio`` of
+    baseline is resected with probability ``probability`` (one decision per patient). Surgery leaves at most
+    ``residual_ml`` of every lesion's viable cells; a recurrence is any lesion visible again, or a new lesion."""
+
+    probability: Probability = Field(description="Share of eligible patients who are resected (fitness, surgeons).")
+    viable_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5**1.5, description="The index lesion's viable volume / baseline at or below which it counts as downstaged "
+                              "(default: an EASL response).")
+    residual_ml: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="Viable tumour surgery leaves of each lesion (microscopic residual disease, below the "
+                    "lesions.disappeared_diameter_mm of a visible lesion), from which recurrence grows.")
+    window_months: Months = Field(description="Resection only at scans up to this long after the start of treatment.")
+
+
 class NaturalHistory(Strict):
     background_hazard_at_65_per_year: PositiveRatePerYear = Field(
         description="Gompertz background mortality at age 65.")
@@ -817,6 +834,7 @@ class Config(Strict):
     tumour: Tumour
     lesions: Lesions = SINGLE_LESION
     psa: Psa | None = None
+    resection: Resection | None = Field(None, description="Surgery after downstaging (SIRT); omitted: none.")
     organ_toxicity: dict[str, OrganToxicity] = Field(
         default_factory=dict, description="Per optional organ at risk (salivary), its late toxicity.")
     natural_history: NaturalHistory

@@ -101,6 +101,8 @@ OUTPUTS = (
     Output("psa50", ("patient",), "i1", "1", "1 = PSA fell to <= 50 % of baseline, confirmed >= 3 weeks later (PCWG3)"),
     Output("psa_progression_day", ("patient",), "f8", "day", "PCWG3 PSA progression, dated at the first rising value "
            "(NaN: none)", NAN),
+    Output("resection_day", ("patient",), "f8", "day",
+           "day of surgery after downstaging (NaN: not resected; docs/model.md 5.6)", NAN),
     Output("retreatment_day", ("patient",), "f8", "day", "day the re-treatment course started (NaN: none)", NAN),
     Output("retreatment_pfs_time_days", ("patient",), "f8", "day",
            "from re-treatment to the next progression or death, else to the last scan (NaN: no re-treatment)", NAN),

@@ -414,6 +414,7 @@ class _Arm:
         self.e_pp = -np.log(u(ev_codes.POST_PROGRESSION_DEATH_STREAM))
         self.e_nl = -np.log(u(les.NEW_LESION_STREAM))
         self.e_nl_retreat = -np.log(u(les.NEW_LESION_RETREATMENT_STREAM))
+        self.u_resect = u(les.RESECTION_STREAM)
         self.u_neph, self.z_neph = u(NEPHROPATHY_STREAM), ndtri(u(NEPHROPATHY_LATENCY_STREAM))
         self.u_mds, self.z_mds = u(ev_codes.MDS_ONSET_STREAM), ndtri(u(ev_codes.MDS_LATENCY_STREAM))
         self.e_mds = -np.log(u(ev_codes.MDS_DEATH_STREAM))
@@ -500,6 +501,7 @@ class _Arm:
         self.cycle_limit = np.full(n, self.n_cycles)
         self.retreated = np.zeros(n, dtype=bool)
         self.paused = np.zeros(n, dtype=bool)
+        self.resected = np.zeros(n, dtype=bool)  # surgery after downstaging (section 5.6)
         self.t_retreat = np.full(n, np.nan)
         self.t_due = np.zeros(n)  # first due day of the pending cycle
         self.t_cycle_event = np.zeros(n)  # its due day or re-check
@@ -703,7 +705,8 @@ class _Arm:
         target_sum, non_target, gone, vol = self._reading(idx)
         has_target = self.sum0[idx] > 0.0
         value = np.where(has_target, target_sum, vol)
-        first = ~self.retreated[idx]  # response end points describe the first course
+        course = ~self.retreated[idx]  # the first course: its progression is the PFS end point
+        first = course & ~self.resected[idx]  # and before surgery: its response end points
         better = (value < self.best_value[idx]) & first
         bi = idx[better]
         self.best_value[bi] = value[better]
@@ -715,6 +718,9 @@ class _Arm:
                   & (target_sum - self.sum_nadir[idx] >= les.progression_absolute_mm))
         non_target_pd = (self.non_target_nadir[idx] > 0.0) & (
             non_target >= les.non_target_progression_ratio * self.non_target_nadir[idx])
+        resected = self.resected[idx]  # after surgery, recurrence: any lesion visible again (section 5.6)
+        target = np.where(resected, ~gone, target)
+        non_target_pd = non_target_pd & ~resected
         new_lesion = self.hazard_nl[idx] >= self.e_nl[idx]
         grew = target | non_target_pd
         prog = grew | new_lesion
@@ -723,7 +729,7 @@ class _Arm:
         pi = idx[prog]
         self.progressed[pi] = True
         self.t_prog[pi] = t[prog]
-        fp = prog & first
+        fp = prog & course
         fi = idx[fp]
         self.t_first_prog[fi] = t[fp]
         self.prog_type[fi] = (np.where(grew[fp], recist.PROGRESSION_TARGET, 0)
@@ -750,6 +756,31 @@ class _Arm:
         self.sum_nadir[ei] = np.minimum(self.sum_nadir[ei], target_sum[keep])
         self.non_target_nadir[ei] = np.minimum(self.non_target_nadir[ei], non_target[keep])
         self.last_scan_volume[ei] = vol[keep]
+        self._resect(ei[first], t[keep][first])
+
+    def _resect(self, idx: np.ndarray, t: np.ndarray) -> None:
+        """Surgery after downstaging (section 5.6) at a scan without progression, in the first course: every lesion
+        in the treated territory (none receptor-negative), the index lesion's viable volume at most the ratio, within
+        the window, the patient's one uniform below the probability; at most ``residual_ml`` of every lesion's
+        viable cells remain, no stroma or dead cells."""
+        les, P = self.lesions, self.P
+        if les.resection_probability <= 0.0 or idx.size == 0:
+            return
+        viable = (self.p_vol[idx, 0] + self.n_vol[idx, 0]) / (P.lesion_volume_ml[idx, 0]
+                                                             * (1.0 - P.lesion_stroma_fraction[idx, 0]))
+        inside = ~(self.present[idx] & (P.lesion_receptor_negative[idx] != 0)).any(axis=1)
+        go = ((self.k_given[idx] > 0) & (t <= les.resection_window_days) & inside
+              & (viable <= les.resection_viable_ratio) & (self.u_resect[idx] < les.resection_probability))
+        gi = idx[go]
+        viable = self.p_vol[gi] + self.n_vol[gi]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(viable > les.resection_residual_ml, les.resection_residual_ml / viable, 1.0)
+        self.p_vol[gi] *= f
+        self.n_vol[gi] *= f
+        self.s_vol[gi] = 0.0
+        self.d_vol[gi] = 0.0
+        self.resected[gi] = True
+        self.out.resection_day[gi] = t[go]
 
     def _retreatable(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Who starts the re-treatment course at a progression at ``t`` (docs/model.md 5.4): a first progression on

@@ -37,6 +37,7 @@ ROWS = [
     ("Cycles, median (mean)", lambda a: f"{a['cycles_median']:g} ({a['cycles_mean']:.2f})"),
     ("Cycles given 1/2/3/4/5/6+ (%)", lambda a: _cycle_shares(a["cycles_distribution"])),
     ("Paused after a PSA response", lambda a: f"{a['psa_pause_rate']:.1%}" if a.get("psa_pause_rate") else "-"),
+    ("Resected after downstaging", lambda a: f"{a['resection_rate']:.1%}" if "resection_rate" in a else "-"),
     ("Re-treated at progression", lambda a: f"{a['retreated_rate']:.1%}" if "retreated_rate" in a else "-"),
     ("Cumulative activity, median (GBq)", lambda a: _fmt(a["cumulative_activity_gbq_median"])),
     ("Kidney dose / BED, median (Gy)",

@@ -70,7 +70,8 @@ def lesions(**values) -> kernel_inputs.Lesions:
                 dead_clearance_per_day=math.log(2) / 30, new_lesion_exponent=0.0, confirm_response=False,
                 stroma_relax_per_day=0.0, disappeared_ml=math.pi / 6 * 0.5**3, progression_absolute_mm=5.0,
                 non_target_progression_ratio=2.0, psa_modelled=False, psa_clearance_per_day=0.0,
-                psa_negative_ratio=1.0, psa_dead_ratio=0.0)
+                psa_negative_ratio=1.0, psa_dead_ratio=0.0, resection_probability=0.0, resection_viable_ratio=0.0,
+                resection_residual_ml=0.0, resection_window_days=0.0)
     base.update(values)
     return kernel_inputs.make("Lesions", **base)
 

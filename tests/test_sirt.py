@@ -155,3 +155,49 @@ def test_dose_figure_leaves_out_the_organs_microspheres_do_not_reach(exact_run):
     fig = figures.dose_figure(ds, figures.arm_colours(ds))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Normal perfused liver absorbed dose", "Lungs absorbed dose", "Tumour absorbed dose"]
+
+
+def _resection_case(probability=1.0, negative=(0, 0), window_days=400.0, alpha=0.01):
+    """Two lesions (300 and 50 mL) given 300 Gy each in one administration; the first scan (day 84) reads the
+    index lesion's viable volume; resection after downstaging (viable <= 0.354) when eligible."""
+    from . import hand_inputs as H
+
+    patient = H.patients(lesion_volume_ml=[[300.0, 50.0]], lesion_stroma_fraction=[[0.1, 0.1]],
+                         lesion_negative_fraction=[[0.0, 0.0]], lesion_gy_per_gbq=[[60.0, 60.0]],
+                         lesion_teff_h=[[64.1, 64.1]], tumour_alpha_per_gy=alpha,
+                         growth_per_day=math.log(2) / 135.0, lesion_receptor_negative=[list(negative)])
+    lesion = H.lesions(alpha_beta_gy=10.0, repair_h=1.5, resection_probability=probability,
+                       resection_viable_ratio=0.5**1.5, resection_residual_ml=0.005,
+                       resection_window_days=window_days)
+    return H.inputs(patient, lesion=lesion, plan=H.regimen(1, [5.0]))
+
+
+def _both(inp):
+    from sim.numpy_oracle import simulate_arm_oracle
+
+    from . import hand_inputs as H
+
+    return H.run(inp, 1), simulate_arm_oracle(*inp.args(), H.sizes(inp, 1))
+
+
+def test_a_downstaged_patient_is_resected_and_recurs_from_the_residual():
+    for out in _both(_resection_case()):
+        assert out.index_viable_ratio_first_scan[0] < 0.5**1.5
+        assert out.resection_day[0] == 84.0  # at the first scan that finds the index lesion downstaged
+        # recurrence: 0.005 mL grows to a visible 5 mm lesion (0.065 mL) after log2(13.1) = 3.7 doublings of 135 days
+        visible_day = 84.0 + 135.0 * math.log2((math.pi / 6 * 0.5**3) / 0.005)
+        pfs = out.pfs_time_days[0]
+        assert pfs == pytest.approx(84.0 * math.ceil(visible_day / 84.0))  # read at the next scan
+        assert out.progression_type[0] == 1  # a lesion visible again, not a new one
+
+
+@pytest.mark.parametrize("kwargs", [{"probability": 0.0}, {"negative": (0, 1)}, {"window_days": 60.0},
+                                    {"alpha": 0.002}])
+def test_no_resection_without_eligibility(kwargs):
+    """Not offered (probability 0), disease outside the territory, past the window, or the index lesion not
+    downstaged: no surgery, and the course is read as without a [resection] section."""
+    for out in _both(_resection_case(**kwargs)):
+        assert np.isnan(out.resection_day[0])
+    base = _both(_resection_case(probability=0.0, **{k: v for k, v in kwargs.items() if k != "probability"}))[0]
+    got = _both(_resection_case(**kwargs))[0]
+    assert got.pfs_time_days[0] == base.pfs_time_days[0] and got.os_time_days[0] == base.os_time_days[0]

@@ -50,6 +50,7 @@ STATE = np.dtype([
     ("psa_low_since", np.float64), ("psa50", np.bool_), ("psa_rise_since", np.float64),
     ("psa_progression_day", np.float64),  # serum PSA and the PCWG3 readings of the first course (docs/model.md 3.6)
     ("paused", np.bool_),  # the course ended in a pause after an exceptional PSA response (docs/model.md 5.5)
+    ("resected", np.bool_),  # surgery after downstaging (docs/model.md 5.6)
 ])
 
 # Workspaces of one call: rows are patients.
@@ -228,20 +229,24 @@ def read_scan(i, s, t, P, lesions, out, w):
     ratios are recorded at the scan with the smallest target sum (tumour volume for a patient without targets)."""
     s.next_scan += 1
     if s.next_scan == 1:  # the index lesion's viable volume at the first scan (EASL; docs/model.md 3.4)
-        out.index_viable_ratio_first_scan[i] = (w.positive[i, 0] + w.negative[i, 0]) / (
-            P.lesion_volume_ml[i, 0] * (1.0 - P.lesion_stroma_fraction[i, 0]))
+        out.index_viable_ratio_first_scan[i] = tumour.index_viable_ratio(i, P, w.positive, w.negative)
     if lesions.psa_modelled and not s.retreated:
         read_psa(i, s, t, P)
     target_sum, non_target, gone, volume = tumour.reading(i, P, lesions, w.stroma, w.positive, w.negative, w.dead)
     value = target_sum if s.sum0 > 0.0 else volume
-    if value < s.best_value and not s.retreated:  # response end points describe the first course
+    first = not s.retreated and not s.resected  # response end points describe the first course, before surgery
+    if value < s.best_value and first:
         s.best_value = value
         for j in range(P.lesion_count[i]):
             out.lesion_volume_ratio_best[i, j] = (tumour.lesion_volume(i, j, w.stroma, w.positive, w.negative, w.dead)
                                                   / P.lesion_volume_ml[i, j])
-    target_pd = (s.sum0 > 0.0 and target_sum >= tumour.PD_SUM_RATIO * s.sum_nadir
-                 and target_sum - s.sum_nadir >= lesions.progression_absolute_mm)
-    non_target_pd = s.non_target_nadir > 0.0 and non_target >= lesions.non_target_progression_ratio * s.non_target_nadir
+    if s.resected:  # after surgery, recurrence: any lesion visible again (or a new lesion)
+        target_pd, non_target_pd = not gone, False
+    else:
+        target_pd = (s.sum0 > 0.0 and target_sum >= tumour.PD_SUM_RATIO * s.sum_nadir
+                     and target_sum - s.sum_nadir >= lesions.progression_absolute_mm)
+        non_target_pd = (s.non_target_nadir > 0.0
+                         and non_target >= lesions.non_target_progression_ratio * s.non_target_nadir)
     new_lesion = s.new_lesion_h >= s.new_lesion_threshold
     s.last_scan_day = t
     if target_pd or non_target_pd or new_lesion:
@@ -253,7 +258,7 @@ def read_scan(i, s, t, P, lesions, out, w):
             if s.best == tumour.RESPONSE_NE:
                 s.best = tumour.RESPONSE_PD
         return True
-    if not s.retreated:
+    if first:
         level = tumour.response_level(target_sum, s.sum0, gone)
         counted = level
         if lesions.confirm_response and level != tumour.RESPONSE_SD:
@@ -264,6 +269,12 @@ def read_scan(i, s, t, P, lesions, out, w):
     s.sum_nadir = min(s.sum_nadir, target_sum)
     s.non_target_nadir = min(s.non_target_nadir, non_target)
     s.last_scan_volume = volume
+    if (lesions.resection_probability > 0.0 and first and s.k > 0 and t <= lesions.resection_window_days
+            and tumour.downstaged(i, P, lesions, w.positive, w.negative)
+            and rng.draw_uniform(s.pkey, tumour.RESECTION_STREAM) < lesions.resection_probability):
+        tumour.resect(i, P, lesions.resection_residual_ml, w.stroma, w.positive, w.negative, w.dead)
+        s.resected = True
+        out.resection_day[i] = t
     return False
 
 

@@ -33,6 +33,7 @@ LESION_INTRA_STREAM = stream_id("dosimetry/lesion/intra-patient")
 LESION_MEASUREMENT_STREAM = stream_id("dosimetry/lesion/measurement")
 NEW_LESION_STREAM = stream_id("tumour/new-lesion")
 NEW_LESION_RETREATMENT_STREAM = stream_id("tumour/new-lesion-after-retreatment")
+RESECTION_STREAM = stream_id("tumour/resection")  # the one decision whether an eligible patient is resected
 
 # PCWG3 PSA end points (Scher HI et al. J Clin Oncol 2016;34:1402): PSA50 a fall to <= 50 % of baseline, confirmed by a
 # value >= 3 weeks later; progression a rise of >= 25 % and >= 2 ng/mL over the nadir (over baseline, from 12 weeks
@@ -127,6 +128,35 @@ def psa_after(psa, secretion, clearance, i, P, lesions, positive, negative, dead
 @njit(inline="always", **KERNEL)
 def lesion_volume(i, j, stroma, positive, negative, dead):
     return stroma[i, j] + positive[i, j] + negative[i, j] + dead[i, j]
+
+
+@njit(inline="always", **KERNEL)
+def index_viable_ratio(i, P, positive, negative):
+    """The index lesion's (lesion 0) viable volume now over its baseline viable volume ``(1 - f_s) V0``."""
+    return (positive[i, 0] + negative[i, 0]) / (P.lesion_volume_ml[i, 0] * (1.0 - P.lesion_stroma_fraction[i, 0]))
+
+
+@njit(inline="always", **KERNEL)
+def downstaged(i, P, lesions, positive, negative):
+    """Eligible for surgery (docs/model.md 5.6): every lesion in the treated territory (receptor-positive) and the
+    index lesion's viable volume at most ``resection_viable_ratio`` of baseline."""
+    for j in range(P.lesion_count[i]):
+        if P.lesion_receptor_negative[i, j]:
+            return False
+    return index_viable_ratio(i, P, positive, negative) <= lesions.resection_viable_ratio
+
+
+@njit(inline="always", **KERNEL)
+def resect(i, P, residual_ml, stroma, positive, negative, dead):
+    """Surgery removes each of patient ``i``'s lesions but at most ``residual_ml`` of its viable cells (both clones
+    alike): no stroma and no dead cells remain."""
+    for j in range(P.lesion_count[i]):
+        viable = positive[i, j] + negative[i, j]
+        f = residual_ml / viable if viable > residual_ml else 1.0
+        positive[i, j] *= f
+        negative[i, j] *= f
+        stroma[i, j] = 0.0
+        dead[i, j] = 0.0
 
 
 @njit(inline="always", **KERNEL)
