@@ -195,7 +195,8 @@ class Course:
         self.t_bg = _gompertz_day(p.age_years, ev.background_hazard_65_per_year, ev.background_slope_per_year,
                                   s.exponential(events.BACKGROUND_DEATH_STREAM))
         t_dropout = _exponential_day(ev.dropout_per_day, s.exponential(events.DROPOUT_STREAM))
-        t_pre = _exponential_day(ev.pre_progression_death_per_day, s.exponential(events.PRE_PROGRESSION_DEATH_STREAM))
+        t_pre = _exponential_day(ev.pre_progression_death_per_day * p.pre_progression_death_multiplier,
+                                 s.exponential(events.PRE_PROGRESSION_DEATH_STREAM))
         self.censor = min(p.admin_censor_day, t_dropout)
         self.death_pre = min(self.t_bg, t_pre)
         self.cause_pre = events.CAUSE_OTHER if self.t_bg <= t_pre else events.CAUSE_CANCER_BEFORE_PROGRESSION

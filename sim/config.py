@@ -296,6 +296,9 @@ class Covariates(Strict):
     perfused_liver_ml: Marginal = _constant(
         1000.0, "Normal (non-tumoural) liver volume in the perfused territory (mL); read only by a partition-model "
                 "agent.")
+    child_pugh_b: Marginal = _constant(
+        0.0, "Child-Pugh class B (1) rather than A (0): cirrhosis with impaired liver function; read by "
+             "natural_history.child_pugh_b_death_multiplier.")
     # last: adding a covariate at the end keeps every earlier draw
 
 
@@ -554,6 +557,8 @@ class NaturalHistory(Strict):
     background_hazard_log_slope_per_year: LogSlopePerYear = Field(
         description="Gompertz slope: hazard x exp(slope x (age - 65)).")
     pre_progression_death_per_month: RatePerMonth
+    child_pugh_b_death_multiplier: Multiplier = Field(
+        1.0, description="Death-before-progression hazard x this for a Child-Pugh B patient (cirrhosis mortality).")
     post_progression_death_per_month: PositiveRatePerMonth = Field(
         description="Median patient's hazard of death after progression.")
     post_progression_growth_exponent: Exponent = Field(

@@ -501,6 +501,9 @@ PATIENT_INPUTS = (
     Input("lesion_teff_h", "h", ("patient", "lesion"),
           "agents.<agent>.tumour.effective_half_life_h_median x exp(effective_half_life_sigma_ln z_j)",
           lambda c: _lesion_values(c, "half-life")),
+    Input("pre_progression_death_multiplier", "1", ("patient",),
+          "natural_history.child_pugh_b_death_multiplier with cohort.covariates.child_pugh_b, else 1",
+          lambda c: np.where(c.cov["child_pugh_b"] > 0.5, c.cfg.natural_history.child_pugh_b_death_multiplier, 1.0)),
     Input("planned_activity_gbq", "GBq", ("patient",),
           "arms.planning: the first cycle's activity from the predicted doses, at most arms.activity_gbq "
           "(NaN: not planned)", lambda c: _planned_activity(c)),

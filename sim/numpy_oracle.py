@@ -424,7 +424,7 @@ class _Arm:
         P, ev = self.P, self.events
         self.t_bg = gompertz_death_days(self.e_bg, P.age_years, float(ev.background_hazard_65_per_year),
                                         float(ev.background_slope_per_year))
-        t_pre = _time_at_rate(self.e_pre, ev.pre_progression_death_per_day)
+        t_pre = _time_at_rate(self.e_pre, ev.pre_progression_death_per_day * P.pre_progression_death_multiplier)
         self.censor = np.minimum(P.admin_censor_day, _time_at_rate(self.e_do, ev.dropout_per_day))
         self.t_dp = np.minimum(self.t_bg, t_pre)  # death before progression, falls as deaths become known
         self.cause_dp = np.where(self.t_bg <= t_pre, ev_codes.CAUSE_OTHER, ev_codes.CAUSE_CANCER_BEFORE_PROGRESSION)

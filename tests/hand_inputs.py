@@ -33,7 +33,8 @@ def patients(n: int = 1, ids=None, **values) -> kernel_inputs.Patients:  # noqa:
         acute_renal_day=math.inf, prior_chemotherapy=0.0,
         marrow_alpha_per_gy=1.5, blood_baseline=[250.0, 4.0], gy_per_gbq=[0.5, 0.03], teff_h=[55.0, 40.0],
         lesion_volume_ml=[100.0], lesion_stroma_fraction=[0.2], lesion_negative_fraction=[0.0],
-        lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0], planned_activity_gbq=math.nan)
+        lesion_gy_per_gbq=[4.0], lesion_teff_h=[90.0], planned_activity_gbq=math.nan,
+        pre_progression_death_multiplier=1.0)
     base.update(values)
     m = np.shape(base["lesion_volume_ml"])[-1]  # every lesion present, a target, receptor-positive, no cross-fire
     def per_lesion(name: str) -> np.ndarray:  # a per-patient value, the same for each lesion

@@ -117,8 +117,8 @@ def test_adding_the_line_changes_no_other_output():
     own: every other output and covariate, to the last bit, is what it was without them."""
     # after every earlier covariate: a correlation given to it leaves the earlier rows of the copula's Cholesky factor
     # as they were (the covariates appended after it, for SIRT, leave its own row as it was)
-    assert config.COVARIATE_NAMES[-5:] == ("lymphocytes_1e9_per_l", "haemoglobin_g_dl", "psa_ng_ml",
-                                           "lung_shunt_fraction", "perfused_liver_ml")
+    assert config.COVARIATE_NAMES[-6:] == ("lymphocytes_1e9_per_l", "haemoglobin_g_dl", "psa_ng_ml",
+                                           "lung_shunt_fraction", "perfused_liver_ml", "child_pugh_b")
     for name in ("netter1", "guided_vs_fixed"):
         with_line = engine.run(load_small(name, patients=300))
         without = engine.run(without_lymphocytes(name, 300))

@@ -201,3 +201,23 @@ def test_no_resection_without_eligibility(kwargs):
     base = _both(_resection_case(probability=0.0, **{k: v for k, v in kwargs.items() if k != "probability"}))[0]
     got = _both(_resection_case(**kwargs))[0]
     assert got.pfs_time_days[0] == base.pfs_time_days[0] and got.os_time_days[0] == base.os_time_days[0]
+
+
+def test_child_pugh_b_multiplies_the_death_before_progression_hazard():
+    """``T_pre = E / (h m)`` from the patient's own exponential: a Child-Pugh B multiplier of 3 shortens the death
+    before progression exactly 3-fold (kernel and oracle), and the translation gives it only to class B patients."""
+    from . import hand_inputs as H
+
+    def death_day(m):
+        patient = H.patients(pre_progression_death_multiplier=m, growth_per_day=0.0, admin_censor_day=1e6)
+        inp = H.inputs(patient, event_params=H.events(pre_progression_death_per_day=1e-3), plan=H.regimen(0))
+        return [o.os_time_days[0] for o in _both(inp)]
+
+    one, three = death_day(1.0), death_day(3.0)
+    assert one[0] == pytest.approx(one[1]) and three[0] == pytest.approx(three[1])
+    assert one[0] == pytest.approx(3.0 * three[0], rel=1e-12)
+    cfg = load_small("dosisphere01", patients=400)
+    chunk = cohort_mod.draw(cfg, np.arange(400, dtype=np.int64))
+    m = kernel_inputs.translate(cfg, "standard", chunk).patients.pre_progression_death_multiplier
+    b = chunk.covariates["child_pugh_b"] > 0.5
+    assert 0.05 < b.mean() < 0.3 and np.all(m[b] == 3.0) and np.all(m[~b] == 1.0)

@@ -123,7 +123,7 @@ def start(i, s, seed, P, lesions, blood, ev, regimen, w):
         rng.draw_exponential(s.pkey, events.BACKGROUND_DEATH_STREAM))
     t_dropout = events.exponential_day(ev.dropout_per_day,
                                        rng.draw_exponential(s.pkey, events.DROPOUT_STREAM))
-    t_pre = events.exponential_day(ev.pre_progression_death_per_day,
+    t_pre = events.exponential_day(ev.pre_progression_death_per_day * P.pre_progression_death_multiplier[i],
                                    rng.draw_exponential(s.pkey, events.PRE_PROGRESSION_DEATH_STREAM))
     s.new_lesion_threshold = rng.draw_exponential(s.pkey, tumour.NEW_LESION_STREAM)
     s.censor_day = min(P.admin_censor_day[i], t_dropout)
