@@ -114,7 +114,7 @@ def run(configs: list[str] | None = None, overrides: dict | None = None,
     targets = load_targets()
     names = list(dict.fromkeys(t.config for t in targets))
     if configs:
-        shipped = [Path(c) if Path(c).is_file() or Path(c).parent != Path() else CONFIGS / c for c in configs]
+        shipped = [config.find(c) for c in configs]  # a path, or a shipped scenario by name (netter1, netter1.toml)
         scenarios = [(p, target_scenario(p, names).name) for p in shipped]
     else:
         scenarios = [(CONFIGS / name, name) for name in names]

@@ -47,6 +47,9 @@ def test_cli_validate_json_figure_and_exit_status(capsys, tmp_path):
     assert rc == (0 if validate.all_passed(rows) else 1)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
     assert cli.main(["validate", "--config", "nope.toml", "--figure", str(tmp_path / "x.png")]) == 2
+    capsys.readouterr()
+    assert cli.main(["validate", "--config", "dosisphere01", "--patients", "300", "--json"]) in (0, 1)  # a bare name
+    assert {r["trial"] for r in json.loads(capsys.readouterr().out)} == {"DOSISPHERE-01"}
 
 
 @pytest.mark.parametrize("seed", [None, 7])
