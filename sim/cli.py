@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     val = sub.add_parser("validate", help="compare the shipped scenarios with published trial endpoints")
-    val.add_argument("--config", nargs="+", help="only these scenarios: shipped names (netter1, netter1.toml) or paths to "
-                                                 "configs, judged on the targets of the trial they extend")
+    val.add_argument("--config", nargs="+", help="only these scenarios: shipped names (netter1, netter1.toml) or "
+                                                 "paths to configs, judged on the targets of the trial they extend")
     val.add_argument("--patients", type=int, help="override trial.patients")
     val.add_argument("--seed", type=int, help="override trial.seed")
     val.add_argument("--json", action="store_true", help="print the rows as JSON")
