@@ -9,6 +9,7 @@ show the PFS effect (``sim.uncertainty.trial_size``, Schoenfeld). The question o
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from sim import analysis, outcomes
 from sim.report import ARM_COLUMNS, LABEL_COLUMNS, hazard_ratio_ci, md, md_table, output_console, signed_ci
-from sim.uncertainty import trial_size
+from sim.uncertainty import proportion_trial_size, trial_size
 
 PERSONALISED = ("guided",)  # the regimens that adapt the treatment to measured doses (config arms.regimen)
 
@@ -67,7 +68,15 @@ ROWS = [  # (label, cell from (standard arm, personalised arm, comparison, patie
     ("Activity per patient, mean (GBq)", _pair("activity_gbq_total_mean", 1)),
     ("SPECT/CT sessions per patient, mean", _pair("spect_sessions_mean", 1)),
     ("Patients for 80 % power on PFS (1:1)", lambda s, p, c, n: "-" if n is None else f"{n:,}"),
+    ("Patients for 80 % power on EASL response (1:1)", lambda s, p, c, n: _response_trial_size(s, p)),
 ]
+
+
+def _response_trial_size(standard: dict, personalised: dict) -> str:
+    """Patients (1:1) for 80 % power on the index-lesion EASL response (DOSISPHERE-01's end point), from the two
+    arms' rates (``sim.uncertainty.proportion_trial_size``); "-" without a difference."""
+    n = proportion_trial_size(personalised["easl_index_response_rate"], standard["easl_index_response_rate"])
+    return "-" if not math.isfinite(n) else f"{math.ceil(n):,}"
 
 
 def pfs_trial_size(standard: dict, personalised: dict, comparison: dict) -> int | None:

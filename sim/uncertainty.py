@@ -83,6 +83,20 @@ def trial_size(log_hr: np.ndarray, event_fraction: np.ndarray) -> np.ndarray:
     return np.where(log_hr != 0, events / event_fraction, np.inf)
 
 
+def proportion_trial_size(p_experimental: float, p_reference: float) -> float:
+    """Patients (1:1) for 80 % power at two-sided 5 % to show a difference of two response rates:
+    ``n = 2 [z_{1-alpha/2} sqrt(2 pbar qbar) + z_power sqrt(p1 q1 + p2 q2)]^2 / (p1 - p2)^2`` in both arms
+    (the normal approximation without continuity correction; Fleiss JL, Levin B, Paik MC. Statistical Methods for
+    Rates and Proportions, 3rd ed. 2003, eq. 4.14); infinite for equal rates."""
+    p1, p2 = p_experimental, p_reference
+    if p1 == p2:
+        return math.inf
+    pbar = (p1 + p2) / 2
+    root = _z(1 - ALPHA) * math.sqrt(2 * pbar * (1 - pbar)) + special.ndtri(POWER) * math.sqrt(
+        p1 * (1 - p1) + p2 * (1 - p2))
+    return 2.0 * root**2 / (p1 - p2) ** 2
+
+
 def _effect(ds: xr.Dataset, arm: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """One effect of ``arm`` per draw and its Monte Carlo SE, on the scale its variance is split on."""
     ci_name, scale, _ = EFFECTS[name]
