@@ -19,7 +19,8 @@ def test_targets_resolve_in_the_summaries():
     targets = validate.load_targets()
     assert len(rows) == len(targets) >= 15
     assert {r["trial"] for r in rows} == {"NETTER-1", "VISION", "Bergsma 2016", "Alipour 2023", "Baum 2019",
-                                         "van der Zwan 2019", "Groener 2021", "TheraP", "DOSISPHERE-01"}
+                                         "van der Zwan 2019", "Groener 2021", "TheraP", "DOSISPHERE-01",
+                                         "ITA.LI.CA"}
     by_endpoint = {(t.trial, t.endpoint): t for t in targets}
     for row in rows:
         target = by_endpoint[(row["trial"], row["endpoint"])]
