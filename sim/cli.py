@@ -129,10 +129,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_compare_parser(sub) -> None:  # noqa: ANN001 - argparse's subparsers action
     """``rptsim compare``: personalised against standard treatment across run files (``sim.compare``)."""
-    cmp_ = sub.add_parser("compare", help="personalised (dosimetry-guided) against standard treatment, side by side "
-                          "across results files: dose, response, survival, toxicity, resources, trial size")
+    cmp_ = sub.add_parser("compare", help="personalised (dosimetry-guided or -planned) against standard treatment, "
+                          "side by side across results files: dose, response, survival, toxicity, resources, "
+                          "trial size")
     cmp_.add_argument("results", nargs="+", help="HDF5 files written by rptsim run")
-    cmp_.add_argument("--all", action="store_true", help="every compared arm, not only the dosimetry-guided ones")
+    cmp_.add_argument("--all", action="store_true", help="every compared arm, not only the personalised ones")
     cmp_.add_argument("-o", "--output", help="also write the table as a Markdown page")
     cmp_.add_argument("--json", action="store_true", help="print the comparisons as JSON")
 
@@ -348,7 +349,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _check_writable(Path(args.output))
     cols = [c for path in args.results for c in compare.columns(path, every_arm=args.all)]
     if not cols:
-        raise ConfigError(f"{', '.join(args.results)}: no dosimetry-guided arm compared with a reference arm "
+        raise ConfigError(f"{', '.join(args.results)}: no personalised arm compared with a reference arm "
                           "(--all compares every arm)")
     if args.output is not None:
         from sim.outcomes import write_atomic

@@ -699,8 +699,7 @@ class _Arm:
         les, P = self.lesions, self.P
         self.j_scan[idx] += 1
         one = idx[self.j_scan[idx] == 1]  # the first scan: the index lesion's viable volume (EASL, section 3.4)
-        self.out.index_viable_ratio_first_scan[one] = (self.p_vol[one, 0] + self.n_vol[one, 0]) / (
-            P.lesion_volume_ml[one, 0] * (1.0 - P.lesion_stroma_fraction[one, 0]))
+        self.out.index_viable_ratio_first_scan[one] = self._index_viable_ratio(one)
         self._read_psa(idx[~self.retreated[idx]], t[~self.retreated[idx]])
         target_sum, non_target, gone, vol = self._reading(idx)
         has_target = self.sum0[idx] > 0.0
@@ -758,6 +757,12 @@ class _Arm:
         self.last_scan_volume[ei] = vol[keep]
         self._resect(ei[first], t[keep][first])
 
+    def _index_viable_ratio(self, idx: np.ndarray) -> np.ndarray:
+        """The index lesion's (lesion 0) viable volume over its baseline viable volume ``(1 - f_s) V0``."""
+        P = self.P
+        return (self.p_vol[idx, 0] + self.n_vol[idx, 0]) / (P.lesion_volume_ml[idx, 0]
+                                                           * (1.0 - P.lesion_stroma_fraction[idx, 0]))
+
     def _resect(self, idx: np.ndarray, t: np.ndarray) -> None:
         """Surgery after downstaging (section 5.6) at a scan without progression, in the first course: every lesion
         in the treated territory (none receptor-negative), the index lesion's viable volume at most the ratio, within
@@ -766,11 +771,10 @@ class _Arm:
         les, P = self.lesions, self.P
         if les.resection_probability <= 0.0 or idx.size == 0:
             return
-        viable = (self.p_vol[idx, 0] + self.n_vol[idx, 0]) / (P.lesion_volume_ml[idx, 0]
-                                                             * (1.0 - P.lesion_stroma_fraction[idx, 0]))
         inside = ~(self.present[idx] & (P.lesion_receptor_negative[idx] != 0)).any(axis=1)
         go = ((self.k_given[idx] > 0) & (t <= les.resection_window_days) & inside
-              & (viable <= les.resection_viable_ratio) & (self.u_resect[idx] < les.resection_probability))
+              & (self._index_viable_ratio(idx) <= les.resection_viable_ratio)
+              & (self.u_resect[idx] < les.resection_probability))
         gi = idx[go]
         viable = self.p_vol[gi] + self.n_vol[gi]
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -60,4 +60,4 @@ def test_a_file_without_a_guided_arm_is_one_line(results, capsys, tmp_path):
     capsys.readouterr()
     assert cli.main(["compare", str(plain)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "no dosimetry-guided arm" in err and str(plain) in err
+    assert "\n" not in err and "no personalised arm" in err and str(plain) in err
