@@ -1,9 +1,11 @@
 """``rptsim compare``: personalised against standard treatment, side by side across scenarios and therapies.
 
-Each column is one dosimetry-guided arm of a results file against that file's reference arm (the standard
-regimen), on the same patients: what dosimetry changed in dose, response, survival, toxicity and resource use, with
-the paired 95 % CIs of the run summary (``sim.analysis``), and how many patients a 1:1 randomised trial would need to
-show the PFS effect (``sim.uncertainty.trial_size``, Schoenfeld). The question of issue 18: where does dosimetry pay?
+Each column is one personalised arm of a results file (dosimetry-guided, or planned on the index lesion's predicted
+dose: ``personalised``) against that file's reference arm (the standard regimen), on the same patients: what
+dosimetry changed in dose, response, survival, toxicity and resource use, with the paired 95 % CIs of the run summary
+(``sim.analysis``), and how many patients a 1:1 randomised trial would need to show the PFS effect
+(``sim.uncertainty.trial_size``, Schoenfeld) or the response effect (``proportion_trial_size``). The question of
+issue 18: where does dosimetry pay?
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def _label(label: str, column: dict) -> str:
 
 def table(cols: list[dict]) -> Table:
     """One column per personalised arm, one row per quantity (PFS named as the first column's trial names it)."""
-    t = Table(title="Personalised (dosimetry-guided) against standard treatment, same patients (paired 95 % CIs)",
+    t = Table(title="Personalised (dosimetry-guided or -planned) against standard treatment, same patients "
+                    "(paired 95 % CIs)",
               title_justify="left")
     t.add_column("")
     for c in cols:
