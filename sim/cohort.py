@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from sim import rng
 from sim.config import COVARIATE_NAMES, Bernoulli, Beta, Config, LogNormal, Marginal, Normal
@@ -56,8 +56,8 @@ def marginal_ppf(m: Marginal, u: np.ndarray) -> np.ndarray:
         raise TypeError(type(m))
     if scale == 0.0:
         return to_x(np.full_like(u, loc))
-    f_lo = stats.norm.cdf((lo - loc) / scale) if lo is not None else 0.0
-    f_hi = stats.norm.cdf((hi - loc) / scale) if hi is not None else 1.0
+    f_lo = float(special.ndtr((lo - loc) / scale)) if lo is not None else 0.0
+    f_hi = float(special.ndtr((hi - loc) / scale)) if hi is not None else 1.0
     return to_x(loc + scale * special.ndtri(f_lo + u * (f_hi - f_lo)))
 
 
