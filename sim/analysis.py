@@ -85,12 +85,12 @@ def psa_summary(a: xr.Dataset) -> dict:
     best = a.psa_best_change.values
     if np.isnan(best).all():
         return {}
-    out = {"psa50_rate": _rate(a.psa50.values == 1), "psa_best_change_median": _median(best[~np.isnan(best)]),
+    out = {"psa50_rate": _rate(psa50_response(a)), "psa_best_change_median": _median(best[~np.isnan(best)]),
            "psa_pause_rate": _rate(a.psa_paused.values == 1)}
     dose = a.whole_body_tumour_dose_gy.values
     if np.isfinite(dose).any():  # Violet J et al. J Nucl Med 2019;60:517: PSA50 less likely below 10 Gy
         low, high = dose < WHOLE_BODY_TUMOUR_DOSE_GY, dose >= WHOLE_BODY_TUMOUR_DOSE_GY
-        psa50 = a.psa50.values == 1
+        psa50 = psa50_response(a)
         out.update({"whole_body_tumour_dose_gy_median": _median(dose[np.isfinite(dose)]),
                     "psa50_rate_whole_body_tumour_dose_below_10_gy": _rate(psa50[low]) if low.any() else None,
                     "psa50_rate_whole_body_tumour_dose_10_gy_or_more": _rate(psa50[high]) if high.any() else None})
@@ -152,6 +152,11 @@ def easl_index_response(a: xr.Dataset) -> np.ndarray:
     EASL complete or partial response (Bruix J et al. J Hepatol 2001;35:421; the end point of DOSISPHERE-01, Garin E
     et al. Lancet Gastroenterol Hepatol 2021;6:17); a patient without that scan does not respond (mITT)."""
     return a.index_viable_ratio_first_scan.values <= EASL_VIABLE_RATIO
+
+
+def psa50_response(a: xr.Dataset) -> np.ndarray:
+    """Per patient: PSA fell to at most 50 % of baseline, confirmed (PCWG3; docs/model.md 3.6)."""
+    return a.psa50.values == 1
 
 
 def response_summary(a: xr.Dataset) -> dict:

@@ -19,6 +19,8 @@ from sim.config import ConfigError
 EXIT_FAILURE = 1  # the input was fine, the run could not finish (a full disk)
 EXIT_USAGE = 2  # bad input: nothing was written
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+# rptsim trial's end points: sim.trials.ENDPOINT_CHOICES, named here so that parsing imports no simulator (tested)
+ENDPOINT_CHOICES = ("pfs", "os", "easl", "orr", "psa50")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--replicates", type=int, default=400, help="virtual trials (default: %(default)s)")
     trial.add_argument("--alpha", type=float, default=0.05,
                        help="two-sided log-rank significance level (default: %(default)s)")
-    trial.add_argument("--endpoint", choices=("pfs", "os"), default="pfs", help="(default: %(default)s)")
+    trial.add_argument("--endpoint", choices=ENDPOINT_CHOICES, default="pfs",
+                       help="a time to event (log-rank), or a response analysed at the end of follow-up (two-"
+                       "proportion score test): EASL response of the index lesion at the first scan, RECIST "
+                       "objective response, PSA50 (default: %(default)s)")
     trial.add_argument("--target-power", type=float, help="also search the smallest trial reaching this power and "
                        "fit a power curve (default: no search)")
     trial.add_argument("--max-patients-per-arm", type=int, default=20_000,
@@ -310,7 +315,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
         result = trials.simulate_trials(cfg, design, progress=tick)
         out = trials.summarise(result, trials.same_regimen(cfg, design.experimental, design.reference))
         out["scenario"], out["seed"] = cfg.trial.name, cfg.trial.seed
-        out["endpoint_name"] = cfg.trial.pfs_name if design.endpoint == "pfs" else "OS"  # rPFS where radiographic
+        out["endpoint_name"] = trials.endpoint_name(cfg, design.endpoint)  # rPFS where radiographic
         evaluated = {design.patients: result}
         if args.target_power is not None:
             bar.update(task, description="Searching the sample size")
@@ -523,20 +528,32 @@ def cluster_table(args: argparse.Namespace) -> dict | None:
     return table
 
 
-def _print_trial(out: dict) -> None:
-    n_e, n_r = out["patients_per_arm"]
+def _effect_lines(out: dict) -> list[str]:
+    """The analysis and its effect: events and hazard ratio, or response rates and their difference."""
+    if "rate_difference_median" in out:
+        rate_e, rate_r = out["response_rates_mean"]
+        low, high = out["rate_difference_ci"] or (math.nan, math.nan)
+        return [f"  analysed at the end of follow-up (month {out['analysis_months_mean']}): response {rate_e:.1%} vs "
+                f"{rate_r:.1%} on average",
+                f"  response-rate difference: median {100 * out['rate_difference_median']:+.1f} pp, 95 % of trials in "
+                f"[{100 * low:+.1f}, {100 * high:+.1f}] pp"]
     timing = {"events": f"analysed at {out.get('target_events')} events",
               "calendar": f"analysed at {out.get('analysis_months')} months",
               "end of follow-up": "analysed at the end of follow-up"}[out["analysis"]]
+    return [f"  {timing}: on average {out['events_mean']} events at month {out['analysis_months_mean']}"
+            + (f"; the target was reached in {out['events_reached_fraction']:.1%} of trials" if "target_events" in out
+               else ""),
+            f"  hazard ratio: median {out['hr_median']}, 95 % of trials in {out['hr_ci']}"]
+
+
+def _print_trial(out: dict) -> None:
+    n_e, n_r = out["patients_per_arm"]
     lines = [
         f"{out['scenario']}: {out['experimental_arm']} vs {out['reference_arm']}, {out['endpoint_name']}, "
         f"{out['patients']} patients ({n_e} + {n_r}, allocation {':'.join(map(str, out['allocation']))}), "
         f"{out['replicates']} virtual trials (seed {out['seed']})",
-        f"  {timing}: on average {out['events_mean']} events at month {out['analysis_months_mean']}"
-        + (f"; the target was reached in {out['events_reached_fraction']:.1%} of trials" if "target_events" in out
-           else ""),
-        f"  hazard ratio: median {out['hr_median']}, 95 % of trials in {out['hr_ci']}",
-        f"  log-rank power at alpha {out['alpha']}: {100 * out['power']:.1f} % ± {100 * out['power_mc_se']:.1f} % "
+        *_effect_lines(out),
+        f"  {out['test']} power at alpha {out['alpha']}: {100 * out['power']:.1f} % ± {100 * out['power_mc_se']:.1f} % "
         "(MC SE)" + ("  (identical regimens: this is the type-I error)" if out["same_regimen"] else ""),
     ]
     if "interim_fraction" in out:

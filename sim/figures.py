@@ -959,7 +959,7 @@ def power_curve_figure(summary: dict):  # noqa: ANN201
     ax.set_xlim(left=0)
     ax.yaxis.set_major_formatter(lambda y, _pos: f"{y:.0%}")
     ax.set_xlabel(f"Patients randomised (allocation {':'.join(map(str, summary['allocation']))})")
-    ax.set_ylabel(f"Log-rank power, alpha {summary['alpha']}")
+    ax.set_ylabel(f"Power ({summary['test']}), alpha {summary['alpha']}")
     ax.set_title(_wrap(f"{summary['scenario']}: {summary['experimental_arm']} vs {summary['reference_arm']}, "
                        f"{summary['endpoint'].upper()}, {summary['replicates']} trials per size", 70))
     ax.grid(True, color="0.9", lw=0.6)

@@ -12,6 +12,7 @@ from sim.analysis import (
     code,
     evaluable_lesions,
     lesion_dose_response,
+    psa50_response,
 )
 from sim.figures import SCATTER_MAX_POINTS, _labels, _log_ticks, _pyplot, _wrap, treated_arms
 from sim.outcomes import patient_level
@@ -71,7 +72,7 @@ def psa_waterfall_figure(ds):  # noqa: ANN001, ANN201
     PSA50, with the -50 % and +25 % lines."""
     categories = {True: ("PSA50, confirmed", RESPONSE_COLOURS["PR"]),
                   False: ("no confirmed PSA50", RESPONSE_COLOURS["SD"])}
-    return _waterfall(ds, lambda a: a.psa_best_change.values, lambda a: a.psa50.values == 1, categories,
+    return _waterfall(ds, lambda a: a.psa_best_change.values, psa50_response, categories,
                       ((-50, "--"), (25, ":")), "Best PSA change (%)", "patients with a PSA value after baseline",
                       "Best PSA change of the first course (PCWG3: dashed -50 %, PSA50; dotted +25 %; beyond +100 % "
                       "drawn at 100 %)")

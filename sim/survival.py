@@ -573,6 +573,20 @@ def wilson_ci(successes, n, level: float = 0.95):
     return low, high
 
 
+def two_proportion_z(k1, n1, k2, n2):
+    """Two-sample score statistic for equal proportions, ``(p2 - p1) / sqrt(pbar (1 - pbar) (1/n1 + 1/n2))`` with the
+    pooled ``pbar = (k1 + k2) / (n1 + n2)``: its square is Pearson's chi-square of the 2x2 table without continuity
+    correction (Fleiss JL, Levin B, Paik MC. Statistical Methods for Rates and Proportions, 3rd ed. 2003, section
+    6.2), the test behind the sample size of ``sim.uncertainty.proportion_trial_size``. Signed so that a higher
+    first proportion gives a negative value; NaN when every subject or none is a success (no information).
+    Arrays broadcast."""
+    k1, n1, k2, n2 = (np.asarray(v, dtype=np.float64) for v in (k1, n1, k2, n2))
+    pooled = (k1 + k2) / (n1 + n2)
+    var = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(var > 0.0, (k2 / n2 - k1 / n1) / np.sqrt(var), np.nan)
+
+
 def newcombe_difference_ci(k1, n1, k2, n2, phi: float = 0.0, level: float = 0.95) -> tuple[float, float, float]:
     """Difference p1 - p2 of two proportions with Newcombe's hybrid score interval (his method 10).
 

@@ -1,6 +1,9 @@
 """Virtual randomised trials, designed as real ones are: an allocation ratio, an analysis at a number of events or
 at a calendar time, an optional interim analysis with group-sequential boundaries; over replicates, the hazard
-ratios, the log-rank power with its Monte Carlo error, and the smallest trial that reaches a target power.
+ratios, the log-rank power with its Monte Carlo error, and the smallest trial that reaches a target power. A response
+end point (EASL, RECIST objective response, PSA50: ``RESPONSE_ENDPOINTS``) is analysed at the end of follow-up by the
+two-proportion score test (Pearson's chi-square without continuity correction), every randomised patient counted
+(a patient without the assessment does not respond).
 
 Replicate ``r`` randomises fresh patients, ``n_e`` to the experimental arm and ``n_r`` to the reference arm
 (accrual, follow-up and dropout as in the config). Patient ``j`` of arm ``a`` (0 experimental, 1 reference) in
@@ -26,15 +29,21 @@ import numpy as np
 import xarray as xr
 from scipy import optimize, special
 
-from sim import engine, group_sequential, outcomes
+from sim import analysis, engine, group_sequential, outcomes
 from sim.config import Config, ConfigError
-from sim.survival import cox_two_group, logrank
+from sim.survival import cox_two_group, logrank, two_proportion_z
 from sim.units import DAYS_PER_MONTH
 
 OFFSET = 1 << 40  # trial patients' ids start here
 STRIDE = 1 << 20  # room for up to ~1 million patients per arm
 REPLICATES_PER_BATCH = 64
-ENDPOINTS = {"pfs": ("pfs_time_days", "pfs_event"), "os": ("os_time_days", "os_event")}
+ENDPOINTS = {"pfs": ("pfs_time_days", "pfs_event"), "os": ("os_time_days", "os_event")}  # time to event
+# binary end points: per patient, from one arm's outcomes; and their names
+RESPONSE_ENDPOINTS = {"easl": analysis.easl_index_response, "orr": analysis.objective_response,
+                      "psa50": analysis.psa50_response}
+ENDPOINT_CHOICES = (*ENDPOINTS, *RESPONSE_ENDPOINTS)
+RESPONSE_NAMES = {"easl": "EASL response of the index lesion", "orr": "objective response (RECIST 1.1)",
+                  "psa50": "PSA50 (PCWG3)"}
 SCHEMA, SCHEMA_VERSION = "rptsim-trials", 1
 
 
@@ -58,6 +67,11 @@ class TrialDesign:
     events: int | None = None
     analysis_months: float | None = None
     interim: float | None = None
+
+    @property
+    def response(self) -> bool:
+        """Whether the end point is a response (binary) rather than a time to event."""
+        return self.endpoint in RESPONSE_ENDPOINTS
 
     def arm_sizes(self) -> tuple[int, int]:
         """(experimental, reference) patients: the experimental arm gets N a / (a + b) rounded half up, the
@@ -98,11 +112,16 @@ class TrialDesign:
             raise ConfigError(f"--replicates = {self.replicates}: must be in [1, 100000]")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"--alpha = {self.alpha}: must be in (0, 1)")
-        if self.endpoint not in ENDPOINTS:
-            raise ConfigError(f"--endpoint = {self.endpoint!r}: must be one of {sorted(ENDPOINTS)}")
+        if self.endpoint not in ENDPOINTS and not self.response:
+            raise ConfigError(f"--endpoint = {self.endpoint!r}: must be one of {', '.join(ENDPOINT_CHOICES)}")
+        if self.endpoint == "psa50" and cfg.psa is None:
+            raise ConfigError(f"--endpoint psa50: {cfg.trial.name} does not model PSA (no [psa] section)")
         self._check_timing(cfg)
 
     def _check_timing(self, cfg: Config) -> None:
+        if self.response and (self.events, self.analysis_months, self.interim) != (None, None, None):
+            raise ConfigError(f"--endpoint {self.endpoint}: a response end point is analysed once, at the end of "
+                              "follow-up: drop --events, --analysis-months and --interim")
         if self.events is not None and self.analysis_months is not None:
             raise ConfigError("--events and --analysis-months: give one analysis time, not both")
         if self.events is not None and not 1 <= self.events <= self.patients:
@@ -167,6 +186,11 @@ def design_from_flags(cfg: Config, flags) -> TrialDesign:  # noqa: ANN001 - rpts
                        allocation or cfg.trial.allocation, flags.events, flags.analysis_months, flags.interim)
 
 
+def endpoint_name(cfg: Config, endpoint: str) -> str:
+    """The end point as the trial names it: PFS by the config's name (rPFS for VISION), OS, or a response."""
+    return {"pfs": cfg.trial.pfs_name, "os": "OS", **RESPONSE_NAMES}[endpoint]
+
+
 def same_regimen(cfg: Config, a: str, b: str) -> bool:
     """Whether two arms apply the same treatment: their configs are equal but for name and label (every kernel
     input of an arm comes from its config and the shared sections), so the log-rank rejection rate is then the
@@ -211,20 +235,24 @@ def _analyse(arms, cutoff: float) -> tuple[float, float, int, int]:  # noqa: ANN
 
 @dataclass(frozen=True)
 class TrialResult:
-    """Per replicate (rows) and analysis (columns: the interim, if any, then the final)."""
+    """Per replicate (rows) and analysis (columns: the interim, if any, then the final). For a response end point:
+    one analysis, ``effect`` the response-rate difference (experimental - reference), ``events`` the responders,
+    and ``response_rates`` (replicates, 2) each arm's rate (experimental, reference)."""
 
     design: TrialDesign
     bounds: np.ndarray  # (looks,) |z| boundary
-    z: np.ndarray  # signed log-rank z, negative favours the experimental arm
-    hazard_ratio: np.ndarray  # Cox HR, experimental vs reference
-    events: np.ndarray  # events analysed
+    z: np.ndarray  # signed log-rank (response: two-proportion) z, negative favours the experimental arm
+    effect: np.ndarray  # Cox HR, experimental vs reference (response: rate difference)
+    events: np.ndarray  # events analysed (response: responders)
     patients: np.ndarray  # patients randomised by the cut-off
     cutoff_day: np.ndarray  # calendar day of the data cut-off
     events_reached: np.ndarray  # (replicates,) the target events occurred within follow-up (True without events)
+    response_rates: np.ndarray | None = None
 
     @property
     def p_value(self) -> np.ndarray:
-        """Two-sided nominal log-rank p of each analysis (that of :func:`sim.survival.logrank`)."""
+        """Two-sided nominal p of each analysis (that of :func:`sim.survival.logrank`, or of the two-proportion
+        score test)."""
         return 2.0 * special.ndtr(-np.abs(self.z))
 
     @property
@@ -261,40 +289,67 @@ def _cutoffs(design: TrialDesign, arms, end_day: float) -> tuple[list[float], bo
     return cut, design.events <= days.size
 
 
+def _replicate_outcomes(cfg: Config, design: TrialDesign, reps: np.ndarray) -> list:
+    """Per arm (experimental, reference), the end point of the replicates ``reps`` (rows) and their patients:
+    responders (booleans) for a response, else ``[entry_day, time, event]``."""
+    per_arm = []
+    for a, (name, n) in enumerate(zip((design.experimental, design.reference), design.arm_sizes(), strict=True)):
+        ids = (OFFSET + (2 * reps[:, None] + a) * STRIDE + np.arange(n)[None, :]).ravel()
+        res = engine.simulate_outcomes(cfg, name, ids)
+        if design.response:
+            per_arm.append(RESPONSE_ENDPOINTS[design.endpoint](res).reshape(len(reps), n))
+        else:
+            per_arm.append([res[v].values.reshape(len(reps), n) for v in ("entry_day", *ENDPOINTS[design.endpoint])])
+    return per_arm
+
+
 def simulate_trials(cfg: Config, design: TrialDesign, progress: Callable[[int], None] | None = None) -> TrialResult:
     """Run ``design.replicates`` independent trials; ``progress(k)`` after each batch of ``k`` replicates."""
     sizes = design.arm_sizes()
-    time_var, event_var = ENDPOINTS[design.endpoint]
     end_day = (cfg.trial.accrual_months + cfg.trial.follow_up_months) * DAYS_PER_MONTH
     bounds = design.bounds()
     shape = (design.replicates, bounds.size)
-    z, hr, cutoff = np.empty(shape), np.empty(shape), np.empty(shape)
+    z, effect, cutoff = np.empty(shape), np.empty(shape), np.empty(shape)
     events, patients = np.empty(shape, np.int64), np.empty(shape, np.int64)
     reached = np.empty(design.replicates, bool)
+    rates = np.empty((design.replicates, 2)) if design.response else None
     for first in range(0, design.replicates, REPLICATES_PER_BATCH):
         reps = np.arange(first, min(design.replicates, first + REPLICATES_PER_BATCH))
-        per_arm = []
-        for a, (name, n) in enumerate(zip((design.experimental, design.reference), sizes, strict=True)):
-            ids = (OFFSET + (2 * reps[:, None] + a) * STRIDE + np.arange(n)[None, :]).ravel()
-            res = engine.simulate_outcomes(cfg, name, ids)
-            per_arm.append([res[v].values.reshape(len(reps), n) for v in ("entry_day", time_var, event_var)])
-        for i, r in enumerate(reps):
-            arms = [tuple(v[i] for v in arm) for arm in per_arm]
-            days, reached[r] = _cutoffs(design, arms, end_day)
-            for k, day in enumerate(days):
-                # the simulated follow-up ends on end_day: analyse the data as simulated (no second censoring)
-                z[r, k], hr[r, k], events[r, k], patients[r, k] = _analyse(arms, day if day < end_day else math.inf)
-                cutoff[r, k] = day
+        per_arm = _replicate_outcomes(cfg, design, reps)
+        if design.response:  # one analysis at the end of follow-up, every randomised patient counted
+            k_e, k_r = (x.sum(axis=1) for x in per_arm)
+            rates[reps] = np.stack([k_e / sizes[0], k_r / sizes[1]], axis=1)
+            z[reps, 0] = two_proportion_z(k_e, sizes[0], k_r, sizes[1])
+            effect[reps, 0] = rates[reps, 0] - rates[reps, 1]
+            events[reps, 0], patients[reps, 0], cutoff[reps, 0], reached[reps] = k_e + k_r, sum(sizes), end_day, True
+        else:
+            for i, r in enumerate(reps):
+                arms = [tuple(v[i] for v in arm) for arm in per_arm]
+                days, reached[r] = _cutoffs(design, arms, end_day)
+                for k, day in enumerate(days):
+                    # the simulated follow-up ends on end_day: analyse the data as simulated (no second censoring)
+                    z[r, k], effect[r, k], events[r, k], patients[r, k] = _analyse(arms, day if day < end_day
+                                                                                   else math.inf)
+                    cutoff[r, k] = day
         if progress is not None:
             progress(len(reps))
-    return TrialResult(design, bounds, z, hr, events, patients, cutoff, reached)
+    return TrialResult(design, bounds, z, effect, events, patients, cutoff, reached, rates)
+
+
+def _spread(values: np.ndarray, digits: int = 4) -> tuple[float | None, list[float] | None]:
+    """Median and central 95 % range over the trials of the finite ``values``."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None, None
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return round(float(np.median(finite)), digits), [round(float(low), digits), round(float(high), digits)]
 
 
 def summarise(result: TrialResult, same: bool) -> dict:
-    """The JSON summary of one design: power and its Monte Carlo SE, the final analysis's HR distribution, the
-    analysis timing, the interim's stopping rate and, for identical arms, the type-I error."""
+    """The JSON summary of one design: the test, power and its Monte Carlo SE, the final analysis's effect
+    distribution (HR; response: the rate difference and each arm's mean rate), the analysis timing, the interim's
+    stopping rate and, for identical arms, the type-I error."""
     d = result.design
-    finite = result.hazard_ratio[:, -1][np.isfinite(result.hazard_ratio[:, -1])]
     out = {
         "experimental_arm": d.experimental,
         "reference_arm": d.reference,
@@ -305,14 +360,19 @@ def summarise(result: TrialResult, same: bool) -> dict:
         "replicates": int(result.z.shape[0]),
         "alpha": d.alpha,
         "analysis": "events" if d.events else "calendar" if d.analysis_months else "end of follow-up",
+        "test": "two-proportion score test" if d.response else "log-rank",
         "power": round(result.power, 4),
         "power_mc_se": round(result.power_mc_se, 4),
-        "hr_median": round(float(np.median(finite)), 4) if finite.size else None,
-        "hr_ci": [round(float(q), 4) for q in np.percentile(finite, [2.5, 97.5])] if finite.size else None,
-        "events_mean": round(float(result.events[:, -1].mean()), 1),
         "analysis_months_mean": round(float(result.cutoff_day[:, -1].mean()) / DAYS_PER_MONTH, 2),
         "same_regimen": same,
     }
+    if d.response:
+        out["rate_difference_median"], out["rate_difference_ci"] = _spread(result.effect[:, -1])
+        out["response_rates_mean"] = [round(float(r), 4) for r in result.response_rates.mean(axis=0)]
+        out["responders_mean"] = round(float(result.events[:, -1].mean()), 1)
+    else:
+        out["hr_median"], out["hr_ci"] = _spread(result.effect[:, -1])
+        out["events_mean"] = round(float(result.events[:, -1].mean()), 1)
     if d.events is not None:
         out["target_events"] = d.events
         out["events_reached_fraction"] = round(float(result.events_reached.mean()), 4)
@@ -374,7 +434,9 @@ class PowerCurve:
     """power(N) = Phi(a + b sqrt(N)), N the patients randomised. Under proportional hazards the log-rank z is about
     normal with mean -log(HR) sqrt(p (1 - p) D), D the events (Schoenfeld D. The asymptotic properties of
     nonparametric tests for comparing survival distributions. Biometrika 1981;68:316-319), and D grows in proportion
-    to N, so the power of a two-sided test is about Phi(b sqrt(N) - z_{1 - alpha/2}): increasing in N for b > 0."""
+    to N, so the power of a two-sided test is about Phi(b sqrt(N) - z_{1 - alpha/2}): increasing in N for b > 0. The
+    two-proportion z of a response end point has mean (p_e - p_r) / sqrt(p q (1/n_e + 1/n_r)), also proportional to
+    sqrt(N) (Fleiss 2003, section 4.2)."""
 
     a: float
     b: float
@@ -466,13 +528,30 @@ def dataset(cfg: Config, design: TrialDesign, results: dict[int, TrialResult], f
         return np.stack([getattr(results[n], name) for n in sizes])
 
     per_look = ("size", "replicate", "look")
+    if first.design.response:
+        statistic = {
+            "z": (per_look, stack("z"), {"units": "1", "long_name": "two-proportion score statistic (pooled), "
+                                         "negative favours the experimental arm"}),
+            "p_value": (per_look, stack("p_value"), {"units": "1", "long_name": "two-sided nominal p-value of the "
+                                                     "two-proportion score test"}),
+            "rate_difference": (per_look, stack("effect"), {"units": "1", "long_name": "response rate, experimental "
+                                                            "minus reference"}),
+            "events": (per_look, stack("events"), {"units": "1", "long_name": "responders, both arms"}),
+            "response_rate": (("size", "replicate", "trial_arm"), stack("response_rates"),
+                              {"units": "1", "long_name": f"{RESPONSE_NAMES[first.design.endpoint]} rate"}),
+        }
+    else:
+        statistic = {
+            "z": (per_look, stack("z"), {"units": "1", "long_name": "signed log-rank statistic (O - E) / sqrt(V) of "
+                                         "the experimental arm; negative favours it"}),
+            "p_value": (per_look, stack("p_value"), {"units": "1", "long_name": "two-sided nominal log-rank "
+                                                     "p-value"}),
+            "hazard_ratio": (per_look, stack("effect"), {"units": "1", "long_name": "Cox hazard ratio (Efron ties), "
+                                                         "experimental vs reference"}),
+            "events": (per_look, stack("events"), {"units": "1", "long_name": "events analysed, both arms"}),
+        }
     data = {
-        "z": (per_look, stack("z"), {"units": "1", "long_name": "signed log-rank statistic (O - E) / sqrt(V) of the "
-                                     "experimental arm; negative favours it"}),
-        "p_value": (per_look, stack("p_value"), {"units": "1", "long_name": "two-sided nominal log-rank p-value"}),
-        "hazard_ratio": (per_look, stack("hazard_ratio"), {"units": "1", "long_name": "Cox hazard ratio (Efron "
-                                                           "ties), experimental vs reference"}),
-        "events": (per_look, stack("events"), {"units": "1", "long_name": "events analysed, both arms"}),
+        **statistic,
         "patients_analysed": (per_look, stack("patients"), {"units": "1", "long_name": "patients randomised by "
                                                             "the data cut-off"}),
         "cutoff_day": (per_look, stack("cutoff_day"), {"units": "day", "long_name": "data cut-off, calendar day "
@@ -492,6 +571,8 @@ def dataset(cfg: Config, design: TrialDesign, results: dict[int, TrialResult], f
         "replicate": ("replicate", np.arange(first.z.shape[0], dtype=np.int64), {"long_name": "virtual trial"}),
         "look": ("look", looks, {"long_name": "analysis"}),
     }
+    if first.design.response:
+        coords["trial_arm"] = ("trial_arm", ["experimental", "reference"], {"long_name": "randomised arm"})
     if first.design.events is not None:
         coords["target_events"] = ("size", np.array([results[n].design.events for n in sizes], np.int64),
                                    {"units": "1", "long_name": "events of the final analysis"})

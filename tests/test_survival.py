@@ -337,6 +337,22 @@ def test_wilson_rejects_bad_counts():
             sv.wilson_ci(k, n)
 
 
+def test_two_proportion_z_is_pearsons_chi_square():
+    from scipy.stats import chi2_contingency
+
+    for k1, n1, k2, n2 in ((18, 30, 9, 29), (5, 40, 12, 20), (1, 7, 0, 9), (50, 100, 50, 100)):
+        chi2 = chi2_contingency([[k1, n1 - k1], [k2, n2 - k2]], correction=False).statistic
+        z = float(sv.two_proportion_z(k1, n1, k2, n2))
+        assert z * z == pytest.approx(chi2, rel=1e-12, abs=1e-15)
+        assert np.sign(z) == np.sign(k2 / n2 - k1 / n1)  # a higher first proportion: negative
+    # by hand: pbar = 27/59, (9/29 - 18/30) / sqrt(pbar (1 - pbar) (1/30 + 1/29))
+    pbar = 27 / 59
+    assert float(sv.two_proportion_z(18, 30, 9, 29)) == pytest.approx(
+        (9 / 29 - 18 / 30) / math.sqrt(pbar * (1 - pbar) * (1 / 30 + 1 / 29)), rel=1e-14)
+    z = sv.two_proportion_z(np.array([0, 30, 3]), 30, np.array([0, 30, 1]), 30)  # no information: NaN
+    assert np.isnan(z[:2]).all() and np.isfinite(z[2])
+
+
 def test_km_hand_example():
     # times 1,2,2(censored),3,4(censored): S = 4/5, then x 3/4 at t=2 (censored tie still at risk), x 1/2 at 3.
     km = sv.kaplan_meier(np.array([1, 2, 2, 3, 4.0]), np.array([1, 1, 0, 1, 0]))

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from scipy import special
 
-from sim import cli, engine, trials
+from sim import analysis, cli, engine, trials
 from sim.survival import logrank
 from sim.units import DAYS_PER_MONTH
 
@@ -117,7 +117,7 @@ def test_type_one_error_with_identical_regimens(netter1):
     result = trials.simulate_trials(netter1, design)
     assert trials.same_regimen(netter1, LU, LU)
     assert 0.02 <= result.power <= 0.08  # nominal 0.05 +/- 0.03
-    assert np.median(result.hazard_ratio) == pytest.approx(1.0, abs=0.1)
+    assert np.median(result.effect) == pytest.approx(1.0, abs=0.1)
 
 
 def test_group_sequential_type_one_error(netter1):
@@ -226,8 +226,61 @@ def test_trials_do_not_depend_on_threads_or_batches(netter1, monkeypatch):
             results.append(trials.simulate_trials(netter1, design))
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         for other in results[1:]:
-            for name in ("z", "hazard_ratio", "events", "patients", "cutoff_day"):
+            for name in ("z", "effect", "events", "patients", "cutoff_day"):
                 np.testing.assert_array_equal(getattr(results[0], name), getattr(other, name))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Response end points
+
+
+PERSONALISED, STANDARD = "personalised", "standard"  # DOSISPHERE-01's arms
+
+
+@pytest.fixture(scope="module")
+def dosisphere():
+    return load_small("dosisphere01")
+
+
+def test_response_trial_counts_every_randomised_patient(dosisphere):
+    design = trials.TrialDesign(PERSONALISED, STANDARD, 50, 6, endpoint="easl", allocation=(3, 2))
+    result = trials.simulate_trials(dosisphere, design)
+    end_day = (dosisphere.trial.accrual_months + dosisphere.trial.follow_up_months) * DAYS_PER_MONTH
+    assert np.all(result.patients == 50) and np.all(result.cutoff_day == end_day) and result.bounds.size == 1
+    for r in (0, 5):  # the replicate's own responders, straight from the engine and the summary's EASL reading
+        responders = []
+        for a, (name, n) in enumerate(zip((PERSONALISED, STANDARD), (30, 20), strict=True)):
+            ds = engine.simulate_outcomes(dosisphere, name, trials.OFFSET + (2 * r + a) * trials.STRIDE + np.arange(n))
+            responders.append(int(analysis.easl_index_response(ds).sum()))
+        k_e, k_r = responders
+        assert result.events[r, 0] == k_e + k_r
+        np.testing.assert_array_equal(result.response_rates[r], [k_e / 30, k_r / 20])
+        assert result.effect[r, 0] == k_e / 30 - k_r / 20
+        pbar = (k_e + k_r) / 50
+        assert result.z[r, 0] == pytest.approx((k_r / 20 - k_e / 30) / math.sqrt(pbar * (1 - pbar) * (1 / 30 + 1 / 20)),
+                                               rel=1e-12)
+
+
+def test_response_power_matches_the_normal_approximation(dosisphere):
+    """At 80 patients per arm, the simulated power of the score test is the normal-approximation power at the arms'
+    true response rates (estimated on 3,000 other patients per arm; Fleiss 2003 eq. 4.14 solved for the power), and
+    with the same regimen in both arms it is the type-I error."""
+    rates = [float(analysis.easl_index_response(engine.simulate_outcomes(dosisphere, arm, np.arange(3000))).mean())
+             for arm in (PERSONALISED, STANDARD)]
+    assert rates[0] - rates[1] > 0.08  # an effect the trial can see
+    n, (p1, p2) = 80, rates
+    pbar = (p1 + p2) / 2
+    expected = special.ndtr((abs(p1 - p2) * math.sqrt(n) - special.ndtri(0.975) * math.sqrt(2 * pbar * (1 - pbar)))
+                            / math.sqrt(p1 * (1 - p1) + p2 * (1 - p2)))
+    out = trials.summarise(trials.simulate_trials(dosisphere, trials.TrialDesign(
+        PERSONALISED, STANDARD, 2 * n, 300, endpoint="easl")), False)
+    assert out["power"] == pytest.approx(expected, abs=3 * out["power_mc_se"] + 0.04)  # + the rates' own error
+    assert out["test"] == "two-proportion score test" and "hr_median" not in out
+    assert out["response_rates_mean"] == pytest.approx(rates, abs=0.03)
+    assert out["rate_difference_ci"][0] < out["rate_difference_median"] < out["rate_difference_ci"][1]
+    same = trials.summarise(trials.simulate_trials(dosisphere, trials.TrialDesign(
+        STANDARD, STANDARD, 2 * n, 300, endpoint="easl")), True)
+    assert 0.02 <= same["type_i_error"] <= 0.09  # nominal 0.05
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -309,12 +362,38 @@ def test_cli_trial_output_file(tmp_path, capsys):
     (["--target-power", "1.2"], "--target-power = 1.2"),
     (["--max-patients-per-arm", "0"], "--max-patients-per-arm = 0"),
     (["--figure", "x.png"], "--figure x.png: needs --target-power"),
+    (["--endpoint", "psa50"], "--endpoint psa50: NETTER-1 does not model PSA"),
+    (["--endpoint", "orr", "--events", "40"], "--endpoint orr: a response end point is analysed once"),
 ])
 def test_cli_trial_errors(capsys, tmp_path, args, fragment):
     out = tmp_path / "never.h5"
     rc = cli.main(["trial", str(CONFIGS / "netter1.toml"), "--replicates", "5", "-o", str(out), *args])
     assert rc == 2 and fragment in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_response_trial_file(tmp_path, capsys):
+    out_h5 = tmp_path / "easl.h5"
+    rc = cli.main(["trial", "dosisphere01", "--endpoint", "easl", "--replicates", "12", "--patients", "40",
+                   "-o", str(out_h5), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["endpoint_name"] == "EASL response of the index lesion" and out["patients_per_arm"] == [20, 20]
+    with xr.open_dataset(out_h5, engine="h5netcdf") as ds:
+        design = ds.sel(size=40)
+        rates = design.response_rate.values  # (replicate, trial_arm)
+        np.testing.assert_allclose(design.rate_difference.sel(look="final"), rates[:, 0] - rates[:, 1])
+        np.testing.assert_allclose(design.events.sel(look="final"), 20 * rates.sum(axis=1))
+        assert float(design.rejected.mean()) == pytest.approx(out["power"], abs=5e-5)
+        assert "hazard_ratio" not in ds and list(ds.trial_arm.values) == ["experimental", "reference"]
+    capsys.readouterr()
+    cli.main(["trial", "dosisphere01", "--endpoint", "easl", "--replicates", "12", "--patients", "40"])
+    text = capsys.readouterr().out
+    assert "response-rate difference: median" in text and "two-proportion score test power at alpha 0.05" in text
+
+
+def test_cli_names_every_trial_end_point():
+    assert cli.ENDPOINT_CHOICES == trials.ENDPOINT_CHOICES
 
 
 def test_a_trial_needs_a_size():
