@@ -71,6 +71,11 @@ def _cycle_shares(distribution: dict[str, float]) -> str:
 
 
 SHOWN_DOSES = ("kidney", "marrow", "tumour")  # organs that ROWS show; any other organ gets a row of its own
+# ROWS of an organ that no arm irradiates (90Y microspheres: kidneys, marrow): its dose row is left out, and its
+# toxicity rows where they are 0 in every arm (no background either)
+ORGAN_ROWS = {"kidney": ("Kidney dose / BED, median (Gy)",),
+              "marrow": ("Marrow dose, median (Gy)", "Grade >=3 thrombocytopenia",
+                         "Grade >=3 haematological (any line)", "MDS/AML")}
 
 
 def _organ_rows(summary: dict) -> list[tuple[str, object]]:
@@ -119,7 +124,8 @@ def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]
     """The arm headers and, for each of :data:`ROWS` (and any further organ's dose row, after the marrow's, and each
     late toxicity's, after the renal row), its label
     (PFS named as the trial names it) and one formatted cell per arm, then the :data:`EFFECT_ROWS` against the
-    reference arm; rows that are "-" for every arm are left out."""
+    reference arm; rows that are "-" for every arm are left out, and so are the :data:`ORGAN_ROWS` of an organ that
+    no arm irradiates where they show only zeros."""
     arms = summary["arms"]
     header = [arm["label"] or name for name, arm in arms.items()]
     labels = [label for label, _ in ROWS]
@@ -131,9 +137,17 @@ def summary_cells(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]
         effects = {name: summary["comparisons"].get(f"{name} vs {reference}") for name in arms}
         cells += [(label, [cell(c) if c is not None else "reference" for c in effects.values()])
                   for label, cell in EFFECT_ROWS]
+    unirradiated = {label for organ, labels in ORGAN_ROWS.items()
+                    if not any(arm.get(f"{organ}_dose_gy_median") for arm in arms.values()) for label in labels}
     pfs = summary.get("pfs_name", "PFS")  # rPFS where the trial's end point is radiographic
     return header, [(re.sub(r"\bPFS\b", pfs, label), row) for label, row in cells
-                    if any(c != "-" for c in row)]  # a row that means nothing for every arm is left out
+                    if any(c != "-" for c in row)  # a row that means nothing for every arm is left out
+                    and not (label in unirradiated and all(_is_zero(c) for c in row))]
+
+
+def _is_zero(cell: str) -> bool:
+    """Whether a formatted cell shows only zeros ("0.0%", "0.00", "0.0 / 0.0")."""
+    return not re.search(r"[1-9]", cell)
 
 
 def _title(summary: dict) -> str:

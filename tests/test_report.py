@@ -217,6 +217,26 @@ def test_summary_rows_name_the_trials_end_point_and_skip_empty_rows(netter1_run)
     assert [label for label, _ in radiographic] == [label.replace("PFS", "rPFS") for label in labels]
 
 
+def test_rows_of_an_organ_no_arm_irradiates_are_left_out(netter1_run):
+    """As with 90Y microspheres: no arm gives the kidneys or the marrow a dose. Their dose rows go; their toxicity
+    rows go where every arm shows 0, and stay where one shows a background rate; a control arm's zero dose beside a
+    treated arm keeps its rows."""
+    summary = analysis.summary(netter1_run)
+    labels = [label for label, _ in report.summary_cells(summary)[1]]
+    assert {"Kidney dose / BED, median (Gy)", "Marrow dose, median (Gy)", "MDS/AML"} <= set(labels)
+    arms = {}
+    for name, arm in summary["arms"].items():
+        arms[name] = {**arm, "kidney_dose_gy_median": 0.0, "kidney_bed_gy_median": 0.0, "marrow_dose_gy_median": 0.0,
+                      "grade3plus_thrombocytopenia_rate": 0.0, "mds_aml_rate": 0.0,
+                      "grade3plus_haematological_rate": 0.05 if name == "control" else 0.0}
+    rows = dict(report.summary_cells({**summary, "arms": arms})[1])
+    for gone in ("Kidney dose / BED, median (Gy)", "Marrow dose, median (Gy)", "Grade >=3 thrombocytopenia",
+                 "MDS/AML"):
+        assert gone not in rows
+    assert rows["Grade >=3 haematological (any line)"] == ["0.0%", "5.0%"]  # a background rate: kept
+    assert "Renal grade >=3 (any cause)" in rows  # background renal events whatever the dose
+
+
 def test_incidence_figure_draws_the_summary_incidences(netter1_run):
     """Each arm's curve in incidence.png is the summary's cumulative incidence at the 24- and 60-month horizons."""
     import matplotlib.pyplot as plt
