@@ -193,7 +193,7 @@ def endpoint_name(cfg: Config, endpoint: str) -> str:
 
 def same_regimen(cfg: Config, a: str, b: str) -> bool:
     """Whether two arms apply the same treatment: their configs are equal but for name and label (every kernel
-    input of an arm comes from its config and the shared sections), so the log-rank rejection rate is then the
+    input of an arm comes from its config and the shared sections), so the rejection rate of the test is then the
     type-I error."""
     def treatment(name: str) -> dict:
         return cfg.arm(name).model_dump(exclude={"name", "label"})
