@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                        "--events, Lan-DeMets O'Brien-Fleming-type boundaries (default: none)")
     trial.add_argument("--replicates", type=int, default=400, help="virtual trials (default: %(default)s)")
     trial.add_argument("--alpha", type=float, default=0.05,
-                       help="two-sided log-rank significance level (default: %(default)s)")
+                       help="two-sided significance level of the test (default: %(default)s)")
     trial.add_argument("--endpoint", choices=ENDPOINT_CHOICES, default="pfs",
                        help="a time to event (log-rank), or a response analysed at the end of follow-up (two-"
                        "proportion score test): EASL response of the index lesion at the first scan, RECIST "
