@@ -516,6 +516,19 @@ def search_summary(design: TrialDesign, target_power: float, max_per_arm: int, n
 # Per-replicate file
 
 
+# a trial file's per-analysis variables: (name, TrialResult field, long_name), by whether the end point is a response
+LOOK_VARIABLES = {
+    False: (("z", "z", "signed log-rank statistic (O - E) / sqrt(V) of the experimental arm; negative favours it"),
+            ("p_value", "p_value", "two-sided nominal log-rank p-value"),
+            ("hazard_ratio", "effect", "Cox hazard ratio (Efron ties), experimental vs reference"),
+            ("events", "events", "events analysed, both arms")),
+    True: (("z", "z", "two-proportion score statistic (pooled), negative favours the experimental arm"),
+           ("p_value", "p_value", "two-sided nominal p-value of the two-proportion score test"),
+           ("rate_difference", "effect", "response rate, experimental minus reference"),
+           ("events", "events", "responders, both arms")),
+}
+
+
 def dataset(cfg: Config, design: TrialDesign, results: dict[int, TrialResult], flags: dict) -> xr.Dataset:
     """Every evaluated size's per-replicate analyses as a Dataset (size x replicate x look), with the design (the
     command's ``flags`` and the resolved ``design``) and the provenance (config, seed, version, commit) in its
@@ -528,28 +541,11 @@ def dataset(cfg: Config, design: TrialDesign, results: dict[int, TrialResult], f
         return np.stack([getattr(results[n], name) for n in sizes])
 
     per_look = ("size", "replicate", "look")
+    statistic = {name: (per_look, stack(field), {"units": "1", "long_name": text})
+                 for name, field, text in LOOK_VARIABLES[first.design.response]}
     if first.design.response:
-        statistic = {
-            "z": (per_look, stack("z"), {"units": "1", "long_name": "two-proportion score statistic (pooled), "
-                                         "negative favours the experimental arm"}),
-            "p_value": (per_look, stack("p_value"), {"units": "1", "long_name": "two-sided nominal p-value of the "
-                                                     "two-proportion score test"}),
-            "rate_difference": (per_look, stack("effect"), {"units": "1", "long_name": "response rate, experimental "
-                                                            "minus reference"}),
-            "events": (per_look, stack("events"), {"units": "1", "long_name": "responders, both arms"}),
-            "response_rate": (("size", "replicate", "trial_arm"), stack("response_rates"),
-                              {"units": "1", "long_name": f"{RESPONSE_NAMES[first.design.endpoint]} rate"}),
-        }
-    else:
-        statistic = {
-            "z": (per_look, stack("z"), {"units": "1", "long_name": "signed log-rank statistic (O - E) / sqrt(V) of "
-                                         "the experimental arm; negative favours it"}),
-            "p_value": (per_look, stack("p_value"), {"units": "1", "long_name": "two-sided nominal log-rank "
-                                                     "p-value"}),
-            "hazard_ratio": (per_look, stack("effect"), {"units": "1", "long_name": "Cox hazard ratio (Efron ties), "
-                                                         "experimental vs reference"}),
-            "events": (per_look, stack("events"), {"units": "1", "long_name": "events analysed, both arms"}),
-        }
+        statistic["response_rate"] = (("size", "replicate", "trial_arm"), stack("response_rates"),
+                                      {"units": "1", "long_name": f"{RESPONSE_NAMES[first.design.endpoint]} rate"})
     data = {
         **statistic,
         "patients_analysed": (per_look, stack("patients"), {"units": "1", "long_name": "patients randomised by "
